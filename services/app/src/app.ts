@@ -1,0 +1,37 @@
+// Builds the Express app from its parts; never listens (server.ts does).
+import express, { type Express } from "express";
+import type { Redis } from "ioredis";
+import type { Logger } from "pino";
+import type { Config } from "./config.ts";
+import { AtomicCounter, SessionCounter, type Counter } from "./counter.ts";
+import type { Lifecycle } from "./lifecycle.ts";
+import { errorHandler, unknownRoute } from "./middleware/errors.ts";
+import { replicaHeader } from "./middleware/replica.ts";
+import { requestLog } from "./middleware/request-log.ts";
+import { apiRoutes } from "./routes/api.ts";
+import { healthRoutes } from "./routes/health.ts";
+import { seedRoutes } from "./routes/seed.ts";
+import { absoluteTimeout, createStore, sessionMiddleware } from "./session.ts";
+
+export type AppDeps = { config: Config; logger: Logger; redis: Redis | undefined; lifecycle: Lifecycle };
+
+export function createApp({ config, logger, redis, lifecycle }: AppDeps): Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+  app.set("trust proxy", config.trustProxy);
+  app.set("session cookie name", config.session.cookieName);
+
+  const counter: Counter = config.counter === "atomic" && redis ? new AtomicCounter(redis, config) : new SessionCounter();
+  const store = createStore(config, redis);
+
+  app.use(replicaHeader(config.replicaId, lifecycle));
+  app.use(requestLog(logger));
+  app.use(healthRoutes({ replicaId: config.replicaId, lifecycle, redis }));
+  app.use(sessionMiddleware(config, store), absoluteTimeout(config));
+  app.use(seedRoutes(counter));
+  app.use("/api", apiRoutes({ counter, replicaId: config.replicaId, cookieName: config.session.cookieName }));
+  app.use(unknownRoute);
+  app.use(errorHandler);
+  return app;
+}

@@ -1,0 +1,153 @@
+// Parses the environment once at boot into a frozen, typed config.
+// Every problem is collected, so one failed start names every wrong key.
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { z } from "zod";
+
+const DEV_SECRET = "dev-only-secret-change-me-0123456789abcdef";
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const schema = z
+  .object({
+    NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+    HOST: z.string().min(1).default("0.0.0.0"),
+    PORT: int(0, 65535).default(3000),
+    REPLICA_ID: z.string().regex(/^[\w.-]{1,64}$/, "letters, digits, '.', '_' or '-', at most 64").optional(),
+    LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    STORE: z.enum(["redis", "memory"]).default("redis"),
+    COUNTER: z.enum(["atomic", "session"]).optional(),
+    REDIS_URL: z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" }).default("redis://127.0.0.1:6379"),
+    REDIS_PASSWORD: z.string().optional(),
+    REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000).default(500),
+    REDIS_CONNECT_TIMEOUT_MS: int(50, 60_000).default(1000),
+    SESSION_SECRET: z.string().optional(),
+    SESSION_SECRETS: z.string().optional(),
+    SESSION_COOKIE_NAME: z.string().regex(/^[\w-]{1,64}$/, "a cookie token: letters, digits, '_' or '-'").default("sid"),
+    SESSION_IDLE_TIMEOUT_SECONDS: int(1, 31 * 86400).default(1800),
+    SESSION_ABSOLUTE_TIMEOUT_SECONDS: int(1, 366 * 86400).default(86400),
+    IDEMPOTENCY_TTL_SECONDS: int(1, 7 * 86400).default(86400),
+    TRUST_PROXY: z.string().default("1"),
+    KEEP_ALIVE_TIMEOUT_MS: int(1000, 600_000).default(65_000),
+    SHUTDOWN_DELAY_MS: int(0, 60_000).default(300),
+    SHUTDOWN_DRAIN_MS: int(100, 120_000).default(10_000),
+  })
+  .superRefine((c, ctx) => {
+    if (c.STORE === "memory" && c.COUNTER === "atomic") {
+      ctx.addIssue({ code: "custom", path: ["COUNTER"], message: "atomic needs STORE=redis; use COUNTER=session with STORE=memory" });
+    }
+  });
+
+export type Config = Readonly<{
+  nodeEnv: "development" | "production" | "test";
+  host: string;
+  port: number;
+  replicaId: string;
+  logLevel: string;
+  store: "redis" | "memory";
+  counter: "atomic" | "session";
+  redis: Readonly<{ url: string; password: string | undefined; commandTimeoutMs: number; connectTimeoutMs: number }>;
+  session: Readonly<{
+    secrets: readonly string[];
+    usingDevSecret: boolean;
+    cookieName: string;
+    idleTimeoutSeconds: number;
+    absoluteTimeoutSeconds: number;
+  }>;
+  idempotencyTtlSeconds: number;
+  trustProxy: string | number | boolean;
+  keepAliveTimeoutMs: number;
+  shutdownDelayMs: number;
+  shutdownDrainMs: number;
+}>;
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Resolves `X_FILE` variables (Docker secrets) into `X`; both set at once is an error. */
+function resolveFiles(env: Env, keys: string[], problems: string[]): Env {
+  const out: Env = { ...env };
+  for (const key of keys) {
+    const file = env[`${key}_FILE`];
+    if (file === undefined || file === "") continue;
+    if (env[key] !== undefined && env[key] !== "") {
+      problems.push(`${key}_FILE: set either ${key} or ${key}_FILE, not both`);
+      continue;
+    }
+    try {
+      out[key] = readFileSync(file, "utf8").trim();
+    } catch (err) {
+      problems.push(`${key}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+  }
+  return out;
+}
+
+function parseTrustProxy(value: string): string | number | boolean {
+  if (value === "true") return true;
+  if (value === "false") return false;
+  if (/^\d+$/.test(value)) return Number(value);
+  return value;
+}
+
+export function loadConfig(rawEnv: Env = process.env): Config {
+  const problems: string[] = [];
+  // Empty strings mean "unset", as in most .env tooling.
+  const cleaned: Env = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== ""));
+  const env = resolveFiles(cleaned, ["SESSION_SECRET", "SESSION_SECRETS", "REDIS_PASSWORD"], problems);
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(`${issue.path.join(".") || "(env)"}: ${issue.message}`);
+  }
+
+  const secretsRaw = env.SESSION_SECRETS ?? env.SESSION_SECRET;
+  const secrets = (secretsRaw ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const nodeEnv = parsed.success ? parsed.data.NODE_ENV : env.NODE_ENV;
+  if (env.SESSION_SECRETS !== undefined && env.SESSION_SECRET !== undefined) {
+    problems.push("SESSION_SECRETS: set either SESSION_SECRET or SESSION_SECRETS (new,old), not both");
+  }
+  if (nodeEnv === "production") {
+    if (secrets.length === 0) problems.push("SESSION_SECRET: required when NODE_ENV=production");
+    for (const [i, s] of secrets.entries()) {
+      if (Buffer.byteLength(s) < 32) problems.push(`SESSION_SECRET: secret #${i + 1} is ${Buffer.byteLength(s)} bytes; at least 32 are required in production`);
+    }
+  }
+
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+  const c = parsed.data;
+  return Object.freeze({
+    nodeEnv: c.NODE_ENV,
+    host: c.HOST,
+    port: c.PORT,
+    replicaId: c.REPLICA_ID ?? hostname(),
+    logLevel: c.LOG_LEVEL,
+    store: c.STORE,
+    counter: c.COUNTER ?? (c.STORE === "redis" ? "atomic" : "session"),
+    redis: Object.freeze({
+      url: c.REDIS_URL,
+      password: c.REDIS_PASSWORD,
+      commandTimeoutMs: c.REDIS_COMMAND_TIMEOUT_MS,
+      connectTimeoutMs: c.REDIS_CONNECT_TIMEOUT_MS,
+    }),
+    session: Object.freeze({
+      secrets: Object.freeze(secrets.length > 0 ? secrets : [DEV_SECRET]),
+      usingDevSecret: secrets.length === 0,
+      cookieName: c.SESSION_COOKIE_NAME,
+      idleTimeoutSeconds: c.SESSION_IDLE_TIMEOUT_SECONDS,
+      absoluteTimeoutSeconds: c.SESSION_ABSOLUTE_TIMEOUT_SECONDS,
+    }),
+    idempotencyTtlSeconds: c.IDEMPOTENCY_TTL_SECONDS,
+    trustProxy: parseTrustProxy(c.TRUST_PROXY),
+    keepAliveTimeoutMs: c.KEEP_ALIVE_TIMEOUT_MS,
+    shutdownDelayMs: c.SHUTDOWN_DELAY_MS,
+    shutdownDrainMs: c.SHUTDOWN_DRAIN_MS,
+  });
+}

@@ -1,0 +1,117 @@
+// The two counters: "atomic" (default; one Lua script per increment, exactly-once with an
+// Idempotency-Key) and "session" (the seed's req.session.count++, kept to show what it loses).
+import { createHash } from "node:crypto";
+import type { Request } from "express";
+import type { Redis } from "ioredis";
+import type { Config } from "./config.ts";
+import { badRequest, conflict, unprocessable } from "./errors.ts";
+import { keys, saveSession, TOUCHED } from "./session.ts";
+import { withStore } from "./redis.ts";
+
+export type IncrementResult = { count: number; replayed: boolean };
+export type IncrementRequest = { by: number; idempotencyKey: string | undefined };
+
+export interface Counter {
+  readonly mode: "atomic" | "session";
+  increment(req: Request, inc: IncrementRequest): Promise<IncrementResult>;
+  read(req: Request): Promise<number>;
+}
+
+// Check, increment and remember the result in one atomic step. A failure can lose the
+// increment (nothing is applied) but can never apply it twice. Status codes:
+// 0 incremented, 1 replayed from the key, 2 key reused with another request, 3 session gone.
+const INCREMENT_LUA = `
+local idem = KEYS[3]
+if idem then
+  local prev = redis.call('HMGET', idem, 'fp', 'count')
+  if prev[1] then
+    if prev[1] ~= ARGV[4] then return {2, 0} end
+    return {1, tonumber(prev[2])}
+  end
+end
+if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 0 then return {3, 0} end
+local n = redis.call('INCRBY', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+if idem then
+  redis.call('HSET', idem, 'fp', ARGV[4], 'count', n)
+  redis.call('EXPIRE', idem, ARGV[3])
+end
+return {0, n}
+`;
+
+type IncrementFn = (numKeys: number, ...args: (string | number)[]) => Promise<[number, number]>;
+
+export class AtomicCounter implements Counter {
+  readonly mode = "atomic" as const;
+  readonly #redis: Redis & { counterIncrement?: IncrementFn };
+  readonly #ttl: number;
+  readonly #idemTtl: number;
+  constructor(redis: Redis, config: Config) {
+    this.#redis = redis;
+    this.#ttl = config.session.idleTimeoutSeconds;
+    this.#idemTtl = config.idempotencyTtlSeconds;
+    // defineCommand sends EVALSHA and falls back to EVAL once after a Redis restart.
+    redis.defineCommand("counterIncrement", { lua: INCREMENT_LUA });
+  }
+
+  async increment(req: Request, inc: IncrementRequest): Promise<IncrementResult> {
+    // A new session must exist in Redis before its counter does, so the script can tie them.
+    if (req.session.createdAt === undefined) {
+      req.session.createdAt = Date.now();
+      await saveSession(req);
+    }
+    const sid = req.sessionID;
+    const fp = fingerprint(req, inc.by);
+    const k = [keys.session(sid), keys.counter(sid)];
+    if (inc.idempotencyKey !== undefined) k.push(keys.idempotency(sid, inc.idempotencyKey));
+    const fn = this.#redis.counterIncrement as IncrementFn;
+    const [status, count] = await withStore(() => fn.call(this.#redis, k.length, ...k, this.#ttl, inc.by, this.#idemTtl, fp));
+    (req.session as unknown as Record<symbol, boolean>)[TOUCHED] = true;
+    if (status === 2) throw unprocessable("idempotency_key_reused", "This Idempotency-Key was already used with a different request; send a new key.");
+    if (status === 3) throw conflict("session_expired", "The session expired or was destroyed during the request; a new one starts on the next request.");
+    return { count, replayed: status === 1 };
+  }
+
+  async read(req: Request): Promise<number> {
+    if (req.session.createdAt === undefined) return 0;
+    const v = await withStore(() => this.#redis.get(keys.counter(req.sessionID)));
+    return v === null ? 0 : Number(v);
+  }
+}
+
+/** The seed's counter: read the session, add, write the whole session back. Loses updates under concurrency. */
+export class SessionCounter implements Counter {
+  readonly mode = "session" as const;
+  async increment(req: Request, inc: IncrementRequest): Promise<IncrementResult> {
+    if (inc.idempotencyKey !== undefined) {
+      throw badRequest("idempotency_unsupported", "Idempotency-Key needs COUNTER=atomic; this replica runs the seed's COUNTER=session.");
+    }
+    req.session.createdAt ??= Date.now();
+    req.session.count = (req.session.count ?? 0) + inc.by;
+    // Acknowledge only what the store has accepted.
+    await saveSession(req);
+    return { count: req.session.count, replayed: false };
+  }
+  async read(req: Request): Promise<number> {
+    return req.session.count ?? 0;
+  }
+}
+
+function fingerprint(req: Request, by: number): string {
+  return createHash("sha256").update(`${req.method} ${req.baseUrl}${req.path} by=${by}`).digest("base64url").slice(0, 22);
+}
+
+const KEY_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * Reads the Idempotency-Key header: a structured-field string ("...") as the IETF draft
+ * defines it, or the bare token Stripe-style clients send. Anything else is a 400.
+ */
+export function parseIdempotencyKey(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const raw = header.length >= 2 && header.startsWith('"') && header.endsWith('"') ? header.slice(1, -1) : header;
+  if (!KEY_RE.test(raw)) {
+    throw badRequest("invalid_idempotency_key", "Idempotency-Key must be 1-128 characters of letters, digits, '.', '_', ':' or '-' (a UUID works).");
+  }
+  return raw;
+}

@@ -1,0 +1,41 @@
+// The last middleware: turns every error into a JSON body with a status a client can act on.
+import type { ErrorRequestHandler, RequestHandler } from "express";
+import { HttpError, notFound, StoreUnavailableError } from "../errors.ts";
+import { toStoreError } from "../redis.ts";
+
+export const unknownRoute: RequestHandler = (_req, _res, next) => next(notFound());
+
+type BodyParserError = Error & { type?: string; status?: number };
+
+function classify(err: unknown): HttpError | undefined {
+  const mapped = toStoreError(err);
+  if (mapped instanceof HttpError) return mapped;
+  const e = err as BodyParserError;
+  switch (e?.type) {
+    case "entity.parse.failed":
+      return new HttpError(400, "invalid_json", "The request body is not valid JSON.");
+    case "entity.too.large":
+      return new HttpError(413, "body_too_large", "The request body is larger than this API accepts (1 KiB).");
+    case "encoding.unsupported":
+    case "charset.unsupported":
+      return new HttpError(415, "unsupported_encoding", "Send the body as UTF-8 JSON.");
+  }
+  return undefined;
+}
+
+export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
+  const known = classify(err);
+  if (known instanceof StoreUnavailableError) req.log?.warn({ err: (known.cause as Error)?.message, applied: known.applied }, "store unavailable");
+  else if (!known) req.log?.error({ err }, "unhandled error");
+  const status = known?.status ?? 500;
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  for (const [k, v] of Object.entries(known?.headers ?? {})) res.setHeader(k, v);
+  res.setHeader("Cache-Control", "no-store");
+  res.status(status).json({
+    error: known?.code ?? "internal",
+    message: known?.message ?? "Something went wrong on this replica; it has been logged.",
+  });
+};

@@ -1,0 +1,28 @@
+// pino-http: one JSON line per request with the id nginx assigned ($request_id), echoed back.
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { pinoHttp } from "pino-http";
+import type { Logger } from "pino";
+
+const ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+export function requestLog(logger: Logger) {
+  return pinoHttp({
+    logger,
+    genReqId(req: IncomingMessage, res: ServerResponse) {
+      const header = req.headers["x-request-id"];
+      const id = typeof header === "string" && ID_RE.test(header) ? header : randomUUID();
+      res.setHeader("X-Request-ID", id);
+      return id;
+    },
+    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? "error" : res.statusCode >= 400 ? "warn" : "info"),
+    // Health probes every few seconds would drown the interesting lines.
+    autoLogging: { ignore: (req) => req.url === "/healthz" || req.url === "/readyz" },
+    serializers: {
+      req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, path: req.url }),
+      res: (res: { statusCode: number }) => ({ status: res.statusCode }),
+    },
+    customAttributeKeys: { responseTime: "ms" },
+    wrapSerializers: false,
+  });
+}

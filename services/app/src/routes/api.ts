@@ -1,0 +1,58 @@
+// The JSON API: POST /api/counter (optionally with Idempotency-Key), GET and DELETE /api/session.
+import { Router, json, type Request } from "express";
+import { parseIdempotencyKey, type Counter } from "../counter.ts";
+import { badRequest, HttpError, methodNotAllowed } from "../errors.ts";
+import { destroySession, sessionLabel } from "../session.ts";
+
+function parseBy(req: Request): number {
+  const body: unknown = req.body;
+  if (body === undefined || (typeof body === "object" && body !== null && Object.keys(body).length === 0)) return 1;
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw badRequest("invalid_body", 'The body must be a JSON object such as {"by": 1}, or empty.');
+  const { by, ...rest } = body as Record<string, unknown>;
+  const extra = Object.keys(rest);
+  if (extra.length > 0) throw badRequest("invalid_body", `Unknown field(s): ${extra.join(", ")}. Only "by" is accepted.`);
+  if (by === undefined) return 1;
+  if (typeof by !== "number" || !Number.isInteger(by) || by < 1 || by > 1000) throw badRequest("invalid_body", '"by" must be an integer from 1 to 1000.');
+  return by;
+}
+
+export function apiRoutes(opts: { counter: Counter; replicaId: string; cookieName: string }): Router {
+  const { counter, replicaId } = opts;
+  const r = Router();
+  const body = json({ limit: "1kb", strict: true });
+  const label = (req: Request) => (req.session.createdAt === undefined ? null : sessionLabel(req.sessionID));
+
+  r.route("/counter")
+    .post((req, _res, next) => {
+      const type = req.headers["content-type"];
+      if (req.headers["content-length"] !== undefined && req.headers["content-length"] !== "0" && type !== undefined && !req.is("application/json")) {
+        next(new HttpError(415, "unsupported_media_type", "Send the body as application/json, or send none."));
+        return;
+      }
+      next();
+    }, body, async (req, res) => {
+      const idempotencyKey = parseIdempotencyKey(req.get("Idempotency-Key"));
+      const by = parseBy(req);
+      const { count, replayed } = await counter.increment(req, { by, idempotencyKey });
+      res.setHeader("Cache-Control", "no-store");
+      if (replayed) res.setHeader("Idempotent-Replayed", "true");
+      res.json({ count, replica: replicaId, session: label(req) });
+    })
+    .all((_req, _res, next) => next(methodNotAllowed(["POST"])));
+
+  r.route("/session")
+    .get(async (req, res) => {
+      const count = await counter.read(req);
+      res.setHeader("Cache-Control", "no-store");
+      res.json({ count, replica: replicaId, session: label(req) });
+    })
+    .delete(async (req, res) => {
+      const existed = req.session.createdAt !== undefined;
+      await destroySession(req);
+      res.clearCookie(opts.cookieName, { path: "/" });
+      res.setHeader("Cache-Control", "no-store");
+      res.json({ destroyed: existed, replica: replicaId });
+    })
+    .all((_req, _res, next) => next(methodNotAllowed(["GET", "HEAD", "DELETE"])));
+  return r;
+}
