@@ -23,6 +23,9 @@ export function requestLog(logger: Logger) {
       res: (res: { statusCode: number }) => ({ status: res.statusCode }),
     },
     customAttributeKeys: { responseTime: "ms" },
+    // A 5xx is already explained by the error handler's own line; don't add a fake stack.
+    customErrorMessage: () => "request completed",
+    customErrorObject: (_req, res, _err, val: Record<string, unknown>) => ((res as { err?: unknown }).err ? val : { ...val, err: undefined }),
     wrapSerializers: false,
   });
 }

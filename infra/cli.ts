@@ -1,0 +1,122 @@
+// The command line behind `make up`, `make kill` and friends. It drives clusters only
+// through the Cluster interface, so every command works the same locally and in Compose.
+import { parseArgs } from "node:util";
+import type { Cluster, Signal } from "./cluster/cluster.ts";
+import { attachCluster, chooseKind, createCluster } from "./cluster/open.ts";
+
+const usage = `usage: node infra/cli.ts <command> [options]
+  up [--replicas N] [--port P]     start the cluster (CLUSTER=auto|local|compose)
+  down                             stop it and remove its data
+  ps                               list replicas
+  logs [--lines N]                 recent log lines of every component
+  kill --replica N [--signal KILL|TERM]
+  start --replica N
+  scale --replicas N
+  restart-redis [--signal KILL|TERM]
+  url                              print the load balancer's URL`;
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    replicas: { type: "string" },
+    replica: { type: "string" },
+    port: { type: "string" },
+    signal: { type: "string", default: "TERM" },
+    lines: { type: "string", default: "40" },
+  },
+});
+
+function intOption(name: string, value: string | undefined, fallback?: number): number {
+  if (value === undefined || value === "") {
+    if (fallback !== undefined) return fallback;
+    throw new Error(`--${name} is required (a whole number)`);
+  }
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a whole number, not "${value}"`);
+  return n;
+}
+
+function signalOption(value: string | undefined): Signal {
+  const v = (value ?? "TERM").toUpperCase().replace(/^SIG/, "");
+  if (v !== "TERM" && v !== "KILL") throw new Error(`--signal must be TERM or KILL, not "${value}"`);
+  return `SIG${v}`;
+}
+
+async function running(): Promise<Cluster> {
+  const c = await attachCluster();
+  if (!c) throw new Error("no cluster is up; run `make up` first");
+  return c;
+}
+
+async function printReplicas(c: Cluster): Promise<void> {
+  const rows = await c.replicas();
+  console.log(`${"REPLICA".padEnd(8)} ${"NAME".padEnd(24)} ${"STATE".padEnd(8)} URL`);
+  for (const r of rows) console.log(`${String(r.index).padEnd(8)} ${r.name.padEnd(24)} ${(r.running ? "running" : "stopped").padEnd(8)} ${r.url ?? "-"}`);
+}
+
+async function main(): Promise<void> {
+  const [command] = positionals;
+  switch (command) {
+    case "up": {
+      if (await attachCluster()) throw new Error("a cluster is already up; `make down` first, or `make ps` to see it");
+      const kind = chooseKind();
+      const cluster = await createCluster(kind, {
+        replicas: intOption("replicas", values.replicas, 3),
+        port: intOption("port", values.port, 8080),
+      });
+      console.log(`starting ${kind === "local" ? "local processes (no Docker engine answered)" : "Docker Compose"}...`);
+      await cluster.start();
+      const names = (await cluster.replicas()).map((r) => r.name);
+      console.log(`cluster up (${kind}): ${cluster.baseUrl()}`);
+      console.log(`replicas: ${names.join(", ")}`);
+      console.log(`try: curl -c jar -b jar ${cluster.baseUrl()}/counter`);
+      return;
+    }
+    case "down": {
+      const c = await attachCluster();
+      if (!c) return console.log("no cluster is up");
+      await c.stop();
+      return console.log(`cluster down (${c.kind})`);
+    }
+    case "ps":
+      return printReplicas(await running());
+    case "logs":
+      return console.log(await (await running()).logs(intOption("lines", values.lines, 40)));
+    case "kill": {
+      const c = await running();
+      const n = intOption("replica", values.replica);
+      const signal = signalOption(values.signal);
+      await c.killReplica(n, signal);
+      return console.log(`replica ${n} stopped with ${signal}`);
+    }
+    case "start": {
+      const c = await running();
+      const n = intOption("replica", values.replica);
+      await c.startReplica(n);
+      return console.log(`replica ${n} started and ready`);
+    }
+    case "scale": {
+      const c = await running();
+      const n = intOption("replicas", values.replicas);
+      await c.scale(n);
+      return printReplicas(c);
+    }
+    case "restart-redis": {
+      const c = await running();
+      const signal = signalOption(values.signal);
+      await c.stopRedis(signal);
+      await c.startRedis();
+      return console.log(`redis restarted (stopped with ${signal}); replicas reconnected`);
+    }
+    case "url":
+      return console.log((await running()).baseUrl());
+    default:
+      console.error(usage);
+      process.exitCode = 2;
+  }
+}
+
+main().catch((err: Error) => {
+  console.error(`error: ${err.message}`);
+  process.exitCode = 1;
+});

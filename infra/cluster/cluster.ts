@@ -1,0 +1,54 @@
+// The one interface every consumer drives a cluster through: `make up` and friends
+// (infra/cli.ts), the integration tests and the load harness. Two implementations:
+// local processes (local-cluster.ts) and Docker Compose (compose-cluster.ts).
+
+export type Signal = "SIGTERM" | "SIGKILL";
+
+export type ClusterOptions = {
+  /** Number of app replicas (default 3). */
+  replicas?: number;
+  /** Port the load balancer publishes on 127.0.0.1; 0 picks a free one. */
+  port?: number;
+  /** Extra environment for every replica (STORE, COUNTER, SESSION_SECRETS, ...). */
+  appEnv?: Record<string, string>;
+};
+
+export type ReplicaInfo = {
+  /** 1-based, stable across restarts; what `make kill REPLICA=n` takes. */
+  index: number;
+  /** The replica id the app reports in X-Replica. */
+  name: string;
+  running: boolean;
+  /** Direct URL of the replica (bypassing nginx), for /metrics and /readyz. */
+  url: string | undefined;
+};
+
+export interface Cluster {
+  readonly kind: "local" | "compose";
+  /** The load balancer's URL, e.g. http://127.0.0.1:8080. */
+  baseUrl(): string;
+  /** Starts Redis, the replicas and nginx, and resolves once every replica is ready. */
+  start(): Promise<void>;
+  /** Stops everything and removes what start() created (data included). */
+  stop(): Promise<void>;
+  replicas(): Promise<ReplicaInfo[]>;
+  /** Sends the signal and resolves once the replica has exited. */
+  killReplica(index: number, signal: Signal): Promise<void>;
+  /** Starts a stopped replica (same index, same name) and resolves once it is ready. */
+  startReplica(index: number): Promise<void>;
+  /** Every replica down (SIGTERM), then up again; resolves once all are ready. */
+  restartReplicas(): Promise<void>;
+  /** Changes the number of replicas; nginx follows. */
+  scale(replicas: number): Promise<void>;
+  stopRedis(signal: Signal): Promise<void>;
+  startRedis(): Promise<void>;
+  /** Runs one command on the cluster's Redis (for tests and reports: keys, INFO, MEMORY USAGE). */
+  redisCommand(...args: string[]): Promise<string>;
+  /** Recent log lines of every component, oldest first. */
+  logs(lines?: number): Promise<string>;
+}
+
+export async function restartRedis(cluster: Cluster, signal: Signal): Promise<void> {
+  await cluster.stopRedis(signal);
+  await cluster.startRedis();
+}

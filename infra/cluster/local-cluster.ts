@@ -1,0 +1,330 @@
+// The Cluster as local processes on 127.0.0.1: one redis-server (AOF on, its own data
+// folder, a password), N Node replicas and one nginx. State lives in a folder so that
+// separate commands (`make up`, then `make kill`) drive the same cluster.
+import { execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { dirname, join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import type { Cluster, ClusterOptions, ReplicaInfo, Signal } from "./cluster.ts";
+import { httpStatus, waitFor } from "./wait.ts";
+
+const run = promisify(execFile);
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const serverEntry = join(repoRoot, "services/app/src/server.ts");
+
+type Proc = { pid: number | undefined };
+type LocalState = {
+  kind: "local";
+  port: number;
+  redis: Proc & { port: number; password: string };
+  replicas: (Proc & { index: number; name: string; port: number })[];
+  nginx: Proc;
+  appEnv: Record<string, string>;
+  sessionSecret: string;
+};
+
+export type LocalClusterOptions = ClusterOptions & {
+  /** Folder for state, logs and Redis data; created if missing, removed by stop(). */
+  dir: string;
+};
+
+async function freePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolvePort(port));
+    });
+  });
+}
+
+/** True while `pid` runs (a zombie counts as gone) and its command line contains `marker`. */
+function alive(pid: number | undefined, marker: string): boolean {
+  if (!pid) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    if (/^\d+ \(.*\) [ZX] /.test(stat)) return false;
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ").includes(marker);
+  } catch {
+    return false;
+  }
+}
+
+async function need(binary: string, pkg: string): Promise<string> {
+  for (const dir of (process.env.PATH ?? "").split(":").concat(["/usr/sbin", "/usr/bin", "/sbin"])) {
+    const p = join(dir, binary);
+    if (existsSync(p)) return p;
+  }
+  throw new Error(`${binary} not found; install it: sudo apt-get install -y ${pkg} (make up and make test do this when run as root)`);
+}
+
+export class LocalCluster implements Cluster {
+  readonly kind = "local" as const;
+  readonly dir: string;
+  #state: LocalState;
+
+  private constructor(dir: string, state: LocalState) {
+    this.dir = dir;
+    this.#state = state;
+  }
+
+  /** A new cluster description; nothing runs until start(). */
+  static create(opts: LocalClusterOptions): LocalCluster {
+    const dir = resolve(opts.dir);
+    const n = opts.replicas ?? 3;
+    return new LocalCluster(dir, {
+      kind: "local",
+      port: opts.port ?? 0,
+      redis: { pid: undefined, port: 0, password: randomBytes(18).toString("base64url") },
+      replicas: Array.from({ length: n }, (_, i) => ({ index: i + 1, name: `app-${i + 1}`, port: 0, pid: undefined })),
+      nginx: { pid: undefined },
+      appEnv: opts.appEnv ?? {},
+      sessionSecret: randomBytes(32).toString("base64url"),
+    });
+  }
+
+  /** Re-opens a cluster that an earlier process started in `dir`, or undefined. */
+  static attach(dir: string): LocalCluster | undefined {
+    const file = join(resolve(dir), "state.json");
+    if (!existsSync(file)) return undefined;
+    return new LocalCluster(resolve(dir), JSON.parse(readFileSync(file, "utf8")) as LocalState);
+  }
+
+  baseUrl(): string {
+    return `http://127.0.0.1:${this.#state.port}`;
+  }
+
+  get redisPort(): number {
+    return this.#state.redis.port;
+  }
+
+  get redisPassword(): string {
+    return this.#state.redis.password;
+  }
+
+  #save(): void {
+    writeFileSync(join(this.dir, "state.json"), `${JSON.stringify(this.#state, null, 2)}\n`, { mode: 0o600 });
+  }
+
+  #log(name: string): string {
+    return join(this.dir, "logs", `${name}.log`);
+  }
+
+  #spawn(name: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): number {
+    const out = openSync(this.#log(name), "a");
+    try {
+      const child = spawn(cmd, args, { detached: true, stdio: ["ignore", out, out], env });
+      child.on("error", () => {}); // reported through the readiness wait instead
+      child.unref();
+      if (!child.pid) throw new Error(`could not start ${name} (${cmd})`);
+      return child.pid;
+    } finally {
+      closeSync(out);
+    }
+  }
+
+  async start(): Promise<void> {
+    const redisBin = await need("redis-server", "redis-server");
+    const nginxBin = await need("nginx", "nginx");
+    mkdirSync(join(this.dir, "logs"), { recursive: true });
+    mkdirSync(join(this.dir, "redis"), { recursive: true });
+    mkdirSync(join(this.dir, "nginx"), { recursive: true });
+    const s = this.#state;
+    if (s.port === 0) s.port = await freePort();
+    s.redis.port = await freePort();
+    for (const r of s.replicas) r.port = await freePort();
+    this.#save();
+    try {
+      await this.#startRedis(redisBin);
+      await Promise.all(s.replicas.map((r) => this.startReplica(r.index)));
+      await this.#startNginx(nginxBin);
+    } catch (err) {
+      const tail = await this.logs(30).catch(() => "");
+      await this.stop().catch(() => {});
+      throw new Error(`${(err as Error).message}\n--- recent logs ---\n${tail}`);
+    }
+  }
+
+  async #startRedis(bin: string): Promise<void> {
+    const r = this.#state.redis;
+    // AOF with fsync every second: an acknowledged write is in the kernel before Redis
+    // answers, so it survives SIGKILL of redis-server (a power cut could lose ~1 s).
+    r.pid = this.#spawn("redis", bin, [
+      "--port", String(r.port), "--bind", "127.0.0.1", "--dir", join(this.dir, "redis"),
+      "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+      "--requirepass", r.password, "--maxmemory-policy", "noeviction", "--daemonize", "no",
+    ]);
+    this.#save();
+    await waitFor(`redis on port ${r.port}`, async () => (await this.redisCommand("PING")) === "PONG", 15_000, 50);
+  }
+
+  async startReplica(index: number): Promise<void> {
+    const r = this.#replica(index);
+    if (alive(r.pid, this.dir)) return;
+    if (r.port === 0) r.port = await freePort();
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      NODE_ENV: "production",
+      HOST: "127.0.0.1",
+      PORT: String(r.port),
+      REPLICA_ID: r.name,
+      REDIS_URL: `redis://127.0.0.1:${this.#state.redis.port}`,
+      REDIS_PASSWORD: this.#state.redis.password,
+      SESSION_SECRET: this.#state.sessionSecret,
+      ...this.#state.appEnv,
+    };
+    // `--cluster-dir` is ignored by the app; it marks the process as this cluster's.
+    r.pid = this.#spawn(r.name, process.execPath, [serverEntry, `--cluster-dir=${this.dir}`], env);
+    this.#save();
+    await waitFor(`${r.name} ready on port ${r.port}`, async () => {
+      if (!alive(r.pid, this.dir)) throw new Error(`${r.name} exited; see ${this.#log(r.name)}`);
+      return (await httpStatus(`http://127.0.0.1:${r.port}/readyz`)) === 200;
+    }, 20_000);
+  }
+
+  #nginxConf(): string {
+    const d = join(this.dir, "nginx");
+    const servers = this.#state.replicas.map((r) => `    server 127.0.0.1:${r.port} max_fails=1 fail_timeout=2s;`).join("\n");
+    return `# Generated by infra/cluster/local-cluster.ts; the shared settings are in nginx/*.conf.
+worker_processes 2;
+pid ${d}/nginx.pid;
+events { worker_connections 4096; }
+http {
+  client_body_temp_path ${d}/client-body;
+  proxy_temp_path ${d}/proxy;
+  fastcgi_temp_path ${d}/fastcgi;
+  uwsgi_temp_path ${d}/uwsgi;
+  scgi_temp_path ${d}/scgi;
+  include ${join(repoRoot, "nginx/proxy.conf")};
+  access_log ${this.#log("nginx-access")} json;
+  upstream app {
+    # A shared zone makes round-robin one sequence across nginx's workers, not one each.
+    zone app 64k;
+${servers}
+    keepalive 64;
+    keepalive_timeout 60s;
+    keepalive_requests 10000;
+  }
+  server {
+    listen 127.0.0.1:${this.#state.port};
+    include ${join(repoRoot, "nginx/locations.conf")};
+  }
+}
+`;
+  }
+
+  async #startNginx(bin: string): Promise<void> {
+    const conf = join(this.dir, "nginx", "nginx.conf");
+    writeFileSync(conf, this.#nginxConf());
+    const args = ["-p", join(this.dir, "nginx"), "-c", conf, "-e", this.#log("nginx-error")];
+    await run(bin, [...args, "-t", "-q"]).catch((err: { stderr?: string }) => {
+      throw new Error(`nginx rejected its config: ${err.stderr ?? String(err)}`);
+    });
+    this.#state.nginx.pid = this.#spawn("nginx", bin, [...args, "-g", "daemon off;"]);
+    this.#save();
+    await waitFor(`nginx on port ${this.#state.port}`, async () => (await httpStatus(`${this.baseUrl()}/nginx-health`)) === 200, 10_000);
+  }
+
+  #replica(index: number) {
+    const r = this.#state.replicas.find((x) => x.index === index);
+    if (!r) throw new Error(`no replica ${index}; this cluster has ${this.#state.replicas.map((x) => x.index).join(", ")}`);
+    return r;
+  }
+
+  async replicas(): Promise<ReplicaInfo[]> {
+    return this.#state.replicas.map((r) => ({
+      index: r.index,
+      name: r.name,
+      running: alive(r.pid, this.dir),
+      url: `http://127.0.0.1:${r.port}`,
+    }));
+  }
+
+  async #signal(pid: number | undefined, marker: string, signal: NodeJS.Signals, what: string, timeoutMs = 20_000): Promise<void> {
+    if (!alive(pid, marker)) return;
+    try {
+      process.kill(pid!, signal);
+    } catch {
+      return;
+    }
+    await waitFor(`${what} to exit after ${signal}`, () => !alive(pid, marker), timeoutMs, 20);
+  }
+
+  async killReplica(index: number, signal: Signal): Promise<void> {
+    const r = this.#replica(index);
+    await this.#signal(r.pid, this.dir, signal, r.name);
+    r.pid = undefined;
+    this.#save();
+  }
+
+  async restartReplicas(): Promise<void> {
+    await Promise.all(this.#state.replicas.map((r) => this.killReplica(r.index, "SIGTERM")));
+    await Promise.all(this.#state.replicas.map((r) => this.startReplica(r.index)));
+  }
+
+  async scale(n: number): Promise<void> {
+    if (!Number.isInteger(n) || n < 1 || n > 32) throw new Error("scale takes a whole number of replicas from 1 to 32");
+    const s = this.#state;
+    while (s.replicas.length < n) {
+      const index = Math.max(0, ...s.replicas.map((r) => r.index)) + 1;
+      s.replicas.push({ index, name: `app-${index}`, port: 0, pid: undefined });
+      await this.startReplica(index);
+    }
+    const removed = s.replicas.splice(n);
+    await this.#reloadNginx();
+    for (const r of removed) await this.#signal(r.pid, this.dir, "SIGTERM", r.name);
+    this.#save();
+  }
+
+  async #reloadNginx(): Promise<void> {
+    writeFileSync(join(this.dir, "nginx", "nginx.conf"), this.#nginxConf());
+    const pid = this.#state.nginx.pid;
+    if (!alive(pid, this.dir)) throw new Error("nginx is not running");
+    process.kill(pid!, "SIGHUP");
+    // A reload starts new workers; give the old ones a moment to hand over.
+    await sleep(300);
+  }
+
+  async stopRedis(signal: Signal): Promise<void> {
+    await this.#signal(this.#state.redis.pid, `:${this.#state.redis.port}`, signal, "redis-server");
+    this.#state.redis.pid = undefined;
+    this.#save();
+  }
+
+  async startRedis(): Promise<void> {
+    if (!alive(this.#state.redis.pid, `:${this.#state.redis.port}`)) await this.#startRedis(await need("redis-server", "redis-server"));
+    // Replicas reconnect on their own (ioredis backoff, capped at 1 s); wait until they have.
+    await Promise.all((await this.replicas()).filter((r) => r.running).map((r) =>
+      waitFor(`${r.name} to reconnect to redis`, async () => (await httpStatus(`${r.url}/readyz`)) === 200, 10_000)));
+  }
+
+  async redisCommand(...args: string[]): Promise<string> {
+    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(this.#state.redis.port), "--no-auth-warning", "-a", this.#state.redis.password, ...args], { timeout: 5000 });
+    return stdout.trim();
+  }
+
+  async logs(lines = 50): Promise<string> {
+    const names = ["redis", ...this.#state.replicas.map((r) => r.name), "nginx-error", "nginx-access"];
+    const out: string[] = [];
+    for (const name of names) {
+      const file = this.#log(name);
+      if (!existsSync(file)) continue;
+      const tail = readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines);
+      for (const line of tail) if (line) out.push(`${name.padEnd(12)} | ${line}`);
+    }
+    return out.join("\n");
+  }
+
+  async stop(): Promise<void> {
+    const s = this.#state;
+    await this.#signal(s.nginx.pid, this.dir, "SIGTERM", "nginx").catch(() => {});
+    await Promise.all(s.replicas.map((r) => this.#signal(r.pid, this.dir, "SIGTERM", r.name).catch(() => this.#signal(r.pid, this.dir, "SIGKILL", r.name))));
+    await this.#signal(s.redis.pid, `:${s.redis.port}`, "SIGTERM", "redis-server").catch(() => this.#signal(s.redis.pid, `:${s.redis.port}`, "SIGKILL", "redis-server"));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,56 @@
+import { writeFileSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "./config.ts";
+
+const problemsOf = (env: Record<string, string>): string[] => {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+  return [];
+};
+
+describe("loadConfig", () => {
+  it("applies documented defaults and freezes the result", () => {
+    const c = loadConfig({});
+    expect(c.port).toBe(3000);
+    expect(c.store).toBe("redis");
+    expect(c.counter).toBe("atomic");
+    expect(c.session.usingDevSecret).toBe(true);
+    expect(c.keepAliveTimeoutMs).toBeGreaterThan(60_000);
+    expect(Object.isFrozen(c) && Object.isFrozen(c.session)).toBe(true);
+  });
+
+  it("defaults the counter to the seed's session counter with the memory store", () => {
+    expect(loadConfig({ STORE: "memory" }).counter).toBe("session");
+  });
+
+  it("lists every wrong key at once", () => {
+    const problems = problemsOf({ PORT: "http", STORE: "mongo", REDIS_URL: "http://x", LOG_LEVEL: "loud", SHUTDOWN_DRAIN_MS: "-1" });
+    const keys = problems.map((p) => p.split(":")[0]);
+    expect(keys).toEqual(expect.arrayContaining(["PORT", "STORE", "REDIS_URL", "LOG_LEVEL", "SHUTDOWN_DRAIN_MS"]));
+    expect(problems).toHaveLength(5);
+  });
+
+  it("refuses production without a secret, or with a short one", () => {
+    expect(problemsOf({ NODE_ENV: "production" })).toEqual(["SESSION_SECRET: required when NODE_ENV=production"]);
+    expect(problemsOf({ NODE_ENV: "production", SESSION_SECRET: "short" })[0]).toMatch(/at least 32/);
+    expect(problemsOf({ NODE_ENV: "production", SESSION_SECRET: "x".repeat(32) })).toEqual([]);
+  });
+
+  it("reads rotated secrets, newest first, and *_FILE variants", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    writeFileSync(join(dir, "s"), `${"n".repeat(32)},${"o".repeat(32)}\n`);
+    const c = loadConfig({ NODE_ENV: "production", SESSION_SECRETS_FILE: join(dir, "s") });
+    expect(c.session.secrets).toEqual(["n".repeat(32), "o".repeat(32)]);
+    expect(problemsOf({ SESSION_SECRET_FILE: join(dir, "missing") })[0]).toMatch(/^SESSION_SECRET_FILE: cannot read/);
+  });
+
+  it("rejects the atomic counter without Redis", () => {
+    expect(problemsOf({ STORE: "memory", COUNTER: "atomic" })[0]).toMatch(/^COUNTER:/);
+  });
+});

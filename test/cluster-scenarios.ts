@@ -1,0 +1,175 @@
+// Behaviour every Cluster implementation must show, through the load balancer only.
+// Local processes and Docker Compose both run this same suite.
+import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Cluster, ClusterOptions } from "../infra/cluster/cluster.ts";
+import { Visitor } from "../loadtest/client/visitor.ts";
+
+export type ClusterFactory = (opts: ClusterOptions) => Promise<Cluster> | Cluster;
+
+async function counts(v: Visitor, n: number): Promise<{ counts: number[]; replicas: string[]; statuses: number[] }> {
+  const out = { counts: [] as number[], replicas: [] as string[], statuses: [] as number[] };
+  for (let i = 0; i < n; i++) {
+    const r = await v.get("/counter");
+    out.statuses.push(r.status);
+    if (r.status === 200) out.counts.push(Number(r.text.replace("count is ", "")));
+    if (r.replica) out.replicas.push(r.replica);
+  }
+  return out;
+}
+
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+export function clusterScenarios(label: string, make: ClusterFactory, timeouts = { start: 120_000 }): void {
+  describe(`${label}: a cluster of 3 replicas sharing sessions through Redis`, () => {
+    let cluster: Cluster;
+    beforeAll(async () => {
+      cluster = await make({ replicas: 3, port: 0 });
+      await cluster.start();
+    }, timeouts.start);
+    afterAll(async () => {
+      await cluster?.stop();
+    }, timeouts.start);
+
+    it("spreads 30 requests round-robin over all 3 replicas", async () => {
+      const seen = new Map<string, number>();
+      for (let i = 0; i < 30; i++) {
+        const r = await new Visitor(cluster.baseUrl()).get("/api/session");
+        expect(r.status).toBe(200);
+        seen.set(r.replica!, (seen.get(r.replica!) ?? 0) + 1);
+      }
+      expect(seen.size).toBe(3);
+      for (const n of seen.values()) expect(n).toBeGreaterThanOrEqual(5);
+    });
+
+    it("counts 1..20 without gaps for one session served by every replica", async () => {
+      const v = new Visitor(cluster.baseUrl());
+      const r = await counts(v, 20);
+      expect(r.counts).toEqual(range(1, 20));
+      expect(new Set(r.replicas).size).toBe(3);
+    });
+
+    it("keeps the count when a replica is SIGKILLed mid-stream, and the replica rejoins when started", async () => {
+      const v = new Visitor(cluster.baseUrl());
+      expect((await counts(v, 5)).counts).toEqual(range(1, 5));
+      await cluster.killReplica(2, "SIGKILL");
+      const [victim] = (await cluster.replicas()).filter((x) => x.index === 2);
+      const during = await counts(v, 10);
+      expect(during.statuses.every((s) => s === 200)).toBe(true);
+      expect(during.counts).toEqual(range(6, 15));
+      expect(during.replicas).not.toContain(victim!.name);
+      await cluster.startReplica(2);
+      // nginx skips a failed replica for fail_timeout (2 s), then tries it again.
+      const after: string[] = [];
+      let expected = 16;
+      const until = Date.now() + 10_000;
+      while (!after.includes(victim!.name) && Date.now() < until) {
+        const r = await v.get("/counter");
+        expect(r.text).toBe(`count is ${expected++}`);
+        after.push(r.replica!);
+        await sleep(100);
+      }
+      expect(after).toContain(victim!.name);
+    });
+
+    it("fails no request while a replica drains on SIGTERM", async () => {
+      const visitors = Array.from({ length: 8 }, () => new Visitor(cluster.baseUrl()));
+      const statuses: number[] = [];
+      let stop = false;
+      const load = visitors.map(async (v, i) => {
+        for (let n = 0; !stop && n < 2000; n++) {
+          // Half the visitors use the seed's GET, half the keyed POST (both retried safely).
+          const r = i % 2 === 0 ? await v.get("/counter") : await v.increment(randomUUID());
+          statuses.push(r.status);
+        }
+      });
+      await sleep(300);
+      await cluster.killReplica(1, "SIGTERM");
+      await sleep(300);
+      stop = true;
+      await Promise.all(load);
+      await cluster.startReplica(1);
+      expect(statuses.length).toBeGreaterThan(50);
+      expect(statuses.filter((s) => s !== 200)).toEqual([]);
+    });
+
+    it("keeps the count when every replica restarts", async () => {
+      const v = new Visitor(cluster.baseUrl());
+      expect((await counts(v, 3)).counts).toEqual([1, 2, 3]);
+      await cluster.restartReplicas();
+      expect((await counts(v, 3)).counts).toEqual([4, 5, 6]);
+    });
+
+    it("keeps the count when Redis restarts after SIGTERM and after SIGKILL (AOF)", async () => {
+      const v = new Visitor(cluster.baseUrl());
+      expect((await counts(v, 3)).counts).toEqual([1, 2, 3]);
+      await cluster.stopRedis("SIGTERM");
+      await cluster.startRedis();
+      expect((await counts(v, 3)).counts).toEqual([4, 5, 6]);
+      await cluster.stopRedis("SIGKILL");
+      await cluster.startRedis();
+      expect((await counts(v, 3)).counts).toEqual([7, 8, 9]);
+    });
+
+    it("answers a fast JSON 503 while Redis is down and recovers without restarting replicas", async () => {
+      const v = new Visitor(cluster.baseUrl());
+      expect((await v.increment()).json?.count).toBe(1);
+      await cluster.stopRedis("SIGKILL");
+      try {
+        for (let i = 0; i < 6; i++) {
+          const r = await v.increment(undefined, { timeoutMs: 5000 });
+          expect(r.status).toBe(503);
+          expect(r.ms).toBeLessThan(2000);
+          expect(r.json?.error).toMatch(/^store_/);
+          expect(r.headers.get("retry-after")).toBe("1");
+        }
+        for (const replica of await cluster.replicas()) {
+          if (!replica.url) continue;
+          const ready = await fetch(`${replica.url}/readyz`);
+          expect(ready.status).toBe(503);
+          expect((await fetch(`${replica.url}/healthz`)).status).toBe(200);
+        }
+      } finally {
+        await cluster.startRedis();
+      }
+      const back = await v.increment();
+      expect(back.status).toBe(200);
+      expect(back.json?.count).toBe(2);
+    });
+
+    it("starts a new session for a tampered or unsigned cookie instead of failing", async () => {
+      const v = new Visitor(cluster.baseUrl());
+      await v.get("/counter");
+      const [name, value] = v.cookie!.split("=") as [string, string];
+      const tampered = `${name}=${value.slice(0, -3)}abc`;
+      const unsigned = `${name}=${encodeURIComponent(decodeURIComponent(value).replace(/^s:/, "").split(".")[0]!)}`;
+      for (const cookie of [tampered, unsigned, `${name}=garbage`, `${name}=s%3Aforged.sig`]) {
+        const r = await new Visitor(cluster.baseUrl(), cookie).get("/counter");
+        expect(r.status).toBe(200);
+        expect(r.text).toBe("count is 1");
+      }
+      expect((await v.get("/counter")).text).toBe("count is 2");
+    });
+  });
+
+  describe(`${label}: the seed's MemoryStore behind round-robin (negative control)`, () => {
+    let cluster: Cluster;
+    beforeAll(async () => {
+      cluster = await make({ replicas: 3, port: 0, appEnv: { STORE: "memory" } });
+      await cluster.start();
+    }, timeouts.start);
+    afterAll(async () => {
+      await cluster?.stop();
+    }, timeouts.start);
+
+    it("diverges: each replica keeps its own count, so the session's count is not 1..N", async () => {
+      const v = new Visitor(cluster.baseUrl());
+      const r = await counts(v, 12);
+      expect(r.statuses.every((s) => s === 200)).toBe(true);
+      expect(r.counts).not.toEqual(range(1, 12));
+      // Each replica counted only the requests it saw, after resetting the unknown session.
+      expect(Math.max(...r.counts)).toBeLessThan(12);
+    });
+  });
+}
