@@ -16,7 +16,7 @@ REPLICA ?= 1
 SIGNAL ?= TERM
 CLI := node infra/cli.ts
 
-.PHONY: help deps system-deps up down ps logs kill start scale restart-redis typecheck test
+.PHONY: help deps system-deps up down ps logs kill start scale restart-redis config typecheck test
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ scale: deps ## change the number of replicas to N
 
 restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives through AOF
 	@$(CLI) restart-redis --signal $(SIGNAL)
+
+config: deps ## check the app's configuration from the environment (as a replica would)
+	@node services/app/src/check-config.ts
 
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit

@@ -5,7 +5,8 @@ import { join, resolve } from "node:path";
 import type { Cluster, ClusterOptions } from "./cluster.ts";
 import { LocalCluster } from "./local-cluster.ts";
 
-export const RUN_DIR = resolve(import.meta.dirname, "../../.run");
+// Where `make up` keeps the running cluster's state; tests point it elsewhere.
+export const RUN_DIR = resolve(process.env.CLUSTER_RUN_DIR ?? resolve(import.meta.dirname, "../../.run"));
 export const LOCAL_DIR = join(RUN_DIR, "local");
 
 export type ClusterKind = "local" | "compose";

@@ -1,0 +1,70 @@
+// Keeps the README true: every `make X` it shows is a target, and the quickstart, run as a
+// new user would, prints what the README says it prints.
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+import { Visitor } from "../loadtest/client/visitor.ts";
+
+const root = resolve(import.meta.dirname, "..");
+const readme = readFileSync(join(root, "README.md"), "utf8");
+const makefile = readFileSync(join(root, "Makefile"), "utf8");
+const run = promisify(execFile);
+
+const freePort = () =>
+  new Promise<number>((ok) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => ok(port));
+    });
+  });
+
+describe("README", () => {
+  it("shows only make targets that exist", () => {
+    const shown = new Set([...readme.matchAll(/(?:^|[^\w-])make ([a-z][a-z0-9-]*)/gm)].map((m) => m[1]!));
+    const missing = [...shown].filter((t) => !new RegExp(`^${t}:`, "m").test(makefile));
+    expect(shown.size).toBeGreaterThan(5);
+    expect(missing).toEqual([]);
+  });
+
+  describe("quickstart with local processes", () => {
+    const runDir = mkdtempSync(join(tmpdir(), "readme-run-"));
+    const env = { ...process.env, CLUSTER: "local", CLUSTER_RUN_DIR: runDir };
+    const make = (...args: string[]) => run("make", ["--no-print-directory", ...args], { cwd: root, env, timeout: 120_000 });
+    afterAll(async () => {
+      await make("down").catch(() => {});
+      rmSync(runDir, { recursive: true, force: true });
+    }, 60_000);
+
+    it("prints what the README shows at each step", async () => {
+      const port = await freePort();
+      const up = await make("up", `PORT=${port}`);
+      expect(up.stdout).toContain(`cluster up (local): http://127.0.0.1:${port}`);
+      expect(up.stdout).toContain("replicas: app-1, app-2, app-3");
+
+      const v = new Visitor(`http://127.0.0.1:${port}`);
+      const first = [await v.get("/counter"), await v.get("/counter"), await v.get("/counter")];
+      expect(first.map((r) => r.text)).toEqual(["count is 1", "count is 2", "count is 3"]);
+      expect(new Set(first.map((r) => r.replica)).size).toBe(3);
+
+      expect((await make("kill", "REPLICA=2", "SIGNAL=KILL")).stdout).toContain("replica 2 stopped with SIGKILL");
+      expect((await make("ps")).stdout).toMatch(/^2\s+app-2\s+stopped/m);
+      const after = await v.get("/counter");
+      expect(after.text).toBe("count is 4");
+      expect(after.replica).not.toBe("app-2");
+
+      expect((await make("start", "REPLICA=2")).stdout).toContain("replica 2 started and ready");
+      expect((await make("down")).stdout).toContain("cluster down (local)");
+    });
+
+    it("make config names every wrong key and exits 78", async () => {
+      const err = await run("make", ["--no-print-directory", "config"], { cwd: root, env: { ...env, PORT: "99999", STORE: "disk", NODE_ENV: "production" } }).catch((e) => e as { code: number; stderr: string });
+      expect((err as { code: number }).code).toBe(2); // make's own exit code when the recipe fails
+      for (const key of ["PORT", "STORE", "SESSION_SECRET"]) expect((err as { stderr: string }).stderr).toContain(`  - ${key}:`);
+      expect((err as { stderr: string }).stderr).toContain("Error 78");
+    });
+  });
+});
