@@ -11,6 +11,7 @@ import { replicaHeader } from "./middleware/replica.ts";
 import { requestLog } from "./middleware/request-log.ts";
 import { apiRoutes } from "./routes/api.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { pageRoutes } from "./routes/page.ts";
 import { seedRoutes } from "./routes/seed.ts";
 import { absoluteTimeout, createStore, sessionMiddleware } from "./session.ts";
 
@@ -33,6 +34,7 @@ export function createApp({ config, logger, redis, lifecycle }: AppDeps): Expres
   app.use(healthRoutes({ replicaId: config.replicaId, lifecycle, redis }));
   // Per replica, for operators: nginx answers 404 for it (nginx/locations.conf).
   app.get("/metrics", metrics.handler);
+  app.use(pageRoutes());
   app.use(sessionMiddleware(config, store), absoluteTimeout(config));
   app.use(seedRoutes(counter));
   app.use("/api", metrics.mounted("/api"), apiRoutes({ counter, replicaId: config.replicaId, cookieName: config.session.cookieName }));
