@@ -8,6 +8,7 @@ import { parsePrometheus, sum } from "../../../test/prometheus-text.ts";
 import type { Counter } from "./counter.ts";
 import { conflict, StoreUnavailableError } from "./errors.ts";
 import { createMetrics } from "./metrics.ts";
+import { TOUCHED } from "./session.ts";
 
 const samples = async (m: ReturnType<typeof createMetrics>) => parsePrometheus(await m.registry.metrics());
 
@@ -20,6 +21,9 @@ describe("instrumentStore", () => {
         calls.push(`get ${sid}`);
         setImmediate(() => (sid === "bad" ? cb(new StoreUnavailableError(new Error("offline"), "no")) : cb(null, { n: 1 })));
       },
+      touch(_sid: string, _sess: unknown, cb: (err?: unknown) => void) {
+        cb();
+      },
       destroy(sid: string, cb?: (err?: unknown) => void) {
         calls.push(`destroy ${sid}`);
         cb?.(sid === "weird" ? new Error("boom") : undefined);
@@ -30,11 +34,15 @@ describe("instrumentStore", () => {
     expect(got).toEqual({ n: 1 });
     await new Promise<void>((resolve) => store.get("bad", () => resolve()));
     store.destroy("weird"); // express-session may call without a callback
+    await new Promise<void>((resolve) => store.touch!("s1", { cookie: {}, [TOUCHED]: true } as never, () => resolve()));
+    await new Promise<void>((resolve) => store.touch!("s1", { cookie: {} } as never, () => resolve()));
     expect(calls).toEqual(["get s1", "get bad", "destroy weird"]);
 
     const s = await samples(m);
     expect(sum(s, "session_store_operation_duration_seconds_count", { op: "get" })).toBe(2);
     expect(sum(s, "session_store_operation_duration_seconds_count", { op: "destroy" })).toBe(1);
+    // A touch the counter's script made unnecessary is not a store operation.
+    expect(sum(s, "session_store_operation_duration_seconds_count", { op: "touch" })).toBe(1);
     expect(sum(s, "session_store_errors_total", { op: "get", code: "store_unavailable" })).toBe(1);
     expect(sum(s, "session_store_errors_total", { op: "destroy", code: "other" })).toBe(1);
   });

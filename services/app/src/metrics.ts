@@ -6,6 +6,7 @@ import type { Redis } from "ioredis";
 import { collectDefaultMetrics, Counter as PromCounter, Gauge, Histogram, Registry } from "prom-client";
 import type { Counter } from "./counter.ts";
 import { HttpError, StoreUnavailableError } from "./errors.ts";
+import { TOUCHED } from "./session.ts";
 
 // Replicas answer in well under a millisecond when healthy and in ~0.5 s (the Redis command
 // timeout) when Redis stalls, so the buckets resolve both ends.
@@ -121,6 +122,8 @@ export function createMetrics(opts: { replicaId: string; redis: Redis | undefine
         const original = s[op];
         if (typeof original !== "function") continue;
         s[op] = function (this: unknown, ...args: unknown[]) {
+          // The counter's script already refreshed the TTLs; this touch makes no Redis call.
+          if (op === "touch" && (args[1] as Record<symbol, unknown> | undefined)?.[TOUCHED]) return original.apply(this, args);
           const end = storeDuration.startTimer({ op });
           const last = args.length - 1;
           const cb = typeof args[last] === "function" ? (args[last] as (err?: unknown, data?: unknown) => void) : undefined;
