@@ -27,8 +27,9 @@ node_modules/.installed: package.json package-lock.json
 
 deps: node_modules/.installed ## install npm packages (npm ci)
 
+# Chromium (Debian's package, for the browser test) only when the goal is `test`: `make up` needs no browser.
 system-deps:
-	@infra/ensure-system-deps.sh redis-server redis-cli nginx
+	@infra/ensure-system-deps.sh redis-server redis-cli nginx $(if $(filter test,$(MAKECMDGOALS)),chromium)
 
 up: deps system-deps ## start Redis, REPLICAS app replicas and nginx on 127.0.0.1:PORT
 	@$(CLI) up --replicas $(REPLICAS) --port $(PORT)

@@ -5,11 +5,13 @@ import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { AtomicCounter, SessionCounter, type Counter } from "./counter.ts";
 import type { Lifecycle } from "./lifecycle.ts";
+import { createMetrics } from "./metrics.ts";
 import { errorHandler, unknownRoute } from "./middleware/errors.ts";
 import { replicaHeader } from "./middleware/replica.ts";
 import { requestLog } from "./middleware/request-log.ts";
 import { apiRoutes } from "./routes/api.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { pageRoutes } from "./routes/page.ts";
 import { seedRoutes } from "./routes/seed.ts";
 import { absoluteTimeout, createStore, sessionMiddleware } from "./session.ts";
 
@@ -22,15 +24,20 @@ export function createApp({ config, logger, redis, lifecycle }: AppDeps): Expres
   app.set("trust proxy", config.trustProxy);
   app.set("session cookie name", config.session.cookieName);
 
-  const counter: Counter = config.counter === "atomic" && redis ? new AtomicCounter(redis, config) : new SessionCounter();
-  const store = createStore(config, redis);
+  const metrics = createMetrics({ replicaId: config.replicaId, redis });
+  const counter: Counter = metrics.instrumentCounter(config.counter === "atomic" && redis ? new AtomicCounter(redis, config) : new SessionCounter());
+  const store = metrics.instrumentStore(createStore(config, redis));
 
+  app.use(metrics.http);
   app.use(replicaHeader(config.replicaId, lifecycle));
   app.use(requestLog(logger));
   app.use(healthRoutes({ replicaId: config.replicaId, lifecycle, redis }));
+  // Per replica, for operators: nginx answers 404 for it (nginx/locations.conf).
+  app.get("/metrics", metrics.handler);
+  app.use(pageRoutes());
   app.use(sessionMiddleware(config, store), absoluteTimeout(config));
   app.use(seedRoutes(counter));
-  app.use("/api", apiRoutes({ counter, replicaId: config.replicaId, cookieName: config.session.cookieName }));
+  app.use("/api", metrics.mounted("/api"), apiRoutes({ counter, replicaId: config.replicaId, cookieName: config.session.cookieName }));
   app.use(unknownRoute);
   app.use(errorHandler);
   return app;

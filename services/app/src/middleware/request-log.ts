@@ -16,8 +16,8 @@ export function requestLog(logger: Logger) {
       return id;
     },
     customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? "error" : res.statusCode >= 400 ? "warn" : "info"),
-    // Health probes every few seconds would drown the interesting lines.
-    autoLogging: { ignore: (req) => req.url === "/healthz" || req.url === "/readyz" },
+    // Health probes and metric scrapes every few seconds would drown the interesting lines.
+    autoLogging: { ignore: (req) => req.url === "/healthz" || req.url === "/readyz" || req.url === "/metrics" },
     serializers: {
       req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, path: req.url }),
       res: (res: { statusCode: number }) => ({ status: res.statusCode }),

@@ -1,0 +1,322 @@
+// The page's behaviour: calls the JSON API, shows the count and which replica answered, and
+// keeps a strip of the last requests. Plain browser JavaScript, no build step.
+
+const STRIP_SIZE = 24;
+const RETRY_DELAYS_MS = [250, 500, 1000]; // then give up: 4 attempts in under 2 s
+const WATCH_EVERY_MS = 1000;
+const WATCH_LIMIT = 120; // "Watch" stops by itself after two minutes
+
+// Okabe-Ito colours (distinguishable with the common colour-vision deficiencies), each with
+// the text colour that keeps a contrast ratio of at least 4.5:1 on it.
+const PALETTE = [
+  { bg: "#0072B2", fg: "#ffffff" },
+  { bg: "#E69F00", fg: "#111111" },
+  { bg: "#009E73", fg: "#111111" },
+  { bg: "#CC79A7", fg: "#111111" },
+  { bg: "#56B4E9", fg: "#111111" },
+  { bg: "#D55E00", fg: "#111111" },
+  { bg: "#F0E442", fg: "#111111" },
+  { bg: "#6B4C9A", fg: "#ffffff" },
+];
+const NO_REPLICA = { bg: "#5b6470", fg: "#ffffff" };
+
+const $ = (id) => {
+  const el = document.getElementById(id);
+  if (!el) throw new Error(`#${id} is missing from index.html`);
+  return el;
+};
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const ui = {
+  count: $("count"),
+  servedBy: $("served-by"),
+  session: $("session"),
+  increment: $("increment"),
+  refresh: $("refresh"),
+  watch: $("watch"),
+  destroy: $("destroy"),
+  status: $("status"),
+  error: $("error"),
+  strip: $("strip"),
+  stripSize: $("strip-size"),
+  legend: $("legend"),
+  accountChecking: $("account-checking"),
+  accountUnavailable: $("account-unavailable"),
+  loginForm: $("login-form"),
+  loginName: $("login-name"),
+  loggedIn: $("logged-in"),
+  userName: $("user-name"),
+  logout: $("logout"),
+};
+
+/** replica name -> { colour, served, lastSeq } in order of first appearance. */
+const replicas = new Map();
+let seq = 0; // requests recorded so far
+
+function colourFor(name) {
+  if (!name) return NO_REPLICA;
+  let entry = replicas.get(name);
+  if (!entry) {
+    // "app-3" gets colour 3 whatever order replicas answer in; other names (container ids) by arrival.
+    const n = /(\d+)$/.exec(name);
+    const index = n ? Number(n[1]) - 1 : replicas.size;
+    entry = { colour: PALETTE[((index % PALETTE.length) + PALETTE.length) % PALETTE.length], served: 0, lastSeq: 0 };
+    replicas.set(name, entry);
+  }
+  return entry.colour;
+}
+
+function paint(el, colour) {
+  el.style.setProperty("--bg", colour.bg);
+  el.style.setProperty("--fg", colour.fg);
+}
+
+/** A fresh Idempotency-Key: 128 random bits. crypto.randomUUID needs a secure context; this does not. */
+function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function say(message) {
+  ui.status.textContent = message;
+}
+
+function fail(message) {
+  ui.error.textContent = message;
+}
+
+function record({ method, path, status, replica, ms, requestId, attempt }) {
+  const colour = colourFor(replica);
+  seq++;
+  if (replica) {
+    const entry = replicas.get(replica);
+    entry.served++;
+    entry.lastSeq = seq;
+  }
+  const li = document.createElement("li");
+  li.className = "tile";
+  if (status === 0 || status >= 500) li.classList.add("failed");
+  paint(li, colour);
+  const who = document.createElement("span");
+  who.className = "tile-replica";
+  who.textContent = replica ?? (status === 0 ? "no reply" : "nginx");
+  const what = document.createElement("span");
+  what.className = "tile-status";
+  what.textContent = `${method === "DELETE" ? "DEL" : method} ${status || "—"}`;
+  li.append(who, what);
+  const detail = `${method} ${path} → ${status || "network error"}${replica ? ` from ${replica}` : ""} in ${Math.round(ms)} ms` +
+    `${attempt > 1 ? `, attempt ${attempt}` : ""}${requestId ? `, request id ${requestId}` : ""}`;
+  li.title = detail;
+  li.setAttribute("aria-label", detail);
+  li.dataset.replica = replica ?? "";
+  ui.strip.prepend(li);
+  while (ui.strip.children.length > STRIP_SIZE) ui.strip.lastElementChild.remove();
+  renderLegend();
+}
+
+function renderLegend() {
+  const items = [...replicas.entries()].sort(([a], [b]) => a.localeCompare(b, undefined, { numeric: true }));
+  ui.legend.replaceChildren(...items.map(([name, { colour, served, lastSeq }]) => {
+    const li = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.setAttribute("aria-hidden", "true");
+    paint(swatch, colour);
+    const label = document.createElement("span");
+    label.textContent = `${name}: ${served} ${served === 1 ? "request" : "requests"}`;
+    li.append(swatch, label);
+    // Round-robin visits every replica once per cycle; one that sat out a whole cycle and
+    // more is probably down (or nginx is skipping it after a failure).
+    const quietFor = seq - lastSeq;
+    if (quietFor > items.length) {
+      const quiet = document.createElement("span");
+      quiet.className = "quiet";
+      quiet.textContent = `(none of the last ${quietFor})`;
+      li.append(quiet);
+    }
+    return li;
+  }));
+}
+
+/**
+ * One API call, recorded in the strip. With `retry`, a network error, timeout, 502, 503 or 504
+ * is sent again with the same headers (so the same Idempotency-Key): the server applies a key
+ * once, so the retry cannot count twice.
+ */
+async function call(method, path, { body, key, retry = false } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (key) headers["Idempotency-Key"] = key;
+  for (let attempt = 1; ; attempt++) {
+    const started = performance.now();
+    let res;
+    let data = null;
+    let networkError;
+    try {
+      res = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: "same-origin",
+        cache: "no-store",
+        signal: AbortSignal.timeout(8000),
+      });
+      data = await res.json().catch(() => null);
+    } catch (err) {
+      networkError = err;
+    }
+    const status = res?.status ?? 0;
+    record({
+      method, path, status, attempt,
+      replica: res?.headers.get("X-Replica") ?? data?.replica ?? null,
+      requestId: res?.headers.get("X-Request-ID"),
+      ms: performance.now() - started,
+    });
+    const retryable = networkError !== undefined || status === 502 || status === 503 || status === 504;
+    if (retry && retryable && attempt <= RETRY_DELAYS_MS.length) {
+      say(`${networkError ? "No answer" : `Got ${status}`}; retrying with the same Idempotency-Key (attempt ${attempt + 1})…`);
+      await sleep(RETRY_DELAYS_MS[attempt - 1]);
+      continue;
+    }
+    if (networkError) throw new Error(`The request failed (${networkError.name === "TimeoutError" ? "no answer in 8 s" : "network error"}); check that the cluster is up.`);
+    return { res, data };
+  }
+}
+
+function show(data, res) {
+  if (typeof data?.count === "number") ui.count.textContent = String(data.count);
+  const replica = res.headers.get("X-Replica") ?? data?.replica;
+  if (replica) {
+    ui.servedBy.textContent = replica;
+    ui.servedBy.dataset.empty = "false";
+    paint(ui.servedBy, colourFor(replica));
+  }
+  if (data && "session" in data) ui.session.textContent = data.session ?? "none yet";
+}
+
+function problem(res, data) {
+  return data?.message ? `${data.message} (${res.status} ${data.error})` : `The server answered ${res.status}.`;
+}
+
+// Actions run one at a time, in click order, so the count shown is always the latest.
+let queue = Promise.resolve();
+let queued = 0;
+function enqueue(action) {
+  queued++;
+  ui.increment.setAttribute("aria-busy", "true");
+  queue = queue.then(async () => {
+    try {
+      fail("");
+      await action();
+    } catch (err) {
+      fail(err.message);
+    } finally {
+      if (--queued === 0) ui.increment.removeAttribute("aria-busy");
+    }
+  });
+  return queue;
+}
+
+async function increment() {
+  const { res, data } = await call("POST", "/api/counter", { key: newKey(), retry: true });
+  if (!res.ok) return fail(problem(res, data));
+  show(data, res);
+  // The count itself is announced (aria-live); say only what it does not show.
+  say(res.headers.get("Idempotent-Replayed") === "true" ? "A retry was answered from the stored result: counted once." : "");
+}
+
+async function refresh() {
+  const { res, data } = await call("GET", "/api/session", { retry: true });
+  if (!res.ok) return fail(problem(res, data));
+  show(data, res);
+}
+
+async function destroy() {
+  const { res, data } = await call("DELETE", "/api/session", { retry: true });
+  if (!res.ok) return fail(problem(res, data));
+  ui.count.textContent = "0";
+  ui.session.textContent = "none yet";
+  say(data.destroyed ? "Session destroyed; the next increment starts a new one at 1." : "There was no session to destroy.");
+  await account();
+}
+
+// --- login (POST /api/login {name}, POST /api/logout, GET /api/me); hidden when absent ---
+
+function showAccount(state, name) {
+  ui.accountChecking.hidden = true;
+  ui.accountUnavailable.hidden = state !== "unavailable";
+  ui.loginForm.hidden = state !== "out";
+  ui.loggedIn.hidden = state !== "in";
+  if (state === "in") ui.userName.textContent = name;
+}
+
+async function account() {
+  let res;
+  let data;
+  try {
+    ({ res, data } = await call("GET", "/api/me"));
+  } catch {
+    return showAccount("unavailable");
+  }
+  // The app's own 404 (no such route) means this build has no login; 401 means logged out.
+  if (res.status === 404 && (data === null || data.error === "not_found")) return showAccount("unavailable");
+  const name = data?.user?.name ?? data?.name ?? null;
+  showAccount(res.ok && typeof name === "string" ? "in" : "out", name);
+}
+
+async function login() {
+  const name = ui.loginName.value.trim();
+  if (!name) {
+    ui.loginName.focus();
+    return fail("Enter a name to log in.");
+  }
+  const { res, data } = await call("POST", "/api/login", { body: { name } });
+  if (!res.ok) return fail(problem(res, data));
+  say(`Logged in as ${name}.`);
+  await account();
+  await refresh();
+  ui.logout.focus();
+}
+
+async function logout() {
+  const { res, data } = await call("POST", "/api/logout");
+  if (!res.ok) return fail(problem(res, data));
+  say("Logged out.");
+  await account();
+  await refresh();
+  ui.loginName.focus();
+}
+
+// --- watch: one GET a second, to see round-robin without clicking ---
+
+let watching;
+function toggleWatch() {
+  if (watching) {
+    clearInterval(watching);
+    watching = undefined;
+    ui.watch.setAttribute("aria-pressed", "false");
+    return say("Stopped watching.");
+  }
+  let left = WATCH_LIMIT;
+  ui.watch.setAttribute("aria-pressed", "true");
+  say("Watching: one request a second for two minutes.");
+  watching = setInterval(() => {
+    if (--left < 0) return toggleWatch();
+    // Skip a beat rather than pile up requests behind a slow answer.
+    if (queued === 0) enqueue(refresh);
+  }, WATCH_EVERY_MS);
+}
+
+ui.stripSize.textContent = String(STRIP_SIZE);
+ui.increment.addEventListener("click", () => enqueue(increment));
+ui.refresh.addEventListener("click", () => enqueue(refresh));
+ui.destroy.addEventListener("click", () => enqueue(destroy));
+ui.watch.addEventListener("click", toggleWatch);
+ui.loginForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  enqueue(login);
+});
+ui.logout.addEventListener("click", () => enqueue(logout));
+
+enqueue(refresh);
+enqueue(account);
