@@ -5,13 +5,16 @@ import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { AtomicCounter, SessionCounter, type Counter } from "./counter.ts";
 import type { Lifecycle } from "./lifecycle.ts";
+import { SessionRotator } from "./login.ts";
 import { errorHandler, unknownRoute } from "./middleware/errors.ts";
 import { replicaHeader } from "./middleware/replica.ts";
+import { sessionGuard } from "./middleware/session-guard.ts";
 import { requestLog } from "./middleware/request-log.ts";
 import { apiRoutes } from "./routes/api.ts";
+import { authRoutes } from "./routes/auth.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { seedRoutes } from "./routes/seed.ts";
-import { absoluteTimeout, createStore, sessionMiddleware } from "./session.ts";
+import { createStore, sessionMiddleware, withAbsoluteTimeout } from "./session.ts";
 
 export type AppDeps = { config: Config; logger: Logger; redis: Redis | undefined; lifecycle: Lifecycle };
 
@@ -23,13 +26,14 @@ export function createApp({ config, logger, redis, lifecycle }: AppDeps): Expres
   app.set("session cookie name", config.session.cookieName);
 
   const counter: Counter = config.counter === "atomic" && redis ? new AtomicCounter(redis, config) : new SessionCounter();
-  const store = createStore(config, redis);
+  const store = withAbsoluteTimeout(createStore(config, redis), config.session.absoluteTimeoutSeconds, logger);
 
   app.use(replicaHeader(config.replicaId, lifecycle));
   app.use(requestLog(logger));
   app.use(healthRoutes({ replicaId: config.replicaId, lifecycle, redis }));
-  app.use(sessionMiddleware(config, store), absoluteTimeout(config));
+  app.use(sessionMiddleware(config, store), sessionGuard({ cookieName: config.session.cookieName, secrets: config.session.secrets }));
   app.use(seedRoutes(counter));
+  app.use("/api", authRoutes({ counter, rotator: new SessionRotator(redis, config.session.idleTimeoutSeconds), replicaId: config.replicaId, cookieName: config.session.cookieName }));
   app.use("/api", apiRoutes({ counter, replicaId: config.replicaId, cookieName: config.session.cookieName }));
   app.use(unknownRoute);
   app.use(errorHandler);
