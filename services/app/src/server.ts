@@ -23,9 +23,9 @@ if (config.session.usingDevSecret) logger.warn({ event: "dev_secret" }, "SESSION
 const redis = config.store === "redis" ? createRedis(config, logger) : undefined;
 const lifecycle = new Lifecycle();
 const app = createApp({ config, logger, redis, lifecycle });
-// nginx is the one that refuses oversized headers (a JSON 431, up to 4 lines of 8 KiB): a
-// replica must accept everything nginx lets through, or Node's default 16 KiB limit would
-// answer with a bare 431 of its own that has no body.
+// nginx refuses oversized headers (a JSON 431 past 8 KiB a line or 32 KiB in all). A replica
+// must accept everything nginx lets through, or Node's default 16 KiB limit would answer
+// first with a bare 431 that has no body.
 const server = createServer({ maxHeaderSize: 48 * 1024 }, app);
 // Longer than nginx's upstream keepalive_timeout (60 s), so nginx always closes an idle
 // connection first and never sends a request down a socket this side is closing.
