@@ -58,6 +58,14 @@ async function logLine(cluster: LocalCluster, match: (l: LogLine) => boolean): P
   return found!;
 }
 
+function isJsonError(contentType: string, text: string): boolean {
+  try {
+    return contentType.startsWith("application/json") && typeof (JSON.parse(text) as { error?: unknown }).error === "string";
+  } catch {
+    return false;
+  }
+}
+
 const redisExists = async (cluster: LocalCluster, ...keys: string[]) => Number(await cluster.redisCommand("EXISTS", ...keys));
 const dbsize = async (cluster: LocalCluster) => Number(await cluster.redisCommand("DBSIZE"));
 
@@ -392,7 +400,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
       statuses.set(status, (statuses.get(status) ?? 0) + 1);
       const what = `#${i} ${method} ${path.slice(0, 80)} (${Object.keys(headers).join(",")}) -> ${status} ${text.slice(0, 120)}`;
       if (status >= 500) failures.push(what);
-      else if (status >= 400 && method !== "HEAD" && !(type.startsWith("application/json") && typeof (JSON.parse(text) as { error?: unknown }).error === "string")) failures.push(`not a JSON error: ${what}`);
+      else if (status >= 400 && method !== "HEAD" && !isJsonError(type, text)) failures.push(`not a JSON error: ${what}`);
     }
     console.log(`fuzz seed ${seed}: statuses ${JSON.stringify(Object.fromEntries([...statuses].sort()))}`);
     expect(failures, `seed ${seed}\n${failures.length > 0 ? await cluster.logs(15) : ""}`).toEqual([]);
