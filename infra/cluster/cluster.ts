@@ -11,7 +11,15 @@ export type ClusterOptions = {
   port?: number;
   /** Extra environment for every replica (STORE, COUNTER, SESSION_SECRETS, ...). */
   appEnv?: Record<string, string>;
+  /**
+   * nginx's limit on requests without a session cookie (the ones that can create a session),
+   * per client address. `rate` per second, `burst` on top; rate 0 turns the limit off. The
+   * default is each driver's: see the README ("Sessions and security").
+   */
+  newSessionLimit?: NewSessionLimit;
 };
+
+export type NewSessionLimit = { rate: number; burst: number };
 
 export type ReplicaInfo = {
   /** 1-based, stable across restarts; what `make kill REPLICA=n` takes. */

@@ -5,15 +5,18 @@ import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { AtomicCounter, SessionCounter, type Counter } from "./counter.ts";
 import type { Lifecycle } from "./lifecycle.ts";
+import { SessionRotator } from "./login.ts";
 import { createMetrics } from "./metrics.ts";
 import { errorHandler, unknownRoute } from "./middleware/errors.ts";
 import { replicaHeader } from "./middleware/replica.ts";
+import { sessionGuard } from "./middleware/session-guard.ts";
 import { requestLog } from "./middleware/request-log.ts";
 import { apiRoutes } from "./routes/api.ts";
+import { authRoutes } from "./routes/auth.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { pageRoutes } from "./routes/page.ts";
 import { seedRoutes } from "./routes/seed.ts";
-import { absoluteTimeout, createStore, sessionMiddleware } from "./session.ts";
+import { createStore, sessionMiddleware, withAbsoluteTimeout } from "./session.ts";
 
 export type AppDeps = { config: Config; logger: Logger; redis: Redis | undefined; lifecycle: Lifecycle };
 
@@ -26,7 +29,7 @@ export function createApp({ config, logger, redis, lifecycle }: AppDeps): Expres
 
   const metrics = createMetrics({ replicaId: config.replicaId, redis });
   const counter: Counter = metrics.instrumentCounter(config.counter === "atomic" && redis ? new AtomicCounter(redis, config) : new SessionCounter());
-  const store = metrics.instrumentStore(createStore(config, redis));
+  const store = withAbsoluteTimeout(metrics.instrumentStore(createStore(config, redis)), config.session.absoluteTimeoutSeconds, logger);
 
   app.use(metrics.http);
   app.use(replicaHeader(config.replicaId, lifecycle));
@@ -35,9 +38,11 @@ export function createApp({ config, logger, redis, lifecycle }: AppDeps): Expres
   // Per replica, for operators: nginx answers 404 for it (nginx/locations.conf).
   app.get("/metrics", metrics.handler);
   app.use(pageRoutes());
-  app.use(sessionMiddleware(config, store), absoluteTimeout(config));
+  app.use(sessionMiddleware(config, store), sessionGuard({ cookieName: config.session.cookieName, secrets: config.session.secrets }));
   app.use(seedRoutes(counter));
-  app.use("/api", metrics.mounted("/api"), apiRoutes({ counter, replicaId: config.replicaId, cookieName: config.session.cookieName }));
+  app.use("/api", metrics.mounted("/api"));
+  app.use("/api", authRoutes({ counter, rotator: new SessionRotator(redis, config.session.idleTimeoutSeconds), replicaId: config.replicaId, cookieName: config.session.cookieName }));
+  app.use("/api", apiRoutes({ counter, replicaId: config.replicaId, cookieName: config.session.cookieName }));
   app.use(unknownRoute);
   app.use(errorHandler);
   return app;

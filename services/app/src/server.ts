@@ -1,6 +1,7 @@
 // Entry point: load config, listen, and shut down gracefully on SIGTERM/SIGINT.
-import { createServer } from "node:http";
+import { createServer, STATUS_CODES } from "node:http";
 import type { AddressInfo } from "node:net";
+import type { Duplex } from "node:stream";
 import { createApp } from "./app.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { Lifecycle } from "./lifecycle.ts";
@@ -22,11 +23,29 @@ if (config.session.usingDevSecret) logger.warn({ event: "dev_secret" }, "SESSION
 const redis = config.store === "redis" ? createRedis(config, logger) : undefined;
 const lifecycle = new Lifecycle();
 const app = createApp({ config, logger, redis, lifecycle });
-const server = createServer(app);
+// nginx refuses oversized headers (a JSON 431 past 8 KiB a line or 32 KiB in all). A replica
+// must accept everything nginx lets through, or Node's default 16 KiB limit would answer
+// first with a bare 431 that has no body.
+const server = createServer({ maxHeaderSize: 48 * 1024 }, app);
 // Longer than nginx's upstream keepalive_timeout (60 s), so nginx always closes an idle
 // connection first and never sends a request down a socket this side is closing.
 server.keepAliveTimeout = config.keepAliveTimeoutMs;
 server.headersTimeout = config.keepAliveTimeoutMs + 1000;
+
+// A request Node's parser refuses but nginx let through (a DEL or vertical-tab byte in a
+// header value) gets a JSON error like every other bad request, not Node's bare 400.
+server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
+  if (err.code === "ECONNRESET" || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, error, message] =
+    err.code === "HPE_HEADER_OVERFLOW" ? [431, "headers_too_large", "Request headers are too large."]
+    : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? [408, "request_timeout", "The request was not received in time."]
+    : [400, "bad_request", "The replica could not parse this HTTP request."];
+  const body = `${JSON.stringify({ error, message })}\n`;
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`);
+});
 
 server.listen(config.port, config.host, () => {
   const { port } = server.address() as AddressInfo;

@@ -1,10 +1,11 @@
 // Session middleware and the Redis store behind it: express-session + connect-redis 8.1
 // (the last connect-redis that accepts an ioredis client), plus the absolute timeout.
 import { createHash } from "node:crypto";
-import type { NextFunction, Request, RequestHandler, Response } from "express";
+import type { Request, RequestHandler } from "express";
 import session, { MemoryStore, type Store } from "express-session";
 import { RedisStore } from "connect-redis";
 import type { Redis } from "ioredis";
+import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { toStoreError } from "./redis.ts";
 
@@ -93,14 +94,22 @@ export function sessionMiddleware(config: Config, store: Store): RequestHandler 
   });
 }
 
-/** Destroys a session older than the absolute timeout, even an active one, before any handler sees it. */
-export function absoluteTimeout(config: Config): RequestHandler {
-  const maxAgeMs = config.session.absoluteTimeoutSeconds * 1000;
-  return (req: Request, _res: Response, next: NextFunction) => {
-    const created = req.session?.createdAt;
-    if (created === undefined || Date.now() - created <= maxAgeMs) return next();
-    req.session.regenerate((err) => next(err ? toStoreError(err) : undefined));
+/**
+ * Enforces the absolute timeout where sessions are read: a session older than the limit is
+ * destroyed (with its count) and reported as missing, so express-session starts a new one
+ * exactly as for an idle-expired session, and no handler ever sees the old one.
+ */
+export function withAbsoluteTimeout(store: Store, maxAgeSeconds: number, log?: Logger): Store {
+  const get = store.get.bind(store);
+  store.get = (sid, cb) => {
+    get(sid, (err, sess) => {
+      const created = sess?.createdAt;
+      if (err || created === undefined || Date.now() - created <= maxAgeSeconds * 1000) return cb(err, sess);
+      log?.info({ event: "session_absolute_timeout", session: sessionLabel(sid), ageSeconds: Math.round((Date.now() - created) / 1000) }, "session reached the absolute timeout; destroyed");
+      store.destroy(sid, (destroyErr) => cb(destroyErr, null));
+    });
   };
+  return store;
 }
 
 export function saveSession(req: Request): Promise<void> {

@@ -19,7 +19,9 @@ export function requestLog(logger: Logger) {
     // Health probes and metric scrapes every few seconds would drown the interesting lines.
     autoLogging: { ignore: (req) => req.url === "/healthz" || req.url === "/readyz" || req.url === "/metrics" },
     serializers: {
-      req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, path: req.url }),
+      // The path without its query string: the app reads nothing from queries, and a client
+      // that puts a session id or token in a URL should not get it written to the logs.
+      req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, path: req.url.split("?", 1)[0] }),
       res: (res: { statusCode: number }) => ({ status: res.statusCode }),
     },
     customAttributeKeys: { responseTime: "ms" },

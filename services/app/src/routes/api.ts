@@ -1,7 +1,8 @@
 // The JSON API: POST /api/counter (optionally with Idempotency-Key), GET and DELETE /api/session.
-import { Router, json, type Request } from "express";
+import { Router, type Request } from "express";
 import { parseIdempotencyKey, type Counter } from "../counter.ts";
-import { badRequest, HttpError, methodNotAllowed } from "../errors.ts";
+import { badRequest, methodNotAllowed } from "../errors.ts";
+import { jsonBody } from "../middleware/json-body.ts";
 import { destroySession, sessionLabel } from "../session.ts";
 
 function parseBy(req: Request): number {
@@ -19,18 +20,10 @@ function parseBy(req: Request): number {
 export function apiRoutes(opts: { counter: Counter; replicaId: string; cookieName: string }): Router {
   const { counter, replicaId } = opts;
   const r = Router();
-  const body = json({ limit: "1kb", strict: true });
   const label = (req: Request) => (req.session.createdAt === undefined ? null : sessionLabel(req.sessionID));
 
   r.route("/counter")
-    .post((req, _res, next) => {
-      const type = req.headers["content-type"];
-      if (req.headers["content-length"] !== undefined && req.headers["content-length"] !== "0" && type !== undefined && !req.is("application/json")) {
-        next(new HttpError(415, "unsupported_media_type", "Send the body as application/json, or send none."));
-        return;
-      }
-      next();
-    }, body, async (req, res) => {
+    .post(jsonBody(), async (req, res) => {
       const idempotencyKey = parseIdempotencyKey(req.get("Idempotency-Key"));
       const by = parseBy(req);
       const { count, replayed } = await counter.increment(req, { by, idempotencyKey });

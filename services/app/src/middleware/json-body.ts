@@ -1,0 +1,39 @@
+// The one way the API reads a body: empty, or JSON of at most 1 KiB. Anything else is a 4xx
+// before a handler runs, so a bad body can never change what is stored.
+import { json, type RequestHandler } from "express";
+import { HttpError } from "../errors.ts";
+
+export const BODY_LIMIT_BYTES = 1024;
+
+/** True when the request carries body bytes (chunked, or a non-zero Content-Length). */
+function hasBody(headers: { "transfer-encoding"?: string; "content-length"?: string }): boolean {
+  return headers["transfer-encoding"] !== undefined || (headers["content-length"] !== undefined && headers["content-length"] !== "0");
+}
+
+// express.json() skips a body whose type is not JSON and leaves req.body undefined, which a
+// handler would read as "no body": a form post to /api/counter would count. Refuse it instead.
+export function jsonBody(): RequestHandler {
+  const parse = json({ limit: BODY_LIMIT_BYTES, strict: true });
+  return (req, res, next) => {
+    if (hasBody(req.headers) && !req.is("application/json")) {
+      next(new HttpError(415, "unsupported_media_type", "Send the body as application/json (Content-Type: application/json), or send none."));
+      return;
+    }
+    parse(req, res, (err?: unknown) => next(err === undefined ? undefined : bodyError(err)));
+  };
+}
+
+type ParserError = Error & { type?: string; status?: number };
+
+// The error handler knows body-parser's typed errors (invalid JSON, too large, charset).
+// The untyped ones are still the client's fault (a gzip/deflate/br body that does not
+// decompress, a body shorter than its Content-Length) and must not become a 500.
+function bodyError(err: unknown): unknown {
+  const e = err as ParserError;
+  if (e?.type === "request.size.invalid") return new HttpError(400, "invalid_body", "The body is not as long as its Content-Length says.");
+  if (e?.type === "request.aborted") return new HttpError(400, "request_aborted", "The client stopped sending the body.");
+  if (e?.type === undefined && typeof e?.status === "number" && e.status >= 400 && e.status < 500) {
+    return new HttpError(e.status, "invalid_body", "The request body could not be read; check its Content-Encoding.");
+  }
+  return err;
+}

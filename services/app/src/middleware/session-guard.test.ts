@@ -1,0 +1,40 @@
+// Unit tests for telling apart the session cookies express-session does not honour.
+import { createHmac } from "node:crypto";
+import type { Request } from "express";
+import { describe, expect, it } from "vitest";
+import { sessionLabel } from "../session.ts";
+import { cookieRejection, readCookie } from "./session-guard.ts";
+
+const sign = (id: string, secret: string) => `s:${id}.${createHmac("sha256", secret).update(id).digest("base64").replace(/=+$/, "")}`;
+const req = (cookie: string | undefined, sessionID: string) => ({ headers: { cookie }, sessionID }) as unknown as Request;
+const id = "abcdefghijklmnopqrstuvwxyz012345";
+
+describe("readCookie", () => {
+  it("reads the first cookie of that name, URL-decoded, and ignores look-alikes", () => {
+    expect(readCookie(`xsid=1; sid=${encodeURIComponent("s:a.b/c")}; sid=2`, "sid")).toBe("s:a.b/c");
+    expect(readCookie("other=1", "sid")).toBeUndefined();
+    expect(readCookie(undefined, "sid")).toBeUndefined();
+    expect(readCookie("sid=%E0%A4%A", "sid")).toBe("%E0%A4%A");
+  });
+});
+
+describe("cookieRejection", () => {
+  const cookie = (value: string) => `sid=${encodeURIComponent(value)}`;
+
+  it("accepts a cookie whose id express-session loaded", () => {
+    expect(cookieRejection(req(cookie(sign(id, "new")), id), "sid", ["new"])).toBeUndefined();
+    expect(cookieRejection(req(undefined, "generated"), "sid", ["new"])).toBeUndefined();
+  });
+
+  it("names an unsigned cookie, a bad signature and an unknown id, with a hash and never the id", () => {
+    expect(cookieRejection(req(cookie(id), "generated"), "sid", ["new"])).toEqual({ reason: "unsigned", label: sessionLabel(id) });
+    expect(cookieRejection(req(cookie(sign(id, "stolen")), "generated"), "sid", ["new"])).toEqual({ reason: "bad_signature", label: sessionLabel(id) });
+    expect(cookieRejection(req(cookie(`${sign(id, "new").slice(0, -1)}x`), "generated"), "sid", ["new"])).toMatchObject({ reason: "bad_signature" });
+    expect(cookieRejection(req(cookie(sign(id, "new")), "generated"), "sid", ["new"])).toEqual({ reason: "unknown", label: sessionLabel(id) });
+  });
+
+  it("checks every listed secret, so a cookie signed with the old one is 'unknown', not tampered", () => {
+    expect(cookieRejection(req(cookie(sign(id, "old")), "generated"), "sid", ["new", "old"])).toMatchObject({ reason: "unknown" });
+    expect(cookieRejection(req(cookie(sign(id, "old")), "generated"), "sid", ["new"])).toMatchObject({ reason: "bad_signature" });
+  });
+});

@@ -1,0 +1,65 @@
+// Runs right after express-session: marks every session-bearing response uncacheable, and
+// logs (at warn, with a hash, never the id) each session cookie that was not honoured.
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type { Request, RequestHandler } from "express";
+import { sessionLabel } from "../session.ts";
+
+export type CookieRejection = "unsigned" | "bad_signature" | "unknown";
+
+/** The first value of cookie `name` in a Cookie header, as express-session reads it. */
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq < 0 || part.slice(0, eq).trim() !== name) continue;
+    let value = part.slice(eq + 1).trim();
+    if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
+    try {
+      return decodeURIComponent(value);
+    } catch {
+      return value;
+    }
+  }
+  return undefined;
+}
+
+/** cookie-signature's scheme (what express-session uses): "s:" + id + "." + base64 HMAC-SHA256 without padding. */
+function signedWith(id: string, signature: string, secret: string): boolean {
+  const expected = Buffer.from(createHmac("sha256", secret).update(id).digest("base64").replace(/=+$/, ""));
+  const given = Buffer.from(signature);
+  return expected.length === given.length && timingSafeEqual(expected, given);
+}
+
+/**
+ * Why the session cookie of `req` was not honoured, or undefined when it was (or there was
+ * none). express-session gives a new id both for a bad signature and for an id the store
+ * does not have, so the two are told apart by checking the signature here.
+ */
+export function cookieRejection(req: Request, cookieName: string, secrets: readonly string[]): { reason: CookieRejection; label: string } | undefined {
+  const raw = readCookie(req.headers.cookie, cookieName);
+  if (raw === undefined) return undefined;
+  if (!raw.startsWith("s:")) return { reason: "unsigned", label: sessionLabel(raw) };
+  const dot = raw.lastIndexOf(".");
+  const id = dot > 2 ? raw.slice(2, dot) : raw.slice(2);
+  if (id === req.sessionID) return undefined;
+  const signature = dot > 2 ? raw.slice(dot + 1) : "";
+  const valid = secrets.some((s) => signedWith(id, signature, s));
+  return { reason: valid ? "unknown" : "bad_signature", label: sessionLabel(id) };
+}
+
+const MESSAGES: Record<CookieRejection, string> = {
+  unsigned: "session cookie is not signed; continuing with a new, empty session",
+  bad_signature: "session cookie signature does not match any SESSION_SECRETS (tampered, or signed with a removed secret); continuing with a new, empty session",
+  unknown: "session cookie names no stored session (expired, logged out, or never issued); continuing with a new, empty session",
+};
+
+export function sessionGuard(opts: { cookieName: string; secrets: readonly string[] }): RequestHandler {
+  return (req, res, next) => {
+    // Everything past this point may carry a session (and a Set-Cookie): never cache it,
+    // not in the browser and not in a shared cache between nginx and the client.
+    res.setHeader("Cache-Control", "no-store");
+    const rejected = cookieRejection(req, opts.cookieName, opts.secrets);
+    if (rejected) req.log?.warn({ event: "session_cookie_rejected", reason: rejected.reason, cookie: rejected.label }, MESSAGES[rejected.reason]);
+    next();
+  };
+}
