@@ -240,6 +240,10 @@ export class ComposeCluster implements Cluster {
     await docker(["exec", nginx.id, "nginx", "-t", "-q"]);
     await docker(["exec", nginx.id, "nginx", "-s", "reload"]);
     await waitFor("nginx to start workers with the new config", async () => (await workers()).some((p) => !before.has(p)), 10_000, 50);
+    // Old workers still answer requests already on their keep-alive connections, with the
+    // old upstream list; once they are gone every request sees the new one. One that is
+    // still busy (at most proxy_read_timeout) is left to finish on its own.
+    await waitFor("nginx's old workers to exit", async () => !(await workers()).some((p) => before.has(p)), 8_000, 50).catch(() => {});
   }
 
   async #waitStopped(id: string, what: string, timeoutMs: number): Promise<void> {
