@@ -153,7 +153,7 @@ export class ComposeCluster implements Cluster {
       // --no-build: the image was built above with BuildKit; docker-compose 1.29 would use the
       // legacy builder, which cannot read the Dockerfile's build secret.
       await this.#compose(["up", "-d", "--no-build", "--scale", `app=${this.#state.replicas}`]);
-      await this.#waitAllReady();
+      await this.#waitAllReady({ healthy: true });
       await waitFor(`nginx on ${this.baseUrl()}`, async () => (await httpStatus(`${this.baseUrl()}/nginx-health`)) === 200, 20_000, 100);
       this.#log(`up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     } catch (err) {
@@ -214,17 +214,23 @@ export class ComposeCluster implements Cluster {
     return Number(out.trim()) || 0;
   }
 
-  async #waitReady(c: Container, timeoutMs = 60_000): Promise<void> {
+  /**
+   * Ready = /readyz answers 200 (Redis reachable, not draining). With `healthy`, also waits
+   * for Docker's own healthcheck (liveness) to have passed once, which takes up to its
+   * interval after a start: `make up` waits for that, a restart of one replica does not.
+   */
+  async #waitReady(c: Container, opts: { healthy?: boolean } = {}): Promise<void> {
     await waitFor(`replica ${c.number} (${c.name}) ready`, async () => {
       const [now] = (await this.#containers("app")).filter((x) => x.id === c.id);
       if (!now?.running) throw new Error(`${c.name} is not running; see \`make logs\``);
+      if (opts.healthy && now.health !== undefined && now.health !== "healthy") return false;
       return (await this.probeReplica(c.number, "/readyz")) === 200;
-    }, timeoutMs, 250);
+    }, 60_000, 250);
   }
 
-  async #waitAllReady(): Promise<void> {
+  async #waitAllReady(opts: { healthy?: boolean } = {}): Promise<void> {
     const running = (await this.#containers("app")).filter((c) => c.running);
-    await Promise.all(running.map((c) => this.#waitReady(c)));
+    await Promise.all(running.map((c) => this.#waitReady(c, opts)));
   }
 
   /**

@@ -24,14 +24,12 @@ async function present(image: string): Promise<boolean> {
   return docker(["image", "inspect", "--format", "{{.Id}}", image], { timeoutMs: 30_000 }).then(() => true, () => false);
 }
 
-async function pull(image: string, log: Log): Promise<boolean> {
+/** Pulls an image; resolves to undefined when done, or to the reason it failed. */
+async function pull(image: string, log: Log): Promise<string | undefined> {
   log(`pulling ${image}...`);
   return docker(["pull", "--quiet", image], { timeoutMs: 600_000 }).then(
-    () => true,
-    (err: Error) => {
-      log(`cannot pull ${image}: ${(err.message.split("\n").at(-1) ?? "").slice(0, 160)}`);
-      return false;
-    },
+    () => undefined,
+    (err: Error) => (err.message.split("\n").at(-1) ?? "").trim().slice(0, 200),
   );
 }
 
@@ -46,21 +44,26 @@ export function resolveBaseImages(log: Log = () => {}): Promise<BaseImages> {
   resolved ??= (async () => {
     const out = {} as BaseImages;
     const missing: (keyof BaseImages)[] = [];
+    let why = "";
     for (const key of Object.keys(OFFICIAL_IMAGES) as (keyof BaseImages)[]) {
       const wanted = process.env[key];
       if (wanted) {
-        if (!(await present(wanted)) && !(await pull(wanted, log))) {
-          throw new Error(`${key}=${wanted} is neither present nor pullable; unset it to fall back to the offline images`);
-        }
+        const failed = (await present(wanted)) ? undefined : await pull(wanted, log);
+        if (failed) throw new Error(`${key}=${wanted} is neither present nor pullable (${failed}); unset ${key} to fall back to the offline images`);
         out[key] = wanted;
-      } else if ((await present(OFFICIAL_IMAGES[key])) || (await pull(OFFICIAL_IMAGES[key], log))) {
+        continue;
+      }
+      const failed = (await present(OFFICIAL_IMAGES[key])) ? undefined : await pull(OFFICIAL_IMAGES[key], log);
+      if (failed === undefined) {
         out[key] = OFFICIAL_IMAGES[key];
       } else {
         missing.push(key);
+        why = failed;
       }
     }
     if (missing.length > 0) {
-      log(`building offline stand-ins for ${missing.join(", ")} (infra/images/build-offline-images.sh)...`);
+      log(`no registry answered (${why})`);
+      log(`building offline stand-ins for ${missing.map((k) => OFFICIAL_IMAGES[k]).join(", ")} (infra/images/build-offline-images.sh)...`);
       const lines = await run(resolve(repoRoot, "infra/images/build-offline-images.sh"), [], { timeoutMs: 600_000 });
       const built = Object.fromEntries(lines.trim().split("\n").map((l) => l.split("=", 2) as [string, string]));
       for (const key of missing) {
