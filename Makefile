@@ -1,6 +1,8 @@
 # Every command the README shows is a target here. Each target bootstraps what it needs:
 # Node 24 (from npm when the machine's node is older than 22.12), npm packages, and
 # redis-server/nginx (apt-get when root on Debian, otherwise the command to run).
+# CLUSTER=auto (default) runs the cluster in Docker Compose when a Docker engine answers,
+# as local processes otherwise; CLUSTER=compose or CLUSTER=local picks one.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -15,8 +17,10 @@ PORT ?= 8080
 REPLICA ?= 1
 SIGNAL ?= TERM
 CLI := node infra/cli.ts
+CLUSTER ?= auto
+export CLUSTER
 
-.PHONY: help deps system-deps up down ps logs kill start scale restart-redis config typecheck test
+.PHONY: help deps system-deps docker-deps images up down ps logs kill start scale restart-redis config typecheck test
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -31,7 +35,15 @@ deps: node_modules/.installed ## install npm packages (npm ci)
 system-deps:
 	@infra/ensure-system-deps.sh redis-server redis-cli nginx $(if $(filter test,$(MAKECMDGOALS)),chromium)
 
-up: deps system-deps ## start Redis, REPLICAS app replicas and nginx on 127.0.0.1:PORT
+# Compose v2 (the docker plugin) when there is one, else Debian's docker-compose 1.29.
+docker-deps:
+	@if [ "$(CLUSTER)" != local ] && docker info >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then \
+	  infra/ensure-system-deps.sh docker-compose docker-init; fi
+
+images: deps system-deps docker-deps ## pull the official base images (or build offline stand-ins) and build the app image
+	@$(CLI) images
+
+up: deps system-deps docker-deps ## start Redis, REPLICAS app replicas and nginx on 127.0.0.1:PORT
 	@$(CLI) up --replicas $(REPLICAS) --port $(PORT)
 
 down: deps ## stop the cluster and remove its data
@@ -61,5 +73,5 @@ config: deps ## check the app's configuration from the environment (as a replica
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit
 
-test: deps system-deps typecheck ## run every test (unit, integration with real processes)
+test: deps system-deps docker-deps typecheck ## run every test (unit, integration with real processes and containers)
 	npx vitest run

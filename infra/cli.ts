@@ -2,6 +2,7 @@
 // through the Cluster interface, so every command works the same locally and in Compose.
 import { parseArgs } from "node:util";
 import type { Cluster, Signal } from "./cluster/cluster.ts";
+import { buildAppImage, resolveBaseImages } from "./images/images.ts";
 import { attachCluster, chooseKind, createCluster } from "./cluster/open.ts";
 
 const usage = `usage: node infra/cli.ts <command> [options]
@@ -13,7 +14,8 @@ const usage = `usage: node infra/cli.ts <command> [options]
   start --replica N
   scale --replicas N
   restart-redis [--signal KILL|TERM]
-  url                              print the load balancer's URL`;
+  url                              print the load balancer's URL
+  images                           pull or build the base images, build the app image (Compose)`;
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -50,8 +52,10 @@ async function running(): Promise<Cluster> {
 
 async function printReplicas(c: Cluster): Promise<void> {
   const rows = await c.replicas();
-  console.log(`${"REPLICA".padEnd(8)} ${"NAME".padEnd(24)} ${"STATE".padEnd(8)} URL`);
-  for (const r of rows) console.log(`${String(r.index).padEnd(8)} ${r.name.padEnd(24)} ${(r.running ? "running" : "stopped").padEnd(8)} ${r.url ?? "-"}`);
+  // Compose replicas have a container name and no URL of their own (no published port).
+  const where = (r: (typeof rows)[number]) => r.container ?? r.url ?? "-";
+  console.log(`${"REPLICA".padEnd(8)} ${"NAME".padEnd(24)} ${"STATE".padEnd(8)} ${c.kind === "compose" ? "CONTAINER" : "URL"}`);
+  for (const r of rows) console.log(`${String(r.index).padEnd(8)} ${r.name.padEnd(24)} ${(r.running ? "running" : "stopped").padEnd(8)} ${where(r)}`);
 }
 
 async function main(): Promise<void> {
@@ -63,10 +67,11 @@ async function main(): Promise<void> {
       const cluster = await createCluster(kind, {
         replicas: intOption("replicas", values.replicas, 3),
         port: intOption("port", values.port, 8080),
+        log: (line) => console.log(`  ${line}`),
       });
       console.log(`starting ${kind === "local" ? "local processes (no Docker engine answered)" : "Docker Compose"}...`);
       await cluster.start();
-      const names = (await cluster.replicas()).map((r) => r.name);
+      const names = (await cluster.replicas()).map((r) => (r.container ? `${r.container} (${r.name})` : r.name));
       console.log(`cluster up (${kind}): ${cluster.baseUrl()}`);
       console.log(`replicas: ${names.join(", ")}`);
       console.log(`try: curl -c jar -b jar ${cluster.baseUrl()}/counter`);
@@ -110,6 +115,12 @@ async function main(): Promise<void> {
     }
     case "url":
       return console.log((await running()).baseUrl());
+    case "images": {
+      const log = (line: string) => console.log(`  ${line}`);
+      const images = await resolveBaseImages(log);
+      for (const [k, v] of Object.entries(images)) console.log(`${k}=${v}`);
+      return buildAppImage(images.NODE_IMAGE, undefined, log);
+    }
     default:
       console.error(usage);
       process.exitCode = 2;

@@ -125,10 +125,8 @@ export function clusterScenarios(label: string, make: ClusterFactory, timeouts =
           expect(r.headers.get("retry-after")).toBe("1");
         }
         for (const replica of await cluster.replicas()) {
-          if (!replica.url) continue;
-          const ready = await fetch(`${replica.url}/readyz`);
-          expect(ready.status).toBe(503);
-          expect((await fetch(`${replica.url}/healthz`)).status).toBe(200);
+          expect(await cluster.probeReplica(replica.index, "/readyz")).toBe(503);
+          expect(await cluster.probeReplica(replica.index, "/healthz")).toBe(200);
         }
       } finally {
         await cluster.startRedis();
@@ -136,6 +134,65 @@ export function clusterScenarios(label: string, make: ClusterFactory, timeouts =
       const back = await v.increment();
       expect(back.status).toBe(200);
       expect(back.json?.count).toBe(2);
+    });
+
+    it("keeps every keyed increment exactly once while it scales 3 -> 5 -> 2 -> 3, and round-robin follows", async () => {
+      // After scale(n) returns, requests must reach exactly the running replicas: polls with
+      // fresh sessions until each was seen (bounded), then checks nothing else answered.
+      const expectServedByRunning = async () => {
+        const running = new Set((await cluster.replicas()).filter((r) => r.running).map((r) => r.name));
+        const seen = new Set<string>();
+        for (let i = 0; i < 100 && seen.size < running.size; i++) seen.add((await new Visitor(cluster.baseUrl()).get("/api/session")).replica!);
+        expect([...seen].sort()).toEqual([...running].sort());
+        return running.size;
+      };
+      // A keyed increment is sent again with the same key when the answer was lost (an nginx
+      // reload closes idle client connections, racing a request sent on one) or was a 503
+      // with Retry-After (a starved Redis call timed out: applied or not, unknown). That is
+      // the API's contract for clients; the counts below prove no retry was applied twice.
+      const firstAttempt: number[] = [];
+      const send = async (v: Visitor, key: string) => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            const r = await v.increment(key);
+            if (attempt === 1) firstAttempt.push(r.status);
+            if (r.status !== 503 || !r.headers.get("retry-after") || attempt === 5) return r;
+            await sleep(Number(r.headers.get("retry-after")) * 1000);
+          } catch (err) {
+            if (attempt === 5) throw err;
+          }
+        }
+      };
+      const visitors = Array.from({ length: 4 }, () => new Visitor(cluster.baseUrl()));
+      const statuses: number[] = [];
+      const counts: number[][] = visitors.map(() => []);
+      let stop = false;
+      const deadline = Date.now() + 120_000;
+      const load = Promise.all(visitors.map(async (v, i) => {
+        for (let n = 0; !stop && n < 5000 && Date.now() < deadline; n++) {
+          const r = await send(v, randomUUID());
+          statuses.push(r.status);
+          if (r.status === 200) counts[i]!.push(r.json?.count as number);
+          await sleep(5);
+        }
+      }));
+      load.catch(() => {}); // awaited below; this only keeps an early failure from going unhandled
+      try {
+        await cluster.scale(5);
+        expect(await expectServedByRunning()).toBe(5);
+        await cluster.scale(2);
+        expect(await expectServedByRunning()).toBe(2);
+        await cluster.scale(3);
+        expect(await expectServedByRunning()).toBe(3);
+      } finally {
+        stop = true;
+        await load;
+      }
+      expect(statuses.length).toBeGreaterThan(50);
+      expect(statuses.filter((s) => s !== 200)).toEqual([]);
+      // nginx never answered for a replica it could not reach (502/504): it failed over.
+      expect(firstAttempt.filter((s) => s === 502 || s === 504)).toEqual([]);
+      for (const c of counts) expect(c).toEqual(range(1, c.length));
     });
 
     it("starts a new session for a tampered or unsigned cookie instead of failing", async () => {

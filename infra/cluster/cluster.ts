@@ -29,6 +29,8 @@ export type ReplicaInfo = {
   running: boolean;
   /** Direct URL of the replica (bypassing nginx), for /metrics and /readyz. */
   url: string | undefined;
+  /** The container's name, where the replica is one (Compose). */
+  container?: string;
 };
 
 export interface Cluster {
@@ -54,6 +56,11 @@ export interface Cluster {
   redisCommand(...args: string[]): Promise<string>;
   /** Recent log lines of every component, oldest first. */
   logs(lines?: number): Promise<string>;
+  /**
+   * GETs `path` on one replica directly (bypassing nginx) and returns the status, 0 when
+   * nothing answered. Compose replicas publish no port, so there it runs inside the container.
+   */
+  probeReplica(index: number, path: string): Promise<number>;
 }
 
 export async function restartRedis(cluster: Cluster, signal: Signal): Promise<void> {

@@ -280,6 +280,10 @@ ${servers}
     }));
   }
 
+  async probeReplica(index: number, path: string): Promise<number> {
+    return httpStatus(`http://127.0.0.1:${this.#replica(index).port}${path}`, 2000);
+  }
+
   async #signal(pid: number | undefined, marker: string, signal: NodeJS.Signals, what: string, timeoutMs = 20_000): Promise<void> {
     if (!alive(pid, marker)) return;
     try {

@@ -1,0 +1,103 @@
+// SessionStore and the Redis client against a real Redis (a testcontainers container when
+// Docker answers, else a local redis-server): a session and its counter live and die
+// together, and a Redis that stalls or is unreachable gives a 503, never a hang.
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Redis } from "ioredis";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitFor } from "../../../infra/cluster/wait.ts";
+import { startTestRedis, type TestRedis } from "../../../test/redis-server.ts";
+import { loadConfig } from "./config.ts";
+import { StoreUnavailableError } from "./errors.ts";
+import { createRedis } from "./redis.ts";
+import { keys, SessionStore } from "./session.ts";
+
+const TTL = 600;
+
+function call<T>(fn: (cb: (err?: unknown, data?: T) => void) => unknown): Promise<T> {
+  return new Promise((resolve, reject) => void fn((err, data) => (err ? reject(err) : resolve(data as T))));
+}
+
+describe("SessionStore on a real Redis", () => {
+  let server: TestRedis;
+  let redis: Redis;
+  let store: SessionStore;
+  const session = () => ({ cookie: { originalMaxAge: null }, createdAt: Date.now() }) as never;
+
+  beforeAll(async () => {
+    server = await startTestRedis();
+    const config = loadConfig({ REDIS_URL: server.url, REDIS_PASSWORD: server.password, REPLICA_ID: "session-test", SESSION_IDLE_TIMEOUT_SECONDS: String(TTL) });
+    redis = createRedis(config, pino({ level: "silent" }));
+    await waitFor("the app's Redis client to be ready", () => redis.status === "ready", 10_000);
+    store = new SessionStore(redis, TTL);
+  }, 300_000);
+
+  afterAll(async () => {
+    redis?.disconnect();
+    await server?.stop();
+  });
+
+  it(`gets its Redis from ${process.env.REQUIRE_DOCKER === "1" ? "a container (REQUIRE_DOCKER=1)" : "a container when Docker answers, else a local redis-server"}`, () => {
+    if (process.env.REQUIRE_DOCKER === "1") expect(server.kind).toBe("container");
+    expect(["container", "process"]).toContain(server.kind);
+  });
+
+  it("stores a session under sess:<sid> with the idle timeout as its TTL", async () => {
+    await call((cb) => store.set("s1", session(), cb));
+    expect(await server.admin.exists(keys.session("s1"))).toBe(1);
+    const ttl = await server.admin.ttl(keys.session("s1"));
+    expect(ttl).toBeGreaterThan(TTL - 5);
+    expect(ttl).toBeLessThanOrEqual(TTL);
+  });
+
+  it("extends the session and its counter together on touch", async () => {
+    await call((cb) => store.set("s2", session(), cb));
+    await server.admin.set(keys.counter("s2"), "7", "EX", 5);
+    await server.admin.expire(keys.session("s2"), 5);
+    await call((cb) => store.touch("s2", session(), cb));
+    for (const key of [keys.session("s2"), keys.counter("s2")]) expect(await server.admin.ttl(key)).toBeGreaterThan(TTL - 5);
+    expect(await server.admin.get(keys.counter("s2"))).toBe("7");
+  });
+
+  it("deletes the session and its counter together on destroy", async () => {
+    await call((cb) => store.set("s3", session(), cb));
+    await server.admin.set(keys.counter("s3"), "3");
+    await call((cb) => store.destroy("s3", cb));
+    expect(await server.admin.exists(keys.session("s3"), keys.counter("s3"))).toBe(0);
+  });
+
+  it("fails a read with store_timeout (503) at the command timeout while Redis is stalled", async () => {
+    // CLIENT PAUSE holds every client's commands for 1.5 s: a stalled Redis, not a dead one.
+    await server.admin.call("CLIENT", "PAUSE", "1500", "ALL");
+    const t0 = performance.now();
+    const err = await call((cb) => store.get("s1", cb)).then(() => undefined, (e: unknown) => e);
+    const ms = performance.now() - t0;
+    expect(err).toBeInstanceOf(StoreUnavailableError);
+    expect((err as StoreUnavailableError).code).toBe("store_timeout");
+    expect((err as StoreUnavailableError).status).toBe(503);
+    expect(ms).toBeLessThan(1500);
+    await sleep(1500 - ms + 100);
+    expect(await call((cb) => store.get("s1", cb))).toMatchObject({ createdAt: expect.any(Number) });
+  });
+
+  it("fails at once with store_unavailable (503) while Redis is down, and the same client recovers when it returns", async () => {
+    await server.down();
+    try {
+      for (let i = 0; i < 5; i++) {
+        const t0 = performance.now();
+        const err = await call((cb) => store.get("s1", cb)).then(() => undefined, (e: unknown) => e);
+        // Offline queue off: refused before anything is sent, so nothing can have been applied.
+        expect(err).toBeInstanceOf(StoreUnavailableError);
+        expect((err as StoreUnavailableError).code).toBe("store_unavailable");
+        expect((err as StoreUnavailableError).applied).toBe("no");
+        expect(performance.now() - t0).toBeLessThan(500);
+        await sleep(100);
+      }
+    } finally {
+      await server.up();
+    }
+    await waitFor("the app's client to reconnect on its own", () => redis.status === "ready", 15_000);
+    await call((cb) => store.set("s4", session(), cb));
+    expect(await server.admin.exists(keys.session("s4"))).toBe(1);
+  });
+});
