@@ -15,8 +15,13 @@ PORT ?= 8080
 REPLICA ?= 1
 SIGNAL ?= TERM
 CLI := node infra/cli.ts
+# make verify knobs; CLUSTER (local|compose) and CONCURRENCY are passed on only when set.
+SCENARIO ?= all
+COUNTER ?= atomic
+USERS ?= 50
+DURATION ?= 10
 
-.PHONY: help deps system-deps up down ps logs kill start scale restart-redis typecheck test
+.PHONY: help deps system-deps up down ps logs kill start scale restart-redis verify typecheck test
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -53,6 +58,10 @@ scale: deps ## change the number of replicas to N
 
 restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives through AOF
 	@$(CLI) restart-redis --signal $(SIGNAL)
+
+verify: deps system-deps ## prove no count is lost or doubled under faults (SCENARIO= COUNTER= USERS= DURATION= CLUSTER=)
+	@node loadtest/harness/verify.ts --scenario "$(SCENARIO)" --counter "$(COUNTER)" --users "$(USERS)" --duration "$(DURATION)" \
+	  $(if $(CLUSTER),--cluster "$(CLUSTER)") $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
 
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit
