@@ -21,7 +21,7 @@ COUNTER ?= atomic
 USERS ?= 50
 DURATION ?= 10
 
-.PHONY: help deps system-deps up down ps logs kill start scale restart-redis verify typecheck test
+.PHONY: help deps system-deps up down ps logs kill start scale restart-redis verify compare-counters typecheck test
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives th
 verify: deps system-deps ## prove no count is lost or doubled under faults (SCENARIO= COUNTER= USERS= DURATION= CLUSTER=)
 	@node loadtest/harness/verify.ts --scenario "$(SCENARIO)" --counter "$(COUNTER)" --users "$(USERS)" --duration "$(DURATION)" \
 	  $(if $(CLUSTER),--cluster "$(CLUSTER)") $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
+
+compare-counters: deps system-deps ## COUNTER=session vs atomic side by side: lost updates, SIGKILL x10, throughput ratio
+	@node loadtest/harness/compare.ts $(if $(CLUSTER),--cluster "$(CLUSTER)")
 
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit

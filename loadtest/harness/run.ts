@@ -68,6 +68,26 @@ async function endHealth(cluster: Cluster): Promise<{ ok: boolean; detail: strin
   return problems.length ? { ok: false, detail: problems.join("; ") } : { ok: true, detail: `${replicas.length} replicas running, redis up, load balancer answers` };
 }
 
+/**
+ * Waits until round-robin reaches every replica: nginx keeps a replica it saw fail out of
+ * rotation for fail_timeout (2 s) even after it is ready again, which matters when runs
+ * follow each other on one cluster. Read-only probes without a cookie create nothing.
+ */
+async function inRotation(cluster: Cluster, names: string[], timeoutMs = 10_000): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  const seen = new Set<string>();
+  while (Date.now() < until) {
+    seen.clear();
+    for (let i = 0; i < names.length * 2; i++) {
+      const r = await new Visitor(cluster.baseUrl()).get("/api/session", { timeoutMs: 2000 }).catch(() => undefined);
+      if (r?.replica) seen.add(r.replica);
+    }
+    if (names.every((n) => seen.has(n))) return true;
+    await sleep(200);
+  }
+  return false;
+}
+
 export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioResult> {
   const log = o.log ?? ((line: string) => console.log(line));
   const counter = s.counter ?? o.counter;
@@ -81,6 +101,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
     dir: mkdtempSync(join(tmpdir(), `verify-${s.name}-`)),
   });
   const tag = `[${s.name}]`;
+  const cleanup: (() => void)[] = [];
   try {
     if (own) {
       activeClusters.add(cluster);
@@ -88,6 +109,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
       await cluster.start();
     }
     const replicas = (await cluster.replicas()).map((r) => r.name);
+    if (!(await inRotation(cluster, replicas))) log(`${tag} not every replica answers through the load balancer yet; starting anyway`);
     const origin = performance.now();
     const clock = () => performance.now() - origin;
     const load = new Load({
@@ -104,11 +126,14 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
     if (started < o.users) log(`${tag} ${o.users - started} users could not start a session`);
 
     const loadStart = clock();
+    // Cancels every pending at() when the run ends, so no timer outlives it.
+    const done = new AbortController();
+    cleanup.push(() => done.abort());
     const ctx: FaultContext = {
       cluster,
       at: async (fraction) => {
         const wait = loadStart + fraction * o.durationMs - clock();
-        if (wait > 0) await sleep(wait);
+        if (wait > 0) await sleep(wait, undefined, { signal: done.signal });
       },
       mark: (target, state, label) => {
         events.push({ t: clock(), target, state, label });
@@ -134,8 +159,9 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
     });
     // The load covers the planned duration and every fault (plus a little recovery after it),
     // bounded so a stuck fault cannot keep the load going forever.
-    await ctx.at(1);
-    const tail = Math.min(2000, o.durationMs * 0.15);
+    // ...or ends early when every user has sent opsPerUser increments.
+    await Promise.race([ctx.at(1), running]);
+    const tail = s.faults ? Math.min(2000, o.durationMs * 0.15) : 0;
     await Promise.race([faults.then(() => sleep(tail)), sleep(120_000, undefined, { ref: false })]);
     load.stop();
     await running;
@@ -178,6 +204,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
       throughput: (verdict.totals.acknowledged * 1000) / Math.max(1, loadEnd - loadStart),
     };
   } finally {
+    for (const f of cleanup) f();
     if (own) {
       await cluster.stop().catch((err: Error) => log(`${tag} could not stop the cluster: ${err.message}`));
       activeClusters.delete(cluster);

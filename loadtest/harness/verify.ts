@@ -37,8 +37,17 @@ async function main(): Promise<number> {
   const chosen = values.scenario === "all" ? scenarios : values.scenario.split(",").map((n) => findScenario(n.trim()));
 
   const results: ScenarioResult[] = [];
+  const errors: string[] = [];
   for (const s of chosen) {
-    const r = await runScenario(s, { kind, counter, users, durationMs, concurrency });
+    let r: ScenarioResult;
+    try {
+      r = await runScenario(s, { kind, counter, users, durationMs, concurrency });
+    } catch (err) {
+      // The cluster could not start or stop: no verdict, but the other scenarios still run.
+      errors.push(`${s.name}: could not run: ${(err as Error).message}`);
+      console.log(`[${s.name}] ERROR: ${(err as Error).message}\n`);
+      continue;
+    }
     console.log(`[${s.name}] ${r.pass ? "PASS" : "FAIL"}${r.control ? " (negative control)" : ""}: ${r.verdict.totals.acknowledged} acknowledged, ${r.verdict.totals.lost} lost, ${r.verdict.totals.duplicated} duplicated\n`);
     results.push(r);
   }
@@ -46,9 +55,9 @@ async function main(): Promise<number> {
   const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
   const summary = writeReports(results, resolve(values.reports, `${stamp}-${counter}`));
   console.log(`\n${verdictTable(results)}\n`);
-  for (const line of failureLines(results)) console.log(`  ${line}`);
+  for (const line of [...failureLines(results), ...errors]) console.log(`  ${line}`);
   console.log(`\nreports: ${summary} (and a .json, .md and .svg timeline per scenario)`);
-  const failed = results.filter((r) => !r.pass).map((r) => r.scenario);
+  const failed = [...results.filter((r) => !r.pass).map((r) => r.scenario), ...errors.map((e) => e.split(":")[0]!)];
   console.log(failed.length ? `verify: FAILED (${failed.join(", ")})` : `verify: all ${results.length} scenarios passed`);
   return failed.length ? 1 : 0;
 }
