@@ -28,10 +28,17 @@ const server = createServer(app);
 server.keepAliveTimeout = config.keepAliveTimeoutMs;
 server.headersTimeout = config.keepAliveTimeoutMs + 1000;
 
-server.listen(config.port, config.host, () => {
-  const { port } = server.address() as AddressInfo;
-  logger.info({ event: "listening", port, store: config.store, counter: config.counter }, "listening");
-});
+/** Resolves true once the Redis client is ready, false after `ms`. */
+function redisReady(ms: number): Promise<boolean> {
+  if (!redis || redis.status === "ready") return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    redis.once("ready", () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
 
@@ -57,3 +64,18 @@ async function shutdown(signal: string): Promise<void> {
 
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
+
+// nginx has no readiness probe: it sends requests to any port that accepts. Listening before
+// the Redis client is ready would answer a restarted replica's first requests with 503s (seen
+// in rolling restarts under load). Wait a bounded time, then listen anyway, so a replica
+// started during a Redis outage still answers /healthz and fast 503s.
+// The signal handlers above are already in place while it waits.
+const waitMs = config.redis.connectTimeoutMs * 5;
+if (!(await redisReady(waitMs))) logger.warn({ event: "listening_without_redis", waitedMs: waitMs }, "redis is not ready; listening anyway, answering 503 until it is");
+if (!lifecycle.draining) {
+  server.listen(config.port, config.host, () => {
+    const { port } = server.address() as AddressInfo;
+    logger.info({ event: "listening", port, store: config.store, counter: config.counter }, "listening");
+  });
+}
+
