@@ -73,12 +73,13 @@ async function endHealth(cluster: Cluster): Promise<{ ok: boolean; detail: strin
  * rotation for fail_timeout (2 s) even after it is ready again, which matters when runs
  * follow each other on one cluster. Read-only probes without a cookie create nothing.
  */
-async function inRotation(cluster: Cluster, names: string[], timeoutMs = 10_000): Promise<boolean> {
+export async function inRotation(cluster: Cluster, names: string[], timeoutMs = 10_000): Promise<boolean> {
   const until = Date.now() + timeoutMs;
   const seen = new Set<string>();
   while (Date.now() < until) {
     seen.clear();
-    for (let i = 0; i < names.length * 2; i++) {
+    const probes = (await cluster.replicas()).length * 2;
+    for (let i = 0; i < probes; i++) {
       const r = await new Visitor(cluster.baseUrl()).get("/api/session", { timeoutMs: 2000 }).catch(() => undefined);
       if (r?.replica) seen.add(r.replica);
     }
@@ -135,6 +136,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
         const wait = loadStart + fraction * o.durationMs - clock();
         if (wait > 0) await sleep(wait, undefined, { signal: done.signal });
       },
+      inRotation: (name) => inRotation(cluster, [name]),
       mark: (target, state, label) => {
         events.push({ t: clock(), target, state, label });
         if (label) log(`${tag} ${fmt(clock())}  ${state === "down" ? "▼" : "▲"} ${label}`);

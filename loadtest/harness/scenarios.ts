@@ -12,6 +12,11 @@ export type FaultContext = {
    * the target is ready again.
    */
   mark(target: string, state: "down" | "up", label: string): void;
+  /**
+   * Resolves once the load balancer routes requests to this replica again (bounded): nginx
+   * keeps a replica it saw fail out of rotation for fail_timeout even after it is ready.
+   */
+  inRotation(name: string): Promise<boolean>;
 };
 
 export type Scenario = {
@@ -79,6 +84,9 @@ export const scenarios: Scenario[] = [
       for (let i = 0; i < n; i++) {
         await ctx.at(0.15 + (0.6 * i) / n);
         await stopAndStart(ctx, i, "SIGTERM", undefined);
+        // As an orchestrator would: the next replica goes down only once this one takes
+        // traffic again, or the load balancer is left with fewer replicas than planned.
+        await ctx.inRotation((await nth(ctx.cluster, i)).name);
       }
     },
   },
