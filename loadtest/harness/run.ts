@@ -153,15 +153,16 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
       const reps = [...st.byReplica].sort().map(([r, n]) => `${r} ${n}`).join("  ");
       log(`${tag} ${fmt(now)}  ok ${st.ok}  failed ${st.failed}  indeterminate ${st.indeterminate}  ${Math.round(rate)}/s  in flight ${st.inFlight}  | ${reps}`);
     }, every) : undefined;
+    if (ticker) cleanup.push(() => clearInterval(ticker));
 
     const running = load.run();
     let faultError: unknown;
     const faults = (s.faults?.(ctx) ?? Promise.resolve()).catch((err: unknown) => {
       faultError = err;
     });
-    // The load covers the planned duration and every fault (plus a little recovery after it),
-    // bounded so a stuck fault cannot keep the load going forever.
-    // ...or ends early when every user has sent opsPerUser increments.
+    // The load covers the planned duration (or ends early once every user has sent opsPerUser
+    // increments) and every fault plus a little recovery after it, bounded so a stuck fault
+    // cannot keep it going forever.
     await Promise.race([ctx.at(1), running]);
     const tail = s.faults ? Math.min(2000, o.durationMs * 0.15) : 0;
     await Promise.race([faults.then(() => sleep(tail)), sleep(120_000, undefined, { ref: false })]);
