@@ -19,8 +19,13 @@ SIGNAL ?= TERM
 CLI := node infra/cli.ts
 CLUSTER ?= auto
 export CLUSTER
+# make verify knobs; CONCURRENCY is passed on only when set.
+SCENARIO ?= all
+COUNTER ?= atomic
+USERS ?= 50
+DURATION ?= 10
 
-.PHONY: help deps system-deps docker-deps images up down ps logs kill start scale restart-redis config typecheck test
+.PHONY: help deps system-deps docker-deps images up down ps logs kill start scale restart-redis config verify compare-counters typecheck test
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -69,6 +74,13 @@ restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives th
 
 config: deps ## check the app's configuration from the environment (as a replica would)
 	@node services/app/src/check-config.ts
+
+verify: deps system-deps ## prove no count is lost or doubled under faults (SCENARIO= COUNTER= USERS= DURATION= CLUSTER=)
+	@node loadtest/harness/verify.ts --scenario "$(SCENARIO)" --counter "$(COUNTER)" --users "$(USERS)" --duration "$(DURATION)" \
+	  --cluster "$(if $(filter auto,$(CLUSTER)),local,$(CLUSTER))" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
+
+compare-counters: deps system-deps ## COUNTER=session vs atomic side by side: lost updates, SIGKILL x10, throughput ratio
+	@node loadtest/harness/compare.ts --cluster "$(if $(filter auto,$(CLUSTER)),local,$(CLUSTER))"
 
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit

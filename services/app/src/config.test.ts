@@ -53,4 +53,11 @@ describe("loadConfig", () => {
   it("rejects the atomic counter without Redis", () => {
     expect(problemsOf({ STORE: "memory", COUNTER: "atomic" })[0]).toMatch(/^COUNTER:/);
   });
+
+  it("refuses the test-only fault hook outside NODE_ENV=test", () => {
+    expect(problemsOf({ NODE_ENV: "production", SESSION_SECRET: "x".repeat(32), FAULT_SIGKILL_AFTER_INCREMENT: "k-" })[0]).toMatch(/^FAULT_SIGKILL_AFTER_INCREMENT: .*NODE_ENV=test/);
+    expect(problemsOf({ FAULT_SIGKILL_AFTER_INCREMENT: "k-" })).toHaveLength(1);
+    expect(loadConfig({ NODE_ENV: "test", FAULT_SIGKILL_AFTER_INCREMENT: "k-" }).faultSigkillAfterIncrement).toBe("k-");
+    expect(loadConfig({}).faultSigkillAfterIncrement).toBeUndefined();
+  });
 });

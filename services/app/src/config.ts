@@ -31,10 +31,15 @@ const schema = z
     KEEP_ALIVE_TIMEOUT_MS: int(1000, 600_000).default(65_000),
     SHUTDOWN_DELAY_MS: int(0, 60_000).default(300),
     SHUTDOWN_DRAIN_MS: int(100, 120_000).default(10_000),
+    FAULT_SIGKILL_AFTER_INCREMENT: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, "an Idempotency-Key prefix").optional(),
   })
   .superRefine((c, ctx) => {
     if (c.STORE === "memory" && c.COUNTER === "atomic") {
       ctx.addIssue({ code: "custom", path: ["COUNTER"], message: "atomic needs STORE=redis; use COUNTER=session with STORE=memory" });
+    }
+    // A fault hook that kills the process must never reach a real deployment by accident.
+    if (c.FAULT_SIGKILL_AFTER_INCREMENT !== undefined && c.NODE_ENV !== "test") {
+      ctx.addIssue({ code: "custom", path: ["FAULT_SIGKILL_AFTER_INCREMENT"], message: "a test-only fault hook; it is refused unless NODE_ENV=test" });
     }
   });
 
@@ -59,6 +64,8 @@ export type Config = Readonly<{
   keepAliveTimeoutMs: number;
   shutdownDelayMs: number;
   shutdownDrainMs: number;
+  /** Test-only (NODE_ENV=test): SIGKILL the replica right after applying a keyed increment whose key has this prefix. */
+  faultSigkillAfterIncrement: string | undefined;
 }>;
 
 export class ConfigError extends Error {
@@ -149,5 +156,6 @@ export function loadConfig(rawEnv: Env = process.env): Config {
     keepAliveTimeoutMs: c.KEEP_ALIVE_TIMEOUT_MS,
     shutdownDelayMs: c.SHUTDOWN_DELAY_MS,
     shutdownDrainMs: c.SHUTDOWN_DRAIN_MS,
+    faultSigkillAfterIncrement: c.FAULT_SIGKILL_AFTER_INCREMENT,
   });
 }

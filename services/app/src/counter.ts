@@ -5,6 +5,7 @@ import type { Request } from "express";
 import type { Redis } from "ioredis";
 import type { Config } from "./config.ts";
 import { badRequest, conflict, unprocessable } from "./errors.ts";
+import { sigkillAfterIncrement, type AfterApplied } from "./fault.ts";
 import { keys, saveSession, TOUCHED } from "./session.ts";
 import { withStore } from "./redis.ts";
 
@@ -46,10 +47,12 @@ export class AtomicCounter implements Counter {
   readonly #redis: Redis & { counterIncrement?: IncrementFn };
   readonly #ttl: number;
   readonly #idemTtl: number;
+  readonly #afterApplied: AfterApplied | undefined;
   constructor(redis: Redis, config: Config) {
     this.#redis = redis;
     this.#ttl = config.session.idleTimeoutSeconds;
     this.#idemTtl = config.idempotencyTtlSeconds;
+    this.#afterApplied = sigkillAfterIncrement(config);
     // defineCommand sends EVALSHA and falls back to EVAL once after a Redis restart.
     redis.defineCommand("counterIncrement", { lua: INCREMENT_LUA });
   }
@@ -66,7 +69,12 @@ export class AtomicCounter implements Counter {
     if (inc.idempotencyKey !== undefined) k.push(keys.idempotency(sid, inc.idempotencyKey));
     const fn = this.#redis.counterIncrement as IncrementFn;
     const [status, count] = await withStore(() => fn.call(this.#redis, k.length, ...k, this.#ttl, inc.by, this.#idemTtl, fp));
-    (req.session as unknown as Record<symbol, boolean>)[TOUCHED] = true;
+    // Only a fresh increment ran the script's EXPIREs; a replay or a refusal still needs the
+    // session's TTL extended by express-session's touch at the end of the request.
+    if (status === 0) {
+      (req.session as unknown as Record<symbol, boolean>)[TOUCHED] = true;
+      this.#afterApplied?.(inc.idempotencyKey);
+    }
     if (status === 2) throw unprocessable("idempotency_key_reused", "This Idempotency-Key was already used with a different request; send a new key.");
     if (status === 3) throw conflict("session_expired", "The session expired or was destroyed during the request; a new one starts on the next request.");
     return { count, replayed: status === 1 };

@@ -1,5 +1,6 @@
 // Runs server.ts as a child process, as pino's tests do, to check how it starts and stops.
 import { spawn } from "node:child_process";
+import { createServer, type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
@@ -41,5 +42,29 @@ describe("server start-up", () => {
     expect(code).toBe(0);
     const events = out.trim().split("\n").map((l) => JSON.parse(l).event as string | undefined);
     expect(events).toEqual(expect.arrayContaining(["listening", "draining", "stopped"]));
+  });
+
+  it("does not listen before its Redis client is ready, and listens anyway after a bounded wait", async () => {
+    // A Redis that accepts connections and never answers: the client never becomes ready.
+    const stalled = createServer((socket) => socket.on("data", () => {}));
+    await new Promise<void>((resolve) => stalled.listen(0, "127.0.0.1", resolve));
+    const redisUrl = `redis://127.0.0.1:${(stalled.address() as AddressInfo).port}`;
+    const child = spawn(process.execPath, [entry], {
+      env: { PATH: process.env.PATH, PORT: "0", HOST: "127.0.0.1", REDIS_URL: redisUrl, REDIS_CONNECT_TIMEOUT_MS: "100", REDIS_COMMAND_TIMEOUT_MS: "100", SHUTDOWN_DELAY_MS: "0" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    try {
+      let out = "";
+      child.stdout.on("data", (d) => (out += d));
+      await new Promise<void>((resolve) => child.stdout.on("data", () => out.includes('"listening"') && resolve()));
+      const events = out.trim().split("\n").map((l) => JSON.parse(l) as { event?: string; waitedMs?: number });
+      const names = events.map((e) => e.event);
+      expect(names.indexOf("listening_without_redis")).toBeGreaterThan(-1);
+      expect(names.indexOf("listening_without_redis")).toBeLessThan(names.indexOf("listening"));
+      expect(events.find((e) => e.event === "listening_without_redis")?.waitedMs).toBe(500);
+    } finally {
+      child.kill("SIGKILL");
+      stalled.close();
+    }
   });
 });

@@ -1,6 +1,6 @@
 // Entry point: load config, listen, and shut down gracefully on SIGTERM/SIGINT.
 import { createServer, STATUS_CODES } from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import type { Duplex } from "node:stream";
 import { createApp } from "./app.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
@@ -47,10 +47,17 @@ server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`);
 });
 
-server.listen(config.port, config.host, () => {
-  const { port } = server.address() as AddressInfo;
-  logger.info({ event: "listening", port, store: config.store, counter: config.counter }, "listening");
-});
+/** Resolves true once the Redis client is ready, false after `ms`. */
+function redisReady(ms: number): Promise<boolean> {
+  if (!redis || redis.status === "ready") return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    redis.once("ready", () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms).unref());
 
@@ -58,10 +65,19 @@ async function shutdown(signal: string): Promise<void> {
   if (lifecycle.draining) return;
   lifecycle.startDraining();
   logger.info({ event: "draining", signal }, "not ready; draining");
-  // Keep serving briefly, with Connection: close, so nginx's pooled sockets to this replica
-  // are used up by requests instead of being cut while nginx may be writing to them.
+  // Stop accepting at once, but leave open connections alone (net.Server's close, not
+  // http.Server's, which would also cut idle keep-alive sockets). A refused connect is the
+  // one failure nginx may retry for any method, POST included, and it takes this replica out
+  // of rotation (max_fails). Cutting an idle pooled socket instead races nginx writing a
+  // request down it: an unkeyed POST then gets a 502 (the harness's rolling restarts saw that).
+  const closed = new Promise<void>((resolve) => {
+    if (!server.listening) return resolve();
+    net.Server.prototype.close.call(server, () => resolve());
+  });
+  // Requests already arriving on pooled sockets are served with Connection: close, which
+  // retires those sockets one by one; what is still idle after the delay is closed.
   await sleep(config.shutdownDelayMs);
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
   const deadline = sleep(config.shutdownDrainMs).then(() => "timeout" as const);
   if ((await Promise.race([closed, deadline])) === "timeout") {
     logger.warn({ event: "drain_timeout", ms: config.shutdownDrainMs }, "drain deadline reached; closing remaining connections");
@@ -76,3 +92,18 @@ async function shutdown(signal: string): Promise<void> {
 
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
+
+// nginx has no readiness probe: it sends requests to any port that accepts. Listening before
+// the Redis client is ready would answer a restarted replica's first requests with 503s (seen
+// in rolling restarts under load). Wait a bounded time, then listen anyway, so a replica
+// started during a Redis outage still answers /healthz and fast 503s.
+// The signal handlers above are already in place while it waits.
+const waitMs = config.redis.connectTimeoutMs * 5;
+if (!(await redisReady(waitMs))) logger.warn({ event: "listening_without_redis", waitedMs: waitMs }, "redis is not ready; listening anyway, answering 503 until it is");
+if (!lifecycle.draining) {
+  server.listen(config.port, config.host, () => {
+    const { port } = server.address() as AddressInfo;
+    logger.info({ event: "listening", port, store: config.store, counter: config.counter }, "listening");
+  });
+}
+

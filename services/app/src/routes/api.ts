@@ -3,7 +3,7 @@ import { Router, type Request } from "express";
 import { parseIdempotencyKey, type Counter } from "../counter.ts";
 import { badRequest, methodNotAllowed } from "../errors.ts";
 import { jsonBody } from "../middleware/json-body.ts";
-import { destroySession, sessionLabel } from "../session.ts";
+import { destroySession, saveSession, sessionLabel } from "../session.ts";
 
 function parseBy(req: Request): number {
   const body: unknown = req.body;
@@ -34,6 +34,19 @@ export function apiRoutes(opts: { counter: Counter; replicaId: string; cookieNam
     .all((_req, _res, next) => next(methodNotAllowed(["POST"])));
 
   r.route("/session")
+    // Starts a session without counting (201), or reports the existing one (200). Clients
+    // that must know their session before the first increment (the load harness) call it
+    // first; retrying it is harmless, a lost answer only leaves an empty session to expire.
+    .post(async (req, res) => {
+      const created = req.session.createdAt === undefined;
+      if (created) {
+        req.session.createdAt = Date.now();
+        await saveSession(req);
+      }
+      const count = await counter.read(req);
+      res.setHeader("Cache-Control", "no-store");
+      res.status(created ? 201 : 200).json({ count, replica: replicaId, session: label(req) });
+    })
     .get(async (req, res) => {
       const count = await counter.read(req);
       res.setHeader("Cache-Control", "no-store");
@@ -46,6 +59,6 @@ export function apiRoutes(opts: { counter: Counter; replicaId: string; cookieNam
       res.setHeader("Cache-Control", "no-store");
       res.json({ destroyed: existed, replica: replicaId });
     })
-    .all((_req, _res, next) => next(methodNotAllowed(["GET", "HEAD", "DELETE"])));
+    .all((_req, _res, next) => next(methodNotAllowed(["GET", "HEAD", "POST", "DELETE"])));
   return r;
 }

@@ -1,0 +1,140 @@
+// The named scenarios `make verify` runs: what cluster each needs, what load, which faults
+// (driven only through the Cluster interface), and what each one promises.
+import type { Cluster, ReplicaInfo, Signal } from "../../infra/cluster/cluster.ts";
+import type { Expectations } from "./checker.ts";
+
+export type FaultContext = {
+  cluster: Cluster;
+  /** Resolves when this fraction of the planned load duration has passed. */
+  at(fraction: number): Promise<void>;
+  /**
+   * Records a fault event on the timeline: "down" just before sending the signal, "up" once
+   * the target is ready again.
+   */
+  mark(target: string, state: "down" | "up", label: string): void;
+  /**
+   * Resolves once the load balancer routes requests to this replica again (bounded): nginx
+   * keeps a replica it saw fail out of rotation for fail_timeout even after it is ready.
+   */
+  inRotation(name: string): Promise<boolean>;
+};
+
+export type Scenario = {
+  name: string;
+  /** One line for the verdict table and the report. */
+  title: string;
+  /** Extra environment for every replica. */
+  appEnv?: Record<string, string>;
+  /** The counter this scenario must run with, whatever COUNTER says (memory-store: session). */
+  counter?: "atomic" | "session";
+  /** Requests in flight per session, unless the run overrides it. */
+  concurrency?: number;
+  expect: Expectations;
+  /** Set for a negative control: the scenario passes when the checker finds a violation. */
+  control?: string;
+  faults?: (ctx: FaultContext) => Promise<void>;
+};
+
+async function nth(cluster: Cluster, i: number): Promise<ReplicaInfo> {
+  const all = await cluster.replicas();
+  const r = all[i % all.length];
+  if (!r) throw new Error("the cluster has no replicas");
+  return r;
+}
+
+async function stopAndStart(ctx: FaultContext, i: number, signal: Signal, restartAt: number | undefined): Promise<void> {
+  const r = await nth(ctx.cluster, i);
+  ctx.mark(r.name, "down", `${signal} ${r.name}`);
+  await ctx.cluster.killReplica(r.index, signal);
+  if (restartAt !== undefined) await ctx.at(restartAt);
+  await ctx.cluster.startReplica(r.index);
+  ctx.mark(r.name, "up", `${r.name} ready`);
+}
+
+export const scenarios: Scenario[] = [
+  {
+    name: "steady",
+    title: "no faults: the baseline every other scenario is compared with",
+    expect: { noFailures: true },
+  },
+  {
+    name: "kill-replica",
+    title: "SIGKILL one replica mid-run, start it again later",
+    expect: {},
+    faults: async (ctx) => {
+      await ctx.at(0.3);
+      await stopAndStart(ctx, 1, "SIGKILL", 0.6);
+    },
+  },
+  {
+    name: "drain-replica",
+    title: "SIGTERM one replica mid-run (graceful drain), start it again later",
+    expect: { noFailures: true },
+    faults: async (ctx) => {
+      await ctx.at(0.3);
+      await stopAndStart(ctx, 1, "SIGTERM", 0.6);
+    },
+  },
+  {
+    name: "rolling-restart",
+    title: "SIGTERM and restart every replica in turn, under load",
+    expect: { noFailures: true },
+    faults: async (ctx) => {
+      const n = (await ctx.cluster.replicas()).length;
+      for (let i = 0; i < n; i++) {
+        await ctx.at(0.15 + (0.6 * i) / n);
+        await stopAndStart(ctx, i, "SIGTERM", undefined);
+        // As an orchestrator would: the next replica goes down only once this one takes
+        // traffic again, or the load balancer is left with fewer replicas than planned.
+        await ctx.inRotation((await nth(ctx.cluster, i)).name);
+      }
+    },
+  },
+  {
+    name: "restart-all",
+    title: "every replica down at once (SIGTERM), then up again",
+    expect: {},
+    faults: async (ctx) => {
+      await ctx.at(0.3);
+      const names = (await ctx.cluster.replicas()).map((r) => r.name);
+      for (const name of names) ctx.mark(name, "down", `SIGTERM ${name}`);
+      await ctx.cluster.restartReplicas();
+      for (const name of names) ctx.mark(name, "up", `${name} ready`);
+    },
+  },
+  {
+    name: "redis-restart",
+    title: "SIGTERM Redis, start it; SIGKILL Redis (AOF on), start it; all under load",
+    expect: { fastFailuresMs: 2000 },
+    faults: async (ctx) => {
+      for (const [signal, downAt, upAt] of [["SIGTERM", 0.2, 0.35], ["SIGKILL", 0.55, 0.7]] as const) {
+        await ctx.at(downAt);
+        ctx.mark("redis", "down", `${signal} redis`);
+        await ctx.cluster.stopRedis(signal);
+        await ctx.at(upAt);
+        await ctx.cluster.startRedis();
+        ctx.mark("redis", "up", "redis ready, replicas reconnected");
+      }
+    },
+  },
+  {
+    name: "memory-store",
+    title: "negative control: the seed's MemoryStore behind round-robin",
+    appEnv: { STORE: "memory" },
+    counter: "session",
+    expect: {},
+    control: "each replica keeps its own sessions, so counts reset and sessions change: the checker must report it",
+  },
+  {
+    name: "concurrent-session",
+    title: "several requests in flight on each session (several tabs)",
+    concurrency: 5,
+    expect: { noFailures: true },
+  },
+];
+
+export function findScenario(name: string): Scenario {
+  const s = scenarios.find((x) => x.name === name);
+  if (!s) throw new Error(`no scenario "${name}"; choose one of: ${scenarios.map((x) => x.name).join(", ")}`);
+  return s;
+}

@@ -1,0 +1,78 @@
+// `make verify`: runs the named scenarios (all by default) against fresh clusters, prints
+// progress and a verdict table, writes reports, and exits 1 when any scenario fails.
+// Knobs (environment or flags): SCENARIO, CLUSTER=local|compose, COUNTER=atomic|session,
+// USERS, DURATION (seconds per scenario), CONCURRENCY (overrides the scenario's).
+import { resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { chooseKind } from "../../infra/cluster/open.ts";
+import { failureLines, verdictTable, writeReports } from "./report.ts";
+import { activeClusters, runScenario, type ScenarioResult } from "./run.ts";
+import { findScenario, scenarios } from "./scenarios.ts";
+
+const { values } = parseArgs({
+  options: {
+    scenario: { type: "string", default: process.env.SCENARIO || "all" },
+    cluster: { type: "string", default: process.env.CLUSTER || "local" },
+    counter: { type: "string", default: process.env.COUNTER || "atomic" },
+    users: { type: "string", default: process.env.USERS || "50" },
+    duration: { type: "string", default: process.env.DURATION || "10" },
+    concurrency: { type: "string", default: process.env.CONCURRENCY || "" },
+    reports: { type: "string", default: resolve(import.meta.dirname, "../reports") },
+  },
+});
+
+function positive(name: string, v: string, max: number): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n > max) throw new Error(`${name} must be a number from 1 to ${max}, not "${v}"`);
+  return n;
+}
+
+async function main(): Promise<number> {
+  const kind = chooseKind(values.cluster);
+  if (values.counter !== "atomic" && values.counter !== "session") throw new Error(`COUNTER must be atomic or session, not "${values.counter}"`);
+  const counter = values.counter;
+  const users = Math.round(positive("USERS", values.users, 2000));
+  const durationMs = positive("DURATION", values.duration, 3600) * 1000;
+  const concurrency = values.concurrency ? Math.round(positive("CONCURRENCY", values.concurrency, 200)) : undefined;
+  const chosen = values.scenario === "all" ? scenarios : values.scenario.split(",").map((n) => findScenario(n.trim()));
+
+  const results: ScenarioResult[] = [];
+  const errors: string[] = [];
+  for (const s of chosen) {
+    let r: ScenarioResult;
+    try {
+      r = await runScenario(s, { kind, counter, users, durationMs, concurrency });
+    } catch (err) {
+      // The cluster could not start or stop: no verdict, but the other scenarios still run.
+      errors.push(`${s.name}: could not run: ${(err as Error).message}`);
+      console.log(`[${s.name}] ERROR: ${(err as Error).message}\n`);
+      continue;
+    }
+    console.log(`[${s.name}] ${r.pass ? "PASS" : "FAIL"}${r.control ? " (negative control)" : ""}: ${r.verdict.totals.acknowledged} acknowledged, ${r.verdict.totals.lost} lost, ${r.verdict.totals.duplicated} duplicated\n`);
+    results.push(r);
+  }
+
+  const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
+  const summary = writeReports(results, resolve(values.reports, `${stamp}-${counter}`));
+  console.log(`\n${verdictTable(results)}\n`);
+  for (const line of [...failureLines(results), ...errors]) console.log(`  ${line}`);
+  console.log(`\nreports: ${summary} (and a .json, .md and .svg timeline per scenario)`);
+  const failed = [...results.filter((r) => !r.pass).map((r) => r.scenario), ...errors.map((e) => e.split(":")[0]!)];
+  console.log(failed.length ? `verify: FAILED (${failed.join(", ")})` : `verify: all ${results.length} scenarios passed`);
+  return failed.length ? 1 : 0;
+}
+
+// The cluster's processes are detached: on Ctrl-C, stop them before leaving.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    console.error(`\nverify: ${signal}, stopping ${activeClusters.size} cluster(s)...`);
+    void Promise.allSettled([...activeClusters].map((c) => c.stop())).then(() => process.exit(130));
+  });
+}
+
+main().then((code) => {
+  process.exitCode = code;
+}, (err: Error) => {
+  console.error(`verify: ${err.message}`);
+  process.exitCode = 2;
+});
