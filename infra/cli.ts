@@ -69,7 +69,8 @@ async function main(): Promise<void> {
         port: intOption("port", values.port, 8080),
         log: (line) => console.log(`  ${line}`),
       });
-      console.log(`starting ${kind === "local" ? "local processes (no Docker engine answered)" : "Docker Compose"}...`);
+      const why = kind === "local" && (process.env.CLUSTER ?? "auto") === "auto" ? " (no Docker engine answered)" : "";
+      console.log(`starting ${kind === "local" ? "local processes" : "Docker Compose"}${why}...`);
       await cluster.start();
       const names = (await cluster.replicas()).map((r) => (r.container ? `${r.container} (${r.name})` : r.name));
       console.log(`cluster up (${kind}): ${cluster.baseUrl()}`);

@@ -6,7 +6,9 @@ import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
+import { dockerAvailable } from "../infra/cluster/open.ts";
 import { Visitor } from "../loadtest/client/visitor.ts";
 
 const root = resolve(import.meta.dirname, "..");
@@ -66,5 +68,37 @@ describe("README", () => {
       for (const key of ["PORT", "STORE", "SESSION_SECRET"]) expect((err as { stderr: string }).stderr).toContain(`  - ${key}:`);
       expect((err as { stderr: string }).stderr).toContain("Error 78");
     });
+  });
+
+  // The Docker quickstart, as a new user runs it: make up picks Compose when an engine answers.
+  const docker = dockerAvailable();
+  if (!docker && process.env.REQUIRE_DOCKER !== "1") console.log("skipped: no Docker engine (README quickstart with Docker)");
+  describe.skipIf(!docker && process.env.REQUIRE_DOCKER !== "1")("quickstart with Docker", () => {
+    const runDir = mkdtempSync(join(tmpdir(), "readme-compose-"));
+    // Its own project name, so it never touches a cluster the developer has up.
+    const env = { ...process.env, CLUSTER: "auto", CLUSTER_RUN_DIR: runDir, COMPOSE_PROJECT_NAME: `esc-readme-${randomBytes(3).toString("hex")}` };
+    const make = (...args: string[]) => run("make", ["--no-print-directory", ...args], { cwd: root, env, timeout: 300_000 });
+    afterAll(async () => {
+      await make("down").catch(() => {});
+      rmSync(runDir, { recursive: true, force: true });
+    }, 120_000);
+
+    it("prints what the README shows at each step", async () => {
+      const port = await freePort();
+      const up = await make("up", `PORT=${port}`);
+      expect(up.stdout).toContain(`cluster up (compose): http://127.0.0.1:${port}`);
+      expect(up.stdout).toMatch(/^replicas: .+_app_1 \(\w{12}\), .+_app_2 \(\w{12}\), .+_app_3 \(\w{12}\)$/m);
+
+      const v = new Visitor(`http://127.0.0.1:${port}`);
+      const first = [await v.get("/counter"), await v.get("/counter"), await v.get("/counter"), await v.get("/counter")];
+      expect(first.map((r) => r.text)).toEqual(["count is 1", "count is 2", "count is 3", "count is 4"]);
+      expect(new Set(first.map((r) => r.replica)).size).toBe(3);
+
+      expect((await make("kill", "REPLICA=2", "SIGNAL=KILL")).stdout).toContain("replica 2 stopped with SIGKILL");
+      const after = [await v.get("/counter"), await v.get("/counter"), await v.get("/counter"), await v.get("/counter")];
+      expect(after.map((r) => r.text)).toEqual(["count is 5", "count is 6", "count is 7", "count is 8"]);
+      expect((await make("start", "REPLICA=2")).stdout).toContain("replica 2 started and ready");
+      expect((await make("down")).stdout).toContain("cluster down (compose)");
+    }, 400_000);
   });
 });

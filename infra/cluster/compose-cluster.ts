@@ -13,8 +13,8 @@ import { httpStatus, waitFor } from "./wait.ts";
 const repoRoot = resolve(import.meta.dirname, "../..");
 const composeFile = join(repoRoot, "docker-compose.yml");
 
-/** The project `make up` uses: the one `docker compose ps` in the repository shows. */
-export const DEFAULT_PROJECT = defaultProjectName(basename(repoRoot));
+/** The project `make up` uses: the one `docker compose ps` in the repository shows (Compose's own COMPOSE_PROJECT_NAME wins, as it does for docker compose). */
+export const DEFAULT_PROJECT = process.env.COMPOSE_PROJECT_NAME || defaultProjectName(basename(repoRoot));
 
 type ComposeState = {
   kind: "compose";
