@@ -76,7 +76,8 @@ async function shutdown(signal: string): Promise<void> {
   });
   // Requests already arriving on pooled sockets are served with Connection: close, which
   // retires those sockets one by one; what is still idle after the delay is closed.
-  await sleep(config.shutdownDelayMs);
+  // A ref'd timer: with the listener closed, nothing else may keep the process alive.
+  await new Promise((r) => setTimeout(r, config.shutdownDelayMs));
   server.closeIdleConnections();
   const deadline = sleep(config.shutdownDrainMs).then(() => "timeout" as const);
   if ((await Promise.race([closed, deadline])) === "timeout") {
