@@ -16,7 +16,7 @@ REPLICA ?= 1
 SIGNAL ?= TERM
 CLI := node infra/cli.ts
 
-.PHONY: help deps system-deps up down ps logs kill start scale restart-redis typecheck test
+.PHONY: help deps system-deps up down ps logs kill start scale restart-redis typecheck test bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ node_modules/.installed: package.json package-lock.json
 deps: node_modules/.installed ## install npm packages (npm ci)
 
 system-deps:
-	@infra/ensure-system-deps.sh redis-server redis-cli nginx
+	@infra/ensure-system-deps.sh redis-server redis-cli nginx wrk
 
 up: deps system-deps ## start Redis, REPLICAS app replicas and nginx on 127.0.0.1:PORT
 	@$(CLI) up --replicas $(REPLICAS) --port $(PORT)
@@ -53,6 +53,9 @@ scale: deps ## change the number of replicas to N
 
 restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives through AOF
 	@$(CLI) restart-redis --signal $(SIGNAL)
+
+bench: deps system-deps ## benchmarks as ratios to baselines run alongside (QUICK=1: a short run); report in loadtest/reports/
+	@QUICK=$(QUICK) node loadtest/bench/run.ts
 
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit

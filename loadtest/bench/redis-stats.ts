@@ -1,0 +1,101 @@
+// What `make bench` asks the cluster's Redis, through Cluster.redisCommand: INFO sections,
+// command counts, and a fast fill with copies of a real session (a Lua loop, not HTTP).
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Cluster } from "../../infra/cluster/cluster.ts";
+
+export async function info(cluster: Cluster, section: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const line of (await cluster.redisCommand("INFO", section)).split(/\r?\n/)) {
+    const i = line.indexOf(":");
+    if (i > 0 && !line.startsWith("#")) out[line.slice(0, i)] = line.slice(i + 1);
+  }
+  return out;
+}
+
+/** Calls per command since Redis started (commands a Lua script runs count too). */
+export async function commandCalls(cluster: Cluster): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(await info(cluster, "commandstats"))) {
+    const calls = /calls=(\d+)/.exec(v);
+    if (calls) out[k.replace(/^cmdstat_/, "")] = Number(calls[1]);
+  }
+  return out;
+}
+
+export function perRequest(before: Record<string, number>, after: Record<string, number>, requests: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  // The bench's own INFO/SCAN/redis-cli calls are not the app's.
+  const ours = new Set(["info", "scan", "ping", "auth", "config|set", "config|get", "memory|usage", "dbsize", "command|docs", "command"]);
+  for (const [cmd, n] of Object.entries(after)) {
+    const d = n - (before[cmd] ?? 0);
+    if (d > 0 && !ours.has(cmd) && requests > 0) out[cmd] = Math.round((d / requests) * 100) / 100;
+  }
+  return out;
+}
+
+export async function usedMemory(cluster: Cluster): Promise<number> {
+  return Number((await info(cluster, "memory")).used_memory);
+}
+
+/** Waits for any AOF rewrite to finish, so a measurement never shares the box with it. */
+export async function aofIdle(cluster: Cluster, timeoutMs = 120_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const p = await info(cluster, "persistence");
+    if (p.aof_rewrite_in_progress === "0" && p.aof_rewrite_scheduled === "0") return;
+    await sleep(200);
+  }
+  throw new Error(`Redis AOF rewrite still running after ${timeoutMs} ms`);
+}
+
+/** Rewrites the AOF now (it grew by the fill) and waits, instead of letting Redis do it mid-run. */
+export async function compactAof(cluster: Cluster): Promise<void> {
+  await aofIdle(cluster);
+  await cluster.redisCommand("BGREWRITEAOF");
+  await sleep(100);
+  await aofIdle(cluster);
+}
+
+export type SessionSample = { session: string; counter: string | undefined; ttl: number };
+
+/** A real session as the app stored it (value, counter, TTL), taken from the cluster's Redis. */
+export async function sampleSession(cluster: Cluster): Promise<SessionSample & { key: string }> {
+  let cursor = "0";
+  do {
+    const [next, ...keys] = (await cluster.redisCommand("SCAN", cursor, "MATCH", "sess:*", "COUNT", "1000")).split("\n");
+    cursor = next!;
+    const key = keys.find((k) => k.startsWith("sess:"));
+    if (key) {
+      const sid = key.slice("sess:".length);
+      const counter = await cluster.redisCommand("GET", `count:${sid}`);
+      return { key, session: await cluster.redisCommand("GET", key), counter: counter === "" ? undefined : counter, ttl: Number(await cluster.redisCommand("TTL", key)) };
+    }
+  } while (cursor !== "0");
+  throw new Error("no session in Redis to copy; the load run before the fill made none");
+}
+
+// Copies of one real session under new 32-character ids, the length express-session gives
+// (uid-safe, 24 bytes). One EVAL per batch keeps Redis unblocked between batches.
+const FILL_LUA = `
+local prefix, from, n, val, ttl, cnt = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+for i = from, from + n - 1 do
+  local sid = prefix .. string.format('%010d', i)
+  redis.call('SET', 'sess:' .. sid, val, 'EX', ttl)
+  if cnt ~= '' then redis.call('SET', 'count:' .. sid, cnt, 'EX', ttl) end
+end
+return n
+`;
+
+/** Adds `count` sessions like `sample` (same value, counter and TTL) in batches. */
+export async function fillSessions(cluster: Cluster, sample: SessionSample, count: number, batch = 50_000): Promise<void> {
+  const prefix = randomBytes(17).toString("base64url").slice(0, 22);
+  for (let from = 0; from < count; from += batch) {
+    const n = Math.min(batch, count - from);
+    await cluster.redisCommand("EVAL", FILL_LUA, "0", prefix, String(from), String(n), sample.session, String(Math.max(sample.ttl, 60)), sample.counter ?? "");
+  }
+}
+
+export async function dbsize(cluster: Cluster): Promise<number> {
+  return Number(await cluster.redisCommand("DBSIZE"));
+}
