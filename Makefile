@@ -16,7 +16,7 @@ REPLICA ?= 1
 SIGNAL ?= TERM
 CLI := node infra/cli.ts
 
-.PHONY: help deps system-deps up down ps logs kill start scale restart-redis typecheck test bench
+.PHONY: help deps system-deps up down ps logs kill start scale restart-redis typecheck test bench bench-compare
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives th
 
 bench: deps system-deps ## benchmarks as ratios to baselines run alongside (QUICK=1: a short run); report in loadtest/reports/
 	@QUICK=$(QUICK) node loadtest/bench/run.ts
+
+bench-compare: deps system-deps ## the exactly-once path at git ref BASE vs this checkout, runs interleaved: what a change gained
+	@BASE=$(BASE) node loadtest/bench/compare.ts
 
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit

@@ -88,11 +88,16 @@ return n
 `;
 
 /** Adds `count` sessions like `sample` (same value, counter and TTL) in batches. */
-export async function fillSessions(cluster: Cluster, sample: SessionSample, count: number, batch = 50_000): Promise<void> {
+export async function fillSessions(cluster: Cluster, sample: SessionSample, count: number, batch = 10_000): Promise<void> {
   const prefix = randomBytes(17).toString("base64url").slice(0, 22);
   for (let from = 0; from < count; from += batch) {
     const n = Math.min(batch, count - from);
-    await cluster.redisCommand("EVAL", FILL_LUA, "0", prefix, String(from), String(n), sample.session, String(Math.max(sample.ttl, 60)), sample.counter ?? "");
+    try {
+      await cluster.redisCommand("EVAL", FILL_LUA, "0", prefix, String(from), String(n), sample.session, String(Math.max(sample.ttl, 60)), sample.counter ?? "");
+    } catch (err) {
+      // The error would carry the whole command line, password included; say what failed instead.
+      throw new Error(`filling Redis with sessions failed at ${from} of ${count}: ${(err as { stderr?: string }).stderr || (err as Error).message.split("\n")[0]}`);
+    }
   }
 }
 
