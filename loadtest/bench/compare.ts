@@ -44,6 +44,7 @@ async function side(name: string, root: string) {
   return { name, cluster, components, url, runs: [] as LoadResult[] };
 }
 
+const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -64,22 +65,30 @@ async function main(): Promise<void> {
     for (const s of round % 2 ? [a, b] : [b, a]) {
       const r = await loadRun({ url: s.url, request: REQUEST, uniqueIdempotencyKey: KEYED, visitors: "returning", connections: CONNECTIONS, seconds: SECONDS, warmupSeconds: round === 1 ? 2 : 0 }, s.components);
       s.runs.push(r);
-      console.log(`round ${round} ${s.name}: ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.latencyMs.p50.toFixed(1)}  p99 ${r.latencyMs.p99.toFixed(1)} ms  node ${((r.cpuMs.node! * 1000) / r.requests).toFixed(0)} µs/req  errors ${r.errors} non-2xx ${r.non2xx}`);
+      console.log(`round ${round} ${s.name}: ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.latencyMs.p50.toFixed(1)}  p99 ${r.latencyMs.p99.toFixed(1)} ms  node ${((r.cpuMs.node! * 1000) / r.requests).toFixed(0)} µs/req  syscalls/req node ${((r.syscalls.node ?? 0) / r.requests).toFixed(2)} nginx ${((r.syscalls.nginx ?? 0) / r.requests).toFixed(2)} redis ${((r.syscalls.redis ?? 0) / r.requests).toFixed(2)}  errors ${r.errors} non-2xx ${r.non2xx}`);
     }
   }
   const sum = (s: typeof a) => {
     const req = s.runs.reduce((x, r) => x + r.requests, 0);
     const cpu = (k: string) => (s.runs.reduce((x, r) => x + (r.cpuMs[k] ?? 0), 0) * 1000) / req;
-    return { rps: median(s.runs.map((r) => r.rps)), p99: median(s.runs.map((r) => r.latencyMs.p99)), node: cpu("node"), nginx: cpu("nginx"), redis: cpu("redis"), loadgen: cpu("loadgen"), errors: s.runs.reduce((x, r) => x + r.errors + r.non2xx, 0) };
+    const io = (k: string) => s.runs.reduce((x, r) => x + (r.syscalls[k] ?? 0), 0) / req;
+    return { sysNode: io("node"), sysNginx: io("nginx"), sysRedis: io("redis"), rps: median(s.runs.map((r) => r.rps)), p99: median(s.runs.map((r) => r.latencyMs.p99)), node: cpu("node"), nginx: cpu("nginx"), redis: cpu("redis"), loadgen: cpu("loadgen"), errors: s.runs.reduce((x, r) => x + r.errors + r.non2xx, 0) };
   };
   const A = sum(a);
   const B = sum(b);
+  // Each round's B/A pair saw nearly the same noise, so the geometric mean of the paired
+  // ratios is steadier than a ratio of medians.
+  const paired = (f: (r: LoadResult) => number) => Math.exp(mean(a.runs.map((ra, i) => Math.log(f(b.runs[i]!) / f(ra)))));
+  const nodePerReq = (r: LoadResult) => (r.cpuMs.node ?? 0) / r.requests;
   const pct = (x: number, y: number) => `${y >= x ? "+" : ""}${(((y - x) / x) * 100).toFixed(1)}%`;
   console.log("\n| | req/s (median) | p99 ms (median) | node µs/req | nginx µs/req | redis µs/req | errors |");
   console.log("|---|--:|--:|--:|--:|--:|--:|");
   console.log(`| A ${BASE} | ${A.rps.toFixed(0)} | ${A.p99.toFixed(1)} | ${A.node.toFixed(0)} | ${A.nginx.toFixed(0)} | ${A.redis.toFixed(0)} | ${A.errors} |`);
   console.log(`| B this checkout | ${B.rps.toFixed(0)} | ${B.p99.toFixed(1)} | ${B.node.toFixed(0)} | ${B.nginx.toFixed(0)} | ${B.redis.toFixed(0)} | ${B.errors} |`);
   console.log(`| B vs A | ${pct(A.rps, B.rps)} | ${pct(A.p99, B.p99)} | ${pct(A.node, B.node)} | ${pct(A.nginx, B.nginx)} | ${pct(A.redis, B.redis)} | |`);
+  console.log(`\nread+write syscalls per request: node ${A.sysNode.toFixed(2)} -> ${B.sysNode.toFixed(2)}, nginx ${A.sysNginx.toFixed(2)} -> ${B.sysNginx.toFixed(2)}, redis ${A.sysRedis.toFixed(2)} -> ${B.sysRedis.toFixed(2)}`);
+  const g = (x: number) => `${x >= 1 ? "+" : ""}${((x - 1) * 100).toFixed(1)}%`;
+  console.log(`\npaired by round (geometric mean of B/A): req/s ${g(paired((r) => r.rps))}, p99 ${g(paired((r) => r.latencyMs.p99))}, node CPU per request ${g(paired(nodePerReq))}`);
 }
 
 try {

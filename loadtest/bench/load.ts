@@ -30,6 +30,8 @@ export type LoadResult = {
   statusCodes: Record<string, number>;
   /** CPU milliseconds spent by each component during the measured part. */
   cpuMs: Record<string, number>;
+  /** read+write system calls each component made during the measured part. */
+  syscalls: Record<string, number>;
 };
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -100,6 +102,7 @@ export async function loadRun(spec: LoadSpec, components: Component[]): Promise<
     non2xx: r.non2xx,
     statusCodes,
     cpuMs: cpu,
+    syscalls: { ...meter.syscalls },
   };
 }
 

@@ -50,6 +50,16 @@ export function findProcesses(marker: string): number[] {
   return [...roots];
 }
 
+/** read+write syscalls a process made (/proc/<pid>/io syscr + syscw); 0 when unreadable. */
+export function syscalls(pid: number): number {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, "utf8");
+    return Number(/syscr: (\d+)/.exec(io)?.[1] ?? 0) + Number(/syscw: (\d+)/.exec(io)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
 /** Summed user+system CPU milliseconds of `pids` (processes that exited count as 0). */
 export function cpuMs(pids: readonly number[]): number {
   let total = 0;
@@ -67,13 +77,20 @@ export type Component = { name: string; pids: () => number[] };
 export class CpuMeter {
   readonly #components: Component[];
   #start = new Map<string, Map<number, number>>();
+  #startIo = new Map<string, Map<number, number>>();
+  /** read+write syscalls per component during the last start()..stop(). */
+  syscalls: Record<string, number> = {};
   #self = process.cpuUsage();
   constructor(components: Component[]) {
     this.#components = components;
   }
   start(): void {
     this.#start.clear();
-    for (const c of this.#components) this.#start.set(c.name, new Map(c.pids().map((p) => [p, cpuMs([p])])));
+    for (const c of this.#components) {
+      const pids = c.pids();
+      this.#start.set(c.name, new Map(pids.map((p) => [p, cpuMs([p])])));
+      this.#startIo.set(c.name, new Map(pids.map((p) => [p, syscalls(p)])));
+    }
     this.#self = process.cpuUsage();
   }
   /** CPU ms per component since start(), with the load generator (this process) as "loadgen". */
@@ -87,6 +104,13 @@ export class CpuMeter {
         if (end !== undefined) ms += end - (before.get(pid) ?? 0);
       }
       out[c.name] = ms;
+      const io0 = this.#startIo.get(c.name) ?? new Map<number, number>();
+      let n = 0;
+      for (const pid of new Set([...io0.keys(), ...c.pids()])) {
+        const end = syscalls(pid);
+        if (end > 0) n += end - (io0.get(pid) ?? 0);
+      }
+      this.syscalls[c.name] = n;
     }
     const self = process.cpuUsage(this.#self);
     out.loadgen = (self.user + self.system) / 1000;
