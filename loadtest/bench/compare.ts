@@ -21,7 +21,10 @@ const REPLICAS = Number(process.env.REPLICAS ?? 3);
 const VIA = process.env.VIA === "direct" ? "direct" : "nginx";
 const REQUEST: BenchRequest = process.env.PATHNAME === "/counter" ? { method: "GET", path: "/counter" } : { method: "POST", path: "/api/counter" };
 const KEYED = REQUEST.path === "/api/counter";
-const APP_ENV = Object.fromEntries((process.env.APP_ENV ?? "").split(",").filter(Boolean).map((kv) => kv.split("=") as [string, string]));
+// APP_ENV=K=V,K=V for both sides; APP_ENV_B only for B: a setting's worth, e.g. APP_ENV_B=LOG_LEVEL=warn.
+const envOf = (v: string | undefined) => Object.fromEntries((v ?? "").split(",").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+const APP_ENV = envOf(process.env.APP_ENV);
+const APP_ENV_B = envOf(process.env.APP_ENV_B);
 
 type LocalClusterModule = { LocalCluster: { create(o: { dir: string; replicas: number; appEnv?: Record<string, string> }): Cluster & { dir: string } } };
 
@@ -29,9 +32,9 @@ const work = mkdtempSync(join(tmpdir(), "bench-compare-"));
 const baseTree = join(work, "base");
 const started: (Cluster & { dir: string })[] = [];
 
-async function side(name: string, root: string) {
+async function side(name: string, root: string, extraEnv: Record<string, string> = {}) {
   const { LocalCluster } = (await import(join(root, "infra/cluster/local-cluster.ts"))) as LocalClusterModule;
-  const cluster = LocalCluster.create({ dir: join(work, `cluster-${name}`), replicas: REPLICAS, appEnv: { LOG_LEVEL: "info", ...APP_ENV } });
+  const cluster = LocalCluster.create({ dir: join(work, `cluster-${name}`), replicas: REPLICAS, appEnv: { LOG_LEVEL: "info", ...APP_ENV, ...extraEnv } });
   started.push(cluster);
   await cluster.start();
   const redisPid = Number((await info(cluster, "server")).process_id);
@@ -57,9 +60,9 @@ async function main(): Promise<void> {
   execFileSync("git", ["worktree", "add", "--detach", "--quiet", baseTree, sha], { cwd: repoRoot });
   // Same dependencies: the comparison is about the code, not about a reinstall.
   symlinkSync(join(repoRoot, "node_modules"), join(baseTree, "node_modules"));
-  console.log(`bench-compare: A = ${BASE} (${sha}), B = this checkout (${head}${dirty ? " + uncommitted changes" : ""}); ${VIA === "nginx" ? `nginx + ${REPLICAS} replicas` : "1 replica direct"}, ${REQUEST.method} ${REQUEST.path}${KEYED ? " + Idempotency-Key" : ""}, returning visitors, c=${CONNECTIONS}, ${ROUNDS} x ${SECONDS} s each, alternating`);
+  console.log(`bench-compare: A = ${BASE} (${sha}), B = this checkout (${head}${dirty ? " + uncommitted changes" : ""}${Object.keys(APP_ENV_B).length ? ` with ${process.env.APP_ENV_B}` : ""}); ${VIA === "nginx" ? `nginx + ${REPLICAS} replicas` : "1 replica direct"}, ${REQUEST.method} ${REQUEST.path}${KEYED ? " + Idempotency-Key" : ""}, returning visitors, c=${CONNECTIONS}, ${ROUNDS} x ${SECONDS} s each, alternating`);
   const a = await side("A", baseTree);
-  const b = await side("B", repoRoot);
+  const b = await side("B", repoRoot, APP_ENV_B);
   for (let round = 1; round <= ROUNDS; round++) {
     // Alternate who goes first, so neither side always follows the other's leftovers.
     for (const s of round % 2 ? [a, b] : [b, a]) {

@@ -80,6 +80,15 @@ export function renderMarkdown(r: Report): string {
     for (const t of p.top) out.push(`| ${f1(t.pct)} | ${t.fn.replaceAll("|", "\\|")} | ${t.where || t.area} |`);
   }
 
+  const cb = r.cpuBudget;
+  if (cb) {
+    const u = cb.usPerRequest;
+    out.push("");
+    out.push("### CPU budget of the goal scenario (nginx + 3 replicas, exactly-once)");
+    out.push("");
+    out.push(`Every part shares the same ${cb.cores} cores, so CPU per request caps throughput however the replicas scale: node ${f0(u.node ?? Number.NaN)} + nginx ${f0(u.nginx ?? Number.NaN)} + Redis ${f0(u.redis ?? Number.NaN)} + load generator ${f0(u.loadgen ?? Number.NaN)} = **${f0(cb.totalUs)} µs per request**, so at most ${f0(cb.maxRps)} req/s = **${f2(cb.maxRatioB1)}x B1** with every core busy and nothing else running; ${f2(cb.maxRatioB1WithoutLoadgen)}x B1 if the load generator ran elsewhere.`);
+  }
+
   out.push("");
   out.push("### Goals");
   out.push("");

@@ -388,7 +388,23 @@ function buildReport(x: { started: Date; finished: Date; load0: number[]; wrk: W
       met: g.p99.ratio <= 1.1,
     },
   ].filter(Boolean);
+  // The goal's CPU budget: every part of the path runs on the same cores, so the summed CPU
+  // per request bounds the throughput no matter how well the replicas scale.
+  const cores = cpus().length;
+  const budget = goal && {
+    usPerRequest: goal.cpuUsPerReq,
+    totalUs: Object.values(goal.cpuUsPerReq).reduce((a, b) => a + b, 0),
+    withoutLoadgenUs: Object.entries(goal.cpuUsPerReq).filter(([k]) => k !== "loadgen").reduce((a, [, v]) => a + v, 0),
+    cores,
+  };
+  const ceiling = budget && {
+    ...budget,
+    maxRps: (cores * 1e6) / budget.totalUs,
+    maxRatioB1: (cores * 1e6) / budget.totalUs / b1(),
+    maxRatioB1WithoutLoadgen: (cores * 1e6) / budget.withoutLoadgenUs / b1(),
+  };
   return {
+    cpuBudget: ceiling,
     meta: {
       date: x.started.toISOString(),
       seconds: Math.round((x.finished.getTime() - x.started.getTime()) / 1000),
