@@ -1,6 +1,7 @@
 // One measured load run: autocannon (programmatic API) or wrk, with a warm-up, latency
 // percentiles from every response's own time, and CPU time per request per component.
 import { execFile } from "node:child_process";
+import { loadavg } from "node:os";
 import { promisify } from "node:util";
 import autocannon from "autocannon";
 import { CpuMeter, type Component } from "./procs.ts";
@@ -28,6 +29,10 @@ export type LoadResult = {
   timeouts: number;
   non2xx: number;
   statusCodes: Record<string, number>;
+  /** The machine's 1-minute load average as the run started: how busy the shared box was. */
+  loadAverage1m: number;
+  /** What the errors were (ECONNRESET, timeouts...), by code. */
+  errorKinds: Record<string, number>;
   /** CPU milliseconds spent by each component during the measured part. */
   cpuMs: Record<string, number>;
   /** read+write system calls each component made during the measured part. */
@@ -74,20 +79,33 @@ function options(spec: LoadSpec, seconds: number): autocannon.Options {
   };
 }
 
-async function autocannonRun(opts: autocannon.Options, lat?: Latencies): Promise<autocannon.Result> {
+async function autocannonRun(opts: autocannon.Options, lat?: Latencies, errorKinds?: Record<string, number>): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => {
     const instance = autocannon(opts, (err, result) => (err ? reject(err) : resolve(result)));
     if (lat) instance.on("response", (_client, _status, _bytes, ms: number) => lat.push(ms));
+    if (errorKinds) {
+      instance.on("reqError", (err: NodeJS.ErrnoException) => {
+        const kind = err.code ?? err.message;
+        errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
+      });
+    }
   });
 }
 
-export async function loadRun(spec: LoadSpec, components: Component[]): Promise<LoadResult> {
+/** Hooks run right before and after the measured part (not around the warm-up). */
+export type Around = { before?: () => Promise<void>; after?: () => Promise<void> };
+
+export async function loadRun(spec: LoadSpec, components: Component[], around: Around = {}): Promise<LoadResult> {
   if (spec.warmupSeconds > 0) await autocannonRun(options(spec, spec.warmupSeconds));
+  await around.before?.();
+  const load1m = loadavg()[0]!;
   const meter = new CpuMeter(components);
   const lat = new Latencies();
   meter.start();
-  const r = await autocannonRun(options(spec, spec.seconds), lat);
+  const errorKinds: Record<string, number> = {};
+  const r = await autocannonRun(options(spec, spec.seconds), lat, errorKinds);
   const cpu = meter.stop();
+  await around.after?.();
   const sorted = lat.sorted();
   const statusCodes: Record<string, number> = {};
   for (const [code, v] of Object.entries(r.statusCodeStats ?? {})) statusCodes[code] = Number((v as { count: number }).count);
@@ -101,6 +119,8 @@ export async function loadRun(spec: LoadSpec, components: Component[]): Promise<
     timeouts: r.timeouts,
     non2xx: r.non2xx,
     statusCodes,
+    errorKinds,
+    loadAverage1m: load1m,
     cpuMs: cpu,
     syscalls: { ...meter.syscalls },
   };

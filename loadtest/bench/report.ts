@@ -115,8 +115,11 @@ export function renderSvg(r: Report): string {
   const top = 70;
   const W = labelW + panelW * 2 + gap * 2 + 20;
   const H = top + rows.length * rowH + 50;
-  const maxRatio = Math.max(1, ...rows.map((x) => x.ratio).filter(Number.isFinite));
-  const maxLat = Math.max(1, ...rows.map((x) => x.p99).filter(Number.isFinite));
+  // Room after the longest bar for its label; latency axis on round ticks.
+  const maxRatio = Math.max(1, ...rows.map((x) => x.ratio).filter(Number.isFinite)) * 1.45;
+  const rawLat = Math.max(1, ...rows.map((x) => x.p99).filter(Number.isFinite)) * 1.15;
+  const stepLat = [1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000].find((st) => rawLat / st <= 5) ?? 10_000;
+  const maxLat = Math.ceil(rawLat / stepLat) * stepLat;
   const x1 = labelW + 10;
   const x2 = x1 + panelW + gap;
   const colors = { ratio: "#4e79a7", base: "#9c9c9c", p50: "#59a14f", p975: "#f28e2b", p99: "#e15759" };
@@ -131,10 +134,9 @@ export function renderSvg(r: Report): string {
   const rx = (v: number) => x1 + (v / maxRatio) * panelW;
   const lx = (v: number) => x2 + (v / maxLat) * panelW;
   s.push(`<line x1="${rx(1)}" y1="${top - 4}" x2="${rx(1)}" y2="${top + rows.length * rowH}" stroke="#333" stroke-dasharray="3,3"/>`);
-  for (let i = 0; i <= 4; i++) {
-    const v = (maxLat * i) / 4;
+  for (let v = 0; v <= maxLat; v += stepLat) {
     s.push(`<line x1="${lx(v)}" y1="${top - 4}" x2="${lx(v)}" y2="${top + rows.length * rowH}" stroke="#ddd"/>`);
-    s.push(`<text x="${lx(v)}" y="${top + rows.length * rowH + 14}" text-anchor="middle" fill="#555">${f1(v)}</text>`);
+    s.push(`<text x="${lx(v)}" y="${top + rows.length * rowH + 14}" text-anchor="middle" fill="#555">${v}</text>`);
   }
   s.push(`<text x="${rx(1)}" y="${top + rows.length * rowH + 14}" text-anchor="middle" fill="#555">1.0 = B1</text>`);
   rows.forEach((row, i) => {

@@ -2,7 +2,7 @@
 // B1 bare Express), then growth (memory per session, p99 at 1k vs 1M sessions), a CPU
 // profile of one replica, and the goals. Prints a line per scenario and a Markdown report;
 // writes JSON, Markdown and an SVG chart to loadtest/reports/ (BENCH_OUT overrides).
-import { execFileSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -125,7 +125,7 @@ function progress(label: string, r: LoadResult, extra = ""): void {
   const ratio = b1Runs.length ? `  ${(r.rps / b1()).toFixed(2)}x B1` : "";
   console.log(
     `[${String(step).padStart(2)}] ${label.padEnd(52)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${l.p50.toFixed(1)}  p97.5 ${l.p97_5.toFixed(1)}  p99 ${l.p99.toFixed(1)} ms  ` +
-      `errors ${r.errors}  non-2xx ${r.non2xx}${ratio}${extra}`,
+      `load ${r.loadAverage1m.toFixed(1)}  errors ${r.errors}${r.errors ? ` (${Object.entries(r.errorKinds).map(([k, n]) => `${k} ${n}`).join(", ")})` : ""}  non-2xx ${r.non2xx}${ratio}${extra}`,
   );
 }
 
@@ -133,9 +133,9 @@ type Def = Omit<ScenarioResult, "result" | "cpuUsPerReq" | "redisPerReq" | "rati
 
 async function measure(def: Def, spec: Omit<LoadSpec, "connections" | "seconds" | "warmupSeconds">, components: Component[], cluster?: LocalCluster): Promise<ScenarioResult> {
   const full: LoadSpec = { ...spec, connections: CONNECTIONS, seconds: SECONDS, warmupSeconds: WARMUP };
-  const before = cluster ? await commandCalls(cluster) : undefined;
-  const result = await loadRun(full, components);
-  const after = cluster ? await commandCalls(cluster) : undefined;
+  let before: Record<string, number> | undefined;
+  let after: Record<string, number> | undefined;
+  const result = await loadRun(full, components, cluster ? { before: async () => void (before = await commandCalls(cluster)), after: async () => void (after = await commandCalls(cluster)) } : {});
   const s: ScenarioResult = {
     ...def,
     result,
@@ -159,11 +159,9 @@ async function baselines(nginx200: Baseline, hello: Baseline, round: number): Pr
 }
 
 function versionOf(cmd: string, args: string[]): string {
-  try {
-    return execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim().split("\n")[0]!;
-  } catch (e) {
-    return ((e as { stderr?: string }).stderr ?? "").trim().split("\n")[0] || "unknown";
-  }
+  // nginx -v prints to stderr, redis-server --version to stdout.
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  return `${r.stdout ?? ""}${r.stderr ?? ""}`.trim().split("\n")[0] || "unknown";
 }
 
 function machine() {
