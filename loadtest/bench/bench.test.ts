@@ -13,7 +13,9 @@ const out = mkdtempSync(join(tmpdir(), "bench-report-"));
 describe("make bench QUICK=1", { timeout: 240_000 }, () => {
   let run: SpawnSyncReturns<string>;
   beforeAll(() => {
-    run = spawnSync("make", ["--no-print-directory", "bench", "QUICK=1"], {
+    // -o: never reinstall node_modules (npm ci) under the running test runner; `make test`
+    // has just installed them.
+    run = spawnSync("make", ["--no-print-directory", "-o", "node_modules/.installed", "bench", "QUICK=1"], {
       cwd: repoRoot,
       env: { ...process.env, BENCH_OUT: out },
       encoding: "utf8",
@@ -54,8 +56,9 @@ describe("make bench QUICK=1", { timeout: 240_000 }, () => {
     // The exactly-once path costs Redis one script per request (plus the session read).
     const keyed = report.scenarios.find((s) => s.id === "nginx3-keyed")!;
     expect(keyed.redisPerReq?.evalsha).toBeGreaterThanOrEqual(0.99);
-    const growth = report.growth as { memory: { bytesPerSession: number }; p99: { small: number[]; large: number } };
+    const growth = report.growth as { memory: { bytesPerSession: number; layouts: Record<string, { bytesPerSession: number }> }; p99: { small: number[]; large: number } };
     expect(growth.memory.bytesPerSession).toBeGreaterThan(0);
+    expect(Object.keys(growth.memory.layouts)).toEqual(["compact-json", "one-hash", "one-hash-short-id"]);
     expect(growth.p99.small).toHaveLength(2);
     expect(report.goals.length).toBeGreaterThanOrEqual(5);
     const profile = report.profile as { top?: unknown[]; error?: string };

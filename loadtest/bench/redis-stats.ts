@@ -104,3 +104,48 @@ export async function fillSessions(cluster: Cluster, sample: SessionSample, coun
 export async function dbsize(cluster: Cluster): Promise<number> {
   return Number(await cluster.redisCommand("DBSIZE"));
 }
+
+// Other ways to store the same session, weighed side by side with the app's own layout to
+// show where a session's bytes go (per-key overhead vs value) and what would fit a budget.
+export const LAYOUTS = {
+  "compact-json": "sess:<32-char id> = {\"createdAt\":<ms>} plus count:<id>: the cookie object left out of the value",
+  "one-hash": "one hash per session, sess:<32-char id> {c: createdAt, n: count}: no separate counter key",
+  "one-hash-short-id": "one hash per session under s:<22-char id> (128 random bits) {c, n}",
+} as const;
+export type Layout = keyof typeof LAYOUTS;
+
+const LAYOUT_LUA = `
+local layout, prefix, n, ttl, created, cnt = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+for i = 0, n - 1 do
+  local num = string.format('%010d', i)
+  if layout == 'compact-json' then
+    local sid = prefix .. num
+    redis.call('SET', 'sess:' .. sid, '{"createdAt":' .. created .. '}', 'EX', ttl)
+    redis.call('SET', 'count:' .. sid, cnt, 'EX', ttl)
+  elseif layout == 'one-hash' then
+    local key = 'sess:' .. prefix .. num
+    redis.call('HSET', key, 'c', created, 'n', cnt)
+    redis.call('EXPIRE', key, ttl)
+  else
+    local key = 's:' .. string.sub(prefix, 1, 12) .. num
+    redis.call('HSET', key, 'c', created, 'n', cnt)
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+return n
+`;
+
+/** Bytes per session (INFO used_memory delta) for `count` sessions stored in `layout`; leaves Redis empty. */
+export async function weighLayout(cluster: Cluster, layout: Layout, count: number, sample: SessionSample, batch = 10_000): Promise<number> {
+  await cluster.redisCommand("FLUSHALL");
+  const m0 = await usedMemory(cluster);
+  const created = /"createdAt":(\d+)/.exec(sample.session)?.[1] ?? String(Date.now());
+  for (let from = 0; from < count; from += batch) {
+    const prefix = `${randomBytes(17).toString("base64url").slice(0, 16)}${String(from / batch).padStart(6, "0")}`;
+    const n = Math.min(batch, count - from);
+    await cluster.redisCommand("EVAL", LAYOUT_LUA, "0", layout, prefix, String(n), String(Math.max(sample.ttl, 60)), created, sample.counter ?? "1");
+  }
+  const m1 = await usedMemory(cluster);
+  await cluster.redisCommand("FLUSHALL");
+  return (m1 - m0) / count;
+}

@@ -46,7 +46,7 @@ export function renderMarkdown(r: Report): string {
   }
 
   const g = r.growth as {
-    memory?: { sessions: number; bytesPerSession: number; usedMemoryBefore: number; usedMemoryAfter: number; memoryUsage: { session: number; counter: number; idempotencyKey: number | null }; sessionValue: string; sessionValueBytes: number; atLarge: { sessions: number; bytesPerSession: number } };
+    memory?: { sessions: number; bytesPerSession: number; usedMemoryBefore: number; usedMemoryAfter: number; memoryUsage: { session: number; counter: number; idempotencyKey: number | null }; sessionValue: string; sessionValueBytes: number; atLarge: { sessions: number; bytesPerSession: number }; layouts?: Record<string, { bytesPerSession: number; what: string }> };
     p99?: { smallSessions: number; largeSessions: number; small: number[]; large: number; ratio: number; rpsRatio: number };
   };
   out.push("");
@@ -55,6 +55,9 @@ export function renderMarkdown(r: Report): string {
   if (g.memory) {
     const m = g.memory;
     out.push(`- **Redis memory per session: ${m.bytesPerSession} bytes** (INFO used_memory ${f1(m.usedMemoryBefore / 1e6)} → ${f1(m.usedMemoryAfter / 1e6)} MB for ${m.sessions} copies of a real session; ${m.atLarge.bytesPerSession} bytes each at ${m.atLarge.sessions}). MEMORY USAGE: session key ${m.memoryUsage.session} B, counter key ${m.memoryUsage.counter} B${m.memoryUsage.idempotencyKey === null ? "" : `; each Idempotency-Key adds ${m.memoryUsage.idempotencyKey} B for its TTL`}. The stored session value is ${m.sessionValueBytes} bytes: \`${m.sessionValue}\`.`);
+  }
+  if (g.memory?.layouts) {
+    out.push(`- Where a session's bytes go: the same sessions stored otherwise, weighed the same way: ${Object.entries(g.memory.layouts).map(([, v]) => `${v.what}: **${v.bytesPerSession} B**`).join("; ")}.`);
   }
   if (g.p99) {
     const p = g.p99;

@@ -13,7 +13,7 @@ import { startHello, startNginx200, type Baseline } from "./baselines.ts";
 import { summarizeProfile, type ProfileSummary } from "./cpu-profile.ts";
 import { loadRun, wrkRun, type LoadResult, type LoadSpec, type WrkResult } from "./load.ts";
 import { findProcesses, type Component } from "./procs.ts";
-import { commandCalls, compactAof, dbsize, fillSessions, info, perRequest, sampleSession, usedMemory } from "./redis-stats.ts";
+import { commandCalls, compactAof, dbsize, fillSessions, info, LAYOUTS, perRequest, sampleSession, usedMemory, weighLayout, type Layout } from "./redis-stats.ts";
 import { renderMarkdown, renderSvg } from "./report.ts";
 import type { BenchRequest, VisitorMode } from "./visitors.ts";
 
@@ -300,6 +300,14 @@ async function measureGrowth(c: RunningCluster, d: Omit<Def, "id" | "label" | "g
   step++;
   console.log(`[${String(step).padStart(2)}] Redis memory per stored session: ${perSession.toFixed(0)} bytes (used_memory +${((m1 - m0) / 1e6).toFixed(1)} MB for ${MEMORY_SESSIONS} sessions; MEMORY USAGE sess ${sessBytes} B + count ${countBytes} B)`);
 
+  // The same sessions in other layouts, to show where the bytes go.
+  const layouts: Record<string, { bytesPerSession: number; what: string }> = {};
+  for (const [layout, what] of Object.entries(LAYOUTS)) {
+    layouts[layout] = { bytesPerSession: Math.round(await weighLayout(cluster, layout as Layout, MEMORY_SESSIONS, sample)), what };
+  }
+  step++;
+  console.log(`[${String(step).padStart(2)}] the same sessions stored otherwise: ${Object.entries(layouts).map(([k, v]) => `${k} ${v.bytesPerSession} B`).join(", ")}`);
+
   // p99 with few and with many stored sessions; the small case twice (before and after)
   // so its own spread shows how much of any difference is noise.
   const spec = { url: cluster.baseUrl(), request: KEYED_POST, uniqueIdempotencyKey: true, visitors: "returning" as const };
@@ -334,6 +342,7 @@ async function measureGrowth(c: RunningCluster, d: Omit<Def, "id" | "label" | "g
       sessionValueBytes: Buffer.byteLength(sample.session),
       counterValue: sample.counter ?? null,
       ttlSeconds: sample.ttl,
+      layouts,
       atLarge: { sessions: GROWTH_LARGE, keys: keysLarge, usedMemory: mLarge, bytesPerSession: Math.round((mLarge - mEmpty) / GROWTH_LARGE) },
     },
     p99: {
