@@ -372,6 +372,9 @@ async function profileReplica(): Promise<(ProfileSummary & { seconds: number; fi
   await c.stop();
   const file = readdirSync(profDir).find((f) => f.endsWith(".cpuprofile") && !already.has(f));
   if (!file) return { error: "the replica wrote no .cpuprofile (did it exit cleanly?)" };
+  // Keep the last three profiles; each is megabytes.
+  const old = readdirSync(profDir).filter((f) => f.endsWith(".cpuprofile")).sort().slice(0, -3);
+  for (const f of old) rmSync(join(profDir, f), { force: true });
   const summary = summarizeProfile(join(profDir, file));
   return { ...summary, seconds: SECONDS, file: join(profDir, file) };
 }
