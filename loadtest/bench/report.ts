@@ -65,7 +65,7 @@ export function renderMarkdown(r: Report): string {
   }
   const scale = [1, 2, 3].map((n) => r.scenarios.find((s) => s.id === `nginx${n}-keyed`)).filter((s) => s !== undefined);
   if (scale.length) {
-    out.push(`- **Throughput vs replicas** (exactly-once through nginx): ${scale.map((s) => `${s.replicas}: ${f0(s.result.rps)} req/s (${f2(s.ratioB1)}x B1)`).join(", ")}. The box has ${r.meta.machine.cores} cores shared by the load generator, nginx, Redis and every replica, so replicas past the core count add no CPU, only scheduling.`);
+    out.push(`- **Throughput vs replicas** (exactly-once through nginx): ${scale.map((s) => `${s.replicas}: ${f0(s.result.rps)} req/s (${f2(s.ratioB1)}x B1, node ${f0(s.cpuUsPerReq.node ?? Number.NaN)} µs/req)`).join(", ")}. The box has ${r.meta.machine.cores} cores shared by the load generator, nginx, Redis and every replica, so replicas past the core count add no CPU, only scheduling: each replica gets fewer requests per wake-up and pays the wake-up, the syscalls and the cache misses for fewer of them.`);
   }
 
   const p = r.profile as { error?: string; busyMs?: number; seconds?: number; areas?: { area: string; pct: number }[]; top?: { fn: string; where: string; area: string; pct: number }[] };
