@@ -205,8 +205,7 @@ http {
   uwsgi_temp_path ${d}/uwsgi;
   scgi_temp_path ${d}/scgi;
   include ${join(repoRoot, "nginx/proxy.conf")};
-  # Buffered: one write per 64 KiB of log lines (or per second) instead of one per request.
-  access_log ${this.#log("nginx-access")} json buffer=64k flush=1s;
+  access_log ${this.#log("nginx-access")} json;
   upstream app {
     # A shared zone makes round-robin one sequence across nginx's workers, not one each.
     zone app 64k;

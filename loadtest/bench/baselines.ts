@@ -43,7 +43,7 @@ http {
   uwsgi_temp_path ${d}/uwsgi;
   scgi_temp_path ${d}/scgi;
   include ${join(repoRoot, "nginx/proxy.conf")};
-  access_log ${d}/access.log json buffer=64k flush=1s;
+  access_log ${d}/access.log json;
   server {
     listen 127.0.0.1:${port};
     location / {
