@@ -34,6 +34,20 @@ export function perRequest(before: Record<string, number>, after: Record<string,
   return out;
 }
 
+/**
+ * Empties Redis without blocking it (a synchronous FLUSHALL of a million keys outlasts the
+ * client's timeout), then waits for the background free to finish so that neither memory
+ * figures nor the next run share the box with it.
+ */
+export async function flushAll(cluster: Cluster, timeoutMs = 60_000): Promise<void> {
+  await cluster.redisCommand("FLUSHALL", "ASYNC");
+  const until = Date.now() + timeoutMs;
+  while ((await info(cluster, "memory")).lazyfree_pending_objects !== "0") {
+    if (Date.now() > until) throw new Error(`Redis still freeing the flushed keys after ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
 export async function usedMemory(cluster: Cluster): Promise<number> {
   return Number((await info(cluster, "memory")).used_memory);
 }
@@ -137,7 +151,7 @@ return n
 
 /** Bytes per session (INFO used_memory delta) for `count` sessions stored in `layout`; leaves Redis empty. */
 export async function weighLayout(cluster: Cluster, layout: Layout, count: number, sample: SessionSample, batch = 10_000): Promise<number> {
-  await cluster.redisCommand("FLUSHALL");
+  await flushAll(cluster);
   const m0 = await usedMemory(cluster);
   const created = /"createdAt":(\d+)/.exec(sample.session)?.[1] ?? String(Date.now());
   for (let from = 0; from < count; from += batch) {
@@ -146,6 +160,6 @@ export async function weighLayout(cluster: Cluster, layout: Layout, count: numbe
     await cluster.redisCommand("EVAL", LAYOUT_LUA, "0", layout, prefix, String(n), String(Math.max(sample.ttl, 60)), created, sample.counter ?? "1");
   }
   const m1 = await usedMemory(cluster);
-  await cluster.redisCommand("FLUSHALL");
+  await flushAll(cluster);
   return (m1 - m0) / count;
 }

@@ -13,7 +13,7 @@ import { startHello, startNginx200, type Baseline } from "./baselines.ts";
 import { summarizeProfile, type ProfileSummary } from "./cpu-profile.ts";
 import { loadRun, wrkRun, type LoadResult, type LoadSpec, type WrkResult } from "./load.ts";
 import { findProcesses, type Component } from "./procs.ts";
-import { commandCalls, compactAof, dbsize, fillSessions, info, LAYOUTS, perRequest, sampleSession, usedMemory, weighLayout, type Layout } from "./redis-stats.ts";
+import { commandCalls, compactAof, dbsize, fillSessions, flushAll, info, LAYOUTS, perRequest, sampleSession, usedMemory, weighLayout, type Layout } from "./redis-stats.ts";
 import { renderMarkdown, renderSvg } from "./report.ts";
 import type { BenchRequest, VisitorMode } from "./visitors.ts";
 
@@ -291,7 +291,7 @@ async function measureGrowth(c: RunningCluster, d: Omit<Def, "id" | "label" | "g
   const idemBytes = idemKey ? Number(await cluster.redisCommand("MEMORY", "USAGE", idemKey, "SAMPLES", "0")) : null;
 
   // Memory per session: an empty Redis, then MEMORY_SESSIONS copies of a real session.
-  await cluster.redisCommand("FLUSHALL");
+  await flushAll(cluster);
   await compactAof(cluster);
   const m0 = await usedMemory(cluster);
   await fillSessions(cluster, sample, MEMORY_SESSIONS);
@@ -314,13 +314,13 @@ async function measureGrowth(c: RunningCluster, d: Omit<Def, "id" | "label" | "g
   const g = { ...d, group: "growth" as const, replicas: 3, visitors: "returning" as const };
   await cluster.scale(3);
   const small = async (round: number) => {
-    await cluster.redisCommand("FLUSHALL");
+    await flushAll(cluster);
     await fillSessions(cluster, sample, GROWTH_SMALL);
     await compactAof(cluster);
     return measure({ ...g, id: `growth-small-${round}`, label: `nginx + 3, exactly-once, ${fmtCount(GROWTH_SMALL)} sessions stored (${round})` }, spec, c.components, cluster);
   };
   const s1 = await small(1);
-  await cluster.redisCommand("FLUSHALL");
+  await flushAll(cluster);
   await compactAof(cluster);
   const mEmpty = await usedMemory(cluster);
   await fillSessions(cluster, sample, GROWTH_LARGE);
@@ -329,7 +329,7 @@ async function measureGrowth(c: RunningCluster, d: Omit<Def, "id" | "label" | "g
   const mLarge = await usedMemory(cluster);
   const large = await measure({ ...g, id: "growth-large", label: `nginx + 3, exactly-once, ${fmtCount(GROWTH_LARGE)} sessions stored` }, spec, c.components, cluster);
   const s2 = await small(2);
-  await cluster.redisCommand("FLUSHALL");
+  await flushAll(cluster);
   const p99Small = mean([s1.result.latencyMs.p99, s2.result.latencyMs.p99]);
   return {
     memory: {
