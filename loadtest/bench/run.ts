@@ -172,7 +172,7 @@ function machine() {
     cpu: cpus()[0]?.model ?? "unknown",
     os,
     node: process.version,
-    nginx: versionOf(existsNginx(), ["-v"]).replace(/^nginx version: /, ""),
+    nginx: versionOf(existsNginx(), ["-v"]).replace(/^nginx version: nginx\//, ""),
     redis: /v=([\d.]+)/.exec(versionOf("redis-server", ["--version"]))?.[1] ?? "unknown",
     autocannon: pkg("autocannon"),
     express: pkg("express"),
