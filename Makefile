@@ -25,7 +25,7 @@ COUNTER ?= atomic
 USERS ?= 50
 DURATION ?= 10
 
-.PHONY: help deps system-deps docker-deps images up down ps logs kill start scale restart-redis config verify compare-counters typecheck test
+.PHONY: help deps system-deps docker-deps images up down ps logs kill start scale restart-redis config verify compare-counters bench bench-compare typecheck test
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -38,7 +38,7 @@ deps: node_modules/.installed ## install npm packages (npm ci)
 
 # Chromium (Debian's package, for the browser test) only when the goal is `test`: `make up` needs no browser.
 system-deps:
-	@infra/ensure-system-deps.sh redis-server redis-cli nginx $(if $(filter test,$(MAKECMDGOALS)),chromium)
+	@infra/ensure-system-deps.sh redis-server redis-cli nginx wrk $(if $(filter test,$(MAKECMDGOALS)),chromium)
 
 # Compose v2 (the docker plugin) when there is one, else Debian's docker-compose 1.29.
 docker-deps:
@@ -81,6 +81,12 @@ verify: deps system-deps ## prove no count is lost or doubled under faults (SCEN
 
 compare-counters: deps system-deps ## COUNTER=session vs atomic side by side: lost updates, SIGKILL x10, throughput ratio
 	@node loadtest/harness/compare.ts --cluster "$(if $(filter auto,$(CLUSTER)),local,$(CLUSTER))"
+
+bench: deps system-deps ## benchmarks as ratios to baselines run alongside (QUICK=1: a short run); report in loadtest/reports/
+	@QUICK=$(QUICK) node loadtest/bench/run.ts
+
+bench-compare: deps system-deps ## the exactly-once path at git ref BASE vs this checkout, runs interleaved: what a change gained
+	@BASE=$(BASE) node loadtest/bench/compare.ts
 
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit

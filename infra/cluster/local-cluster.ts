@@ -26,11 +26,14 @@ type LocalState = {
   appEnv: Record<string, string>;
   sessionSecret: string;
   newSessionLimit: NewSessionLimit;
+  upstreamKeepalive?: boolean;
 };
 
 export type LocalClusterOptions = ClusterOptions & {
   /** Folder for state, logs and Redis data; created if missing, removed by stop(). */
   dir: string;
+  /** nginx keeps idle connections to the replicas (default); false shows what that is worth (`make bench`). */
+  upstreamKeepalive?: boolean;
 };
 
 /**
@@ -100,6 +103,7 @@ export class LocalCluster implements Cluster {
       appEnv: opts.appEnv ?? {},
       sessionSecret: randomBytes(32).toString("base64url"),
       newSessionLimit: newSessionLimitFrom(opts.newSessionLimit),
+      upstreamKeepalive: opts.upstreamKeepalive ?? true,
     });
   }
 
@@ -241,9 +245,9 @@ ${limit}  upstream app {
     # A shared zone makes round-robin one sequence across nginx's workers, not one each.
     zone app 64k;
 ${servers}
-    keepalive 64;
+${this.#state.upstreamKeepalive === false ? "    # keepalive off: a new connection to a replica per request" : `    keepalive 64;
     keepalive_timeout 60s;
-    keepalive_requests 10000;
+    keepalive_requests 10000;`}
   }
   server {
     listen 127.0.0.1:${this.#state.port};

@@ -98,6 +98,9 @@ export class SessionCounter implements Counter {
     req.session.count = (req.session.count ?? 0) + inc.by;
     // Acknowledge only what the store has accepted.
     await saveSession(req);
+    // That SET renewed the session's TTL and this mode has no counter key, so the touch
+    // express-session makes after an explicit save would be a round trip for nothing.
+    (req.session as unknown as Record<symbol, boolean>)[TOUCHED] = true;
     return { count: req.session.count, replayed: false };
   }
   async read(req: Request): Promise<number> {

@@ -1,0 +1,88 @@
+// The two baselines every `make bench` figure is divided by, started as bare processes:
+// B0 a separate nginx whose only location is `return 200` (same shared settings and access
+// log as the cluster's nginx), B1 the bare Express hello-world (hello.ts).
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { waitFor, httpStatus } from "../../infra/cluster/wait.ts";
+import { findProcesses } from "./procs.ts";
+
+const run = promisify(execFile);
+const repoRoot = resolve(import.meta.dirname, "../..");
+
+export type Baseline = { url: string; pids: () => number[]; stop: () => Promise<void> };
+
+function stopChild(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    const timer = setTimeout(() => child.kill("SIGKILL"), 5000);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      done();
+    });
+    child.kill(signal);
+  });
+}
+
+// Debian puts nginx in /usr/sbin, which a non-root PATH may lack.
+const nginxBin = existsSync("/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx";
+
+export async function startNginx200(dir: string, port: number): Promise<Baseline> {
+  const d = resolve(dir);
+  mkdirSync(d, { recursive: true });
+  const conf = join(d, "nginx.conf");
+  writeFileSync(conf, `# B0 of make bench: nginx alone, answering 200 with the cluster nginx's shared settings.
+worker_processes 2;
+pid ${d}/nginx.pid;
+events { worker_connections 4096; }
+http {
+  client_body_temp_path ${d}/client-body;
+  proxy_temp_path ${d}/proxy;
+  fastcgi_temp_path ${d}/fastcgi;
+  uwsgi_temp_path ${d}/uwsgi;
+  scgi_temp_path ${d}/scgi;
+  include ${join(repoRoot, "nginx/proxy.conf")};
+  access_log ${d}/access.log json;
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      default_type text/plain;
+      return 200 "ok\\n";
+    }
+  }
+}
+`);
+  const args = ["-p", d, "-c", conf, "-e", join(d, "error.log")];
+  await run(nginxBin, [...args, "-t", "-q"]);
+  const child = spawn(nginxBin, [...args, "-g", "daemon off;"], { stdio: "ignore" });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor("baseline nginx", async () => (await httpStatus(`${url}/`)) === 200, 10_000);
+  return {
+    url,
+    pids: () => findProcesses(`-p ${d} -c ${conf}`),
+    stop: async () => {
+      await stopChild(child, "SIGQUIT"); // nginx's graceful stop
+      rmSync(d, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function startHello(): Promise<Baseline> {
+  const child = spawn(process.execPath, [join(import.meta.dirname, "hello.ts")], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { PATH: process.env.PATH, NODE_ENV: "production" },
+  });
+  const port = await new Promise<number>((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error("hello-world did not start within 10 s")), 10_000);
+    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+      const m = /listening (\d+)/.exec(chunk);
+      if (m) {
+        clearTimeout(timer);
+        ok(Number(m[1]));
+      }
+    });
+    child.once("exit", (code) => fail(new Error(`hello-world exited with ${code}`)));
+  });
+  return { url: `http://127.0.0.1:${port}`, pids: () => (child.pid ? [child.pid] : []), stop: () => stopChild(child) };
+}

@@ -1,0 +1,103 @@
+// `make bench-compare BASE=<git ref>`: what a change is worth. Runs the app at BASE (a git
+// worktree, its own nginx config and cluster driver) and this checkout side by side, and
+// alternates short load runs between them (ABAB...) so that both see the same noise.
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Cluster } from "../../infra/cluster/cluster.ts";
+import { loadRun, type LoadResult } from "./load.ts";
+import { findProcesses, type Component } from "./procs.ts";
+import { info } from "./redis-stats.ts";
+import type { BenchRequest } from "./visitors.ts";
+
+const repoRoot = resolve(import.meta.dirname, "../..");
+const BASE = process.env.BASE || "HEAD";
+const ROUNDS = Number(process.env.ROUNDS ?? 4);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const REPLICAS = Number(process.env.REPLICAS ?? 3);
+// VIA=direct loads replica 1 without nginx; PATHNAME=/counter uses the seed's GET.
+const VIA = process.env.VIA === "direct" ? "direct" : "nginx";
+const REQUEST: BenchRequest = process.env.PATHNAME === "/counter" ? { method: "GET", path: "/counter" } : { method: "POST", path: "/api/counter" };
+const KEYED = REQUEST.path === "/api/counter";
+// APP_ENV=K=V,K=V for both sides; APP_ENV_B only for B: a setting's worth, e.g. APP_ENV_B=LOG_LEVEL=warn.
+const envOf = (v: string | undefined) => Object.fromEntries((v ?? "").split(",").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+const APP_ENV = envOf(process.env.APP_ENV);
+const APP_ENV_B = envOf(process.env.APP_ENV_B);
+
+type LocalClusterModule = { LocalCluster: { create(o: { dir: string; replicas: number; appEnv?: Record<string, string> }): Cluster & { dir: string } } };
+
+const work = mkdtempSync(join(tmpdir(), "bench-compare-"));
+const baseTree = join(work, "base");
+const started: (Cluster & { dir: string })[] = [];
+
+async function side(name: string, root: string, extraEnv: Record<string, string> = {}) {
+  const { LocalCluster } = (await import(join(root, "infra/cluster/local-cluster.ts"))) as LocalClusterModule;
+  const cluster = LocalCluster.create({ dir: join(work, `cluster-${name}`), replicas: REPLICAS, appEnv: { LOG_LEVEL: "info", ...APP_ENV, ...extraEnv } });
+  started.push(cluster);
+  await cluster.start();
+  const redisPid = Number((await info(cluster, "server")).process_id);
+  const components: Component[] = [
+    { name: "node", pids: () => findProcesses(`--cluster-dir=${cluster.dir}`) },
+    { name: "nginx", pids: () => findProcesses(`${cluster.dir}/nginx/nginx.conf`) },
+    { name: "redis", pids: () => [redisPid] },
+  ];
+  const url = VIA === "direct" ? (await cluster.replicas())[0]!.url! : cluster.baseUrl();
+  return { name, cluster, components, url, runs: [] as LoadResult[] };
+}
+
+const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
+async function main(): Promise<void> {
+  const sha = execFileSync("git", ["rev-parse", "--short", BASE], { cwd: repoRoot, encoding: "utf8" }).trim();
+  const head = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repoRoot, encoding: "utf8" }).trim();
+  const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: repoRoot, encoding: "utf8" }).trim() !== "";
+  execFileSync("git", ["worktree", "add", "--detach", "--quiet", baseTree, sha], { cwd: repoRoot });
+  // Same dependencies: the comparison is about the code, not about a reinstall.
+  symlinkSync(join(repoRoot, "node_modules"), join(baseTree, "node_modules"));
+  console.log(`bench-compare: A = ${BASE} (${sha}), B = this checkout (${head}${dirty ? " + uncommitted changes" : ""}${Object.keys(APP_ENV_B).length ? ` with ${process.env.APP_ENV_B}` : ""}); ${VIA === "nginx" ? `nginx + ${REPLICAS} replicas` : "1 replica direct"}, ${REQUEST.method} ${REQUEST.path}${KEYED ? " + Idempotency-Key" : ""}, returning visitors, c=${CONNECTIONS}, ${ROUNDS} x ${SECONDS} s each, alternating`);
+  const a = await side("A", baseTree);
+  const b = await side("B", repoRoot, APP_ENV_B);
+  for (let round = 1; round <= ROUNDS; round++) {
+    // Alternate who goes first, so neither side always follows the other's leftovers.
+    for (const s of round % 2 ? [a, b] : [b, a]) {
+      const r = await loadRun({ url: s.url, request: REQUEST, uniqueIdempotencyKey: KEYED, visitors: "returning", connections: CONNECTIONS, seconds: SECONDS, warmupSeconds: round === 1 ? 2 : 0 }, s.components);
+      s.runs.push(r);
+      console.log(`round ${round} ${s.name}: ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.latencyMs.p50.toFixed(1)}  p99 ${r.latencyMs.p99.toFixed(1)} ms  node ${((r.cpuMs.node! * 1000) / r.requests).toFixed(0)} µs/req  syscalls/req node ${((r.syscalls.node ?? 0) / r.requests).toFixed(2)} nginx ${((r.syscalls.nginx ?? 0) / r.requests).toFixed(2)} redis ${((r.syscalls.redis ?? 0) / r.requests).toFixed(2)}  errors ${r.errors} non-2xx ${r.non2xx}`);
+    }
+  }
+  const sum = (s: typeof a) => {
+    const req = s.runs.reduce((x, r) => x + r.requests, 0);
+    const cpu = (k: string) => (s.runs.reduce((x, r) => x + (r.cpuMs[k] ?? 0), 0) * 1000) / req;
+    const io = (k: string) => s.runs.reduce((x, r) => x + (r.syscalls[k] ?? 0), 0) / req;
+    return { sysNode: io("node"), sysNginx: io("nginx"), sysRedis: io("redis"), rps: median(s.runs.map((r) => r.rps)), p99: median(s.runs.map((r) => r.latencyMs.p99)), node: cpu("node"), nginx: cpu("nginx"), redis: cpu("redis"), loadgen: cpu("loadgen"), errors: s.runs.reduce((x, r) => x + r.errors + r.non2xx, 0) };
+  };
+  const A = sum(a);
+  const B = sum(b);
+  // Each round's B/A pair saw nearly the same noise, so the geometric mean of the paired
+  // ratios is steadier than a ratio of medians.
+  const paired = (f: (r: LoadResult) => number) => Math.exp(mean(a.runs.map((ra, i) => Math.log(f(b.runs[i]!) / f(ra)))));
+  const nodePerReq = (r: LoadResult) => (r.cpuMs.node ?? 0) / r.requests;
+  const pct = (x: number, y: number) => `${y >= x ? "+" : ""}${(((y - x) / x) * 100).toFixed(1)}%`;
+  console.log("\n| | req/s (median) | p99 ms (median) | node µs/req | nginx µs/req | redis µs/req | errors |");
+  console.log("|---|--:|--:|--:|--:|--:|--:|");
+  console.log(`| A ${BASE} | ${A.rps.toFixed(0)} | ${A.p99.toFixed(1)} | ${A.node.toFixed(0)} | ${A.nginx.toFixed(0)} | ${A.redis.toFixed(0)} | ${A.errors} |`);
+  console.log(`| B this checkout | ${B.rps.toFixed(0)} | ${B.p99.toFixed(1)} | ${B.node.toFixed(0)} | ${B.nginx.toFixed(0)} | ${B.redis.toFixed(0)} | ${B.errors} |`);
+  console.log(`| B vs A | ${pct(A.rps, B.rps)} | ${pct(A.p99, B.p99)} | ${pct(A.node, B.node)} | ${pct(A.nginx, B.nginx)} | ${pct(A.redis, B.redis)} | |`);
+  console.log(`\nread+write syscalls per request: node ${A.sysNode.toFixed(2)} -> ${B.sysNode.toFixed(2)}, nginx ${A.sysNginx.toFixed(2)} -> ${B.sysNginx.toFixed(2)}, redis ${A.sysRedis.toFixed(2)} -> ${B.sysRedis.toFixed(2)}`);
+  const g = (x: number) => `${x >= 1 ? "+" : ""}${((x - 1) * 100).toFixed(1)}%`;
+  console.log(`\npaired by round (geometric mean of B/A): req/s ${g(paired((r) => r.rps))}, p99 ${g(paired((r) => r.latencyMs.p99))}, node CPU per request ${g(paired(nodePerReq))}`);
+}
+
+try {
+  await main();
+} finally {
+  for (const c of started) await c.stop().catch(() => {});
+  if (existsSync(baseTree)) execFileSync("git", ["worktree", "remove", "--force", baseTree], { cwd: repoRoot, stdio: "ignore" });
+  rmSync(work, { recursive: true, force: true });
+}

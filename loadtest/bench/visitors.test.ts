@@ -1,0 +1,65 @@
+// The benchmark's visitors against a tiny cookie-issuing server: returning visitors must give
+// exactly one session per connection, new visitors one per request.
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import autocannon from "autocannon";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { setupClientFor, type BenchRequest } from "./visitors.ts";
+
+// Gives a new `sid` to every request that does not bring a known one, and counts.
+function sessionServer() {
+  const seen = new Map<string, number>();
+  let issued = 0;
+  let withoutCookie = 0;
+  const server: Server = createServer((req, res) => {
+    const sid = /(?:^|;\s*)sid=([^;]+)/.exec(req.headers.cookie ?? "")?.[1];
+    if (sid !== undefined && seen.has(sid)) {
+      seen.set(sid, seen.get(sid)! + 1);
+    } else {
+      if (sid === undefined) withoutCookie++;
+      const fresh = `s${++issued}`;
+      seen.set(fresh, 1);
+      res.setHeader("Set-Cookie", `sid=${fresh}; Path=/; HttpOnly`);
+    }
+    res.end("ok");
+  });
+  return { server, seen, stats: () => ({ issued, withoutCookie }) };
+}
+
+const request: BenchRequest[] = [{ method: "POST", path: "/api/counter", headers: { "content-type": "application/json" }, body: "{}" }];
+
+async function run(url: string, mode: "new" | "returning", connections: number, amount: number) {
+  const setupClient = setupClientFor(mode, request);
+  return autocannon({ url, connections, amount, requests: request, ...(setupClient ? { setupClient } : {}) });
+}
+
+describe("benchmark visitors", { timeout: 30_000 }, () => {
+  let s: ReturnType<typeof sessionServer>;
+  let url: string;
+  beforeAll(async () => {
+    s = sessionServer();
+    await new Promise<void>((r) => s.server.listen(0, "127.0.0.1", r));
+    url = `http://127.0.0.1:${(s.server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => s.server.close(() => r())));
+
+  it("gives N returning-visitor connections exactly N sessions, each reused to the end", async () => {
+    const before = s.stats().issued;
+    const result = await run(url, "returning", 7, 7 * 30);
+    expect(result.non2xx).toBe(0);
+    expect(result.requests.total).toBe(210);
+    const after = s.stats();
+    expect(after.issued - before).toBe(7);
+    // 7 first requests without a cookie, 203 with the one their connection got.
+    const counts = [...s.seen.entries()].filter(([k]) => Number(k.slice(1)) > before).map(([, n]) => n);
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(210);
+  });
+
+  it("gives new visitors a new session on every request", async () => {
+    const before = s.stats();
+    await run(url, "new", 5, 50);
+    const after = s.stats();
+    expect(after.issued - before.issued).toBe(50);
+    expect(after.withoutCookie - before.withoutCookie).toBe(50);
+  });
+});
