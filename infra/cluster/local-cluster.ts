@@ -347,7 +347,11 @@ ${this.#state.upstreamKeepalive === false ? "    # keepalive off: a new connecti
   }
 
   async redisCommand(...args: string[]): Promise<string> {
-    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(this.#state.redis.port), "--no-auth-warning", "-a", this.#state.redis.password, ...args], { timeout: 5000 });
+    // The password goes in the environment, not argv: a failed command's message quotes argv.
+    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(this.#state.redis.port), ...args], {
+      timeout: 5000,
+      env: { ...process.env, REDISCLI_AUTH: this.#state.redis.password },
+    });
     return stdout.trim();
   }
 

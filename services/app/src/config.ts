@@ -26,7 +26,7 @@ const schema = z
     SESSION_COOKIE_NAME: z.string().regex(/^[\w-]{1,64}$/, "a cookie token: letters, digits, '_' or '-'").default("sid"),
     SESSION_IDLE_TIMEOUT_SECONDS: int(1, 31 * 86400).default(1800),
     SESSION_ABSOLUTE_TIMEOUT_SECONDS: int(1, 366 * 86400).default(86400),
-    IDEMPOTENCY_TTL_SECONDS: int(1, 7 * 86400).default(86400),
+    IDEMPOTENCY_TTL_SECONDS: int(1, 7 * 86400).default(3600),
     TRUST_PROXY: z.string().default("1"),
     KEEP_ALIVE_TIMEOUT_MS: int(1000, 600_000).default(65_000),
     SHUTDOWN_DELAY_MS: int(0, 60_000).default(300),
