@@ -2,7 +2,6 @@
 // new user would, prints what the README says it prints.
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -10,19 +9,13 @@ import { randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
 import { dockerAvailable } from "../infra/cluster/open.ts";
 import { Visitor } from "../loadtest/client/visitor.ts";
+import { freePort } from "../infra/cluster/ports.ts";
 
 const root = resolve(import.meta.dirname, "..");
 const readme = readFileSync(join(root, "README.md"), "utf8");
 const makefile = readFileSync(join(root, "Makefile"), "utf8");
 const run = promisify(execFile);
 
-const freePort = () =>
-  new Promise<number>((ok) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => ok(port));
-    });
-  });
 
 describe("README", () => {
   it("shows only make targets that exist", () => {

@@ -2,11 +2,11 @@
 // or its offline stand-in) when a Docker engine answers, else a local redis-server process.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createServer } from "node:net";
 import { Redis } from "ioredis";
 import { docker, dockerAvailable } from "../infra/cluster/docker.ts";
 import { waitFor } from "../infra/cluster/wait.ts";
 import { resolveBaseImages } from "../infra/images/images.ts";
+import { freePort } from "../infra/cluster/ports.ts";
 
 export type TestRedis = {
   readonly kind: "container" | "process";
@@ -25,16 +25,6 @@ export type TestRedis = {
   [Symbol.asyncDispose](): Promise<void>;
 };
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Ryuk, testcontainers' reaper, removes containers when the test process dies; it is an

@@ -3,12 +3,12 @@
 // same project; each test cluster gets a project name of its own.
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { basename, join, resolve } from "node:path";
 import { APP_IMAGE, buildAppImage, resolveBaseImages } from "../images/images.ts";
 import type { Cluster, ClusterOptions, ReplicaInfo, Signal } from "./cluster.ts";
 import { composeCommand, defaultProjectName, docker, run, type Command } from "./docker.ts";
 import { httpStatus, waitFor } from "./wait.ts";
+import { freePort } from "./ports.ts";
 
 const repoRoot = resolve(import.meta.dirname, "../..");
 const composeFile = join(repoRoot, "docker-compose.yml");
@@ -46,16 +46,6 @@ type Container = {
   health: string | undefined;
 };
 
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolvePort(port));
-    });
-  });
-}
 
 // Replicas publish no port and traffic from the host goes only to 127.0.0.1, so a direct
 // probe of one replica runs inside its container, with the node binary it already has.

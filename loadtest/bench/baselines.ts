@@ -7,9 +7,9 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { waitFor, httpStatus } from "../../infra/cluster/wait.ts";
 import { findProcesses } from "./procs.ts";
+import { localNginxConf } from "../../infra/cluster/local-cluster.ts";
 
 const run = promisify(execFile);
-const repoRoot = resolve(import.meta.dirname, "../..");
 
 export type Baseline = { url: string; pids: () => number[]; stop: () => Promise<void> };
 
@@ -32,27 +32,14 @@ export async function startNginx200(dir: string, port: number): Promise<Baseline
   const d = resolve(dir);
   mkdirSync(d, { recursive: true });
   const conf = join(d, "nginx.conf");
-  writeFileSync(conf, `# B0 of make bench: nginx alone, answering 200 with the cluster nginx's shared settings.
-worker_processes 2;
-pid ${d}/nginx.pid;
-events { worker_connections 4096; }
-http {
-  client_body_temp_path ${d}/client-body;
-  proxy_temp_path ${d}/proxy;
-  fastcgi_temp_path ${d}/fastcgi;
-  uwsgi_temp_path ${d}/uwsgi;
-  scgi_temp_path ${d}/scgi;
-  include ${join(repoRoot, "nginx/proxy.conf")};
-  access_log ${d}/access.log json;
-  server {
+  writeFileSync(conf, localNginxConf(d, join(d, "access.log"), "B0 of make bench: nginx alone, answering 200 with the cluster nginx's shared settings", `  server {
     listen 127.0.0.1:${port};
     location / {
       default_type text/plain;
       return 200 "ok\\n";
     }
   }
-}
-`);
+`));
   const args = ["-p", d, "-c", conf, "-e", join(d, "error.log")];
   await run(nginxBin, [...args, "-t", "-q"]);
   const child = spawn(nginxBin, [...args, "-g", "daemon off;"], { stdio: "ignore" });

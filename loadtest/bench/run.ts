@@ -6,7 +6,6 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { createServer } from "node:net";
 import { LocalCluster } from "../../infra/cluster/local-cluster.ts";
 import { Visitor } from "../client/visitor.ts";
 import { startHello, startNginx200, type Baseline } from "./baselines.ts";
@@ -16,6 +15,7 @@ import { findProcesses, type Component } from "./procs.ts";
 import { commandCalls, compactAof, dbsize, fillSessions, flushAll, info, LAYOUTS, perRequest, sampleSession, usedMemory, weighLayout, type Layout } from "./redis-stats.ts";
 import { renderMarkdown, renderSvg } from "./report.ts";
 import type { BenchRequest, VisitorMode } from "./visitors.ts";
+import { freePort } from "../../infra/cluster/ports.ts";
 
 const repoRoot = resolve(import.meta.dirname, "../..");
 const QUICK = process.env.QUICK === "1" || process.argv.includes("--quick");
@@ -67,16 +67,6 @@ for (const sig of ["SIGINT", "SIGTERM"] as const) {
   });
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.once("error", fail);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => ok(port));
-    });
-  });
-}
 
 const workDir = mkdtempSync(join(tmpdir(), "bench-"));
 cleanups.add(async () => rmSync(workDir, { recursive: true, force: true }));
