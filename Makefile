@@ -92,4 +92,5 @@ typecheck: deps
 	npx tsc -p tsconfig.json --noEmit
 
 test: deps system-deps docker-deps typecheck ## run every test (unit, integration with real processes and containers)
-	npx vitest run
+	@rm -f loadtest/reports/vitest.json
+	@npx vitest run; status=$$?; node infra/test-summary.ts loadtest/reports/vitest.json; exit $$status

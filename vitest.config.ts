@@ -9,6 +9,8 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 60_000,
     hookTimeout: 120_000,
-    reporters: ["default"],
+    // verbose: every test's name in the output (CI shows the Compose tier really ran);
+    // json: the counts behind the closing "N passed, N failed" line `make test` prints.
+    reporters: ["verbose", ["json", { outputFile: "loadtest/reports/vitest.json" }]],
   },
 });
