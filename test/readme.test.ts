@@ -60,6 +60,8 @@ describe("README", () => {
       expect((err as { code: number }).code).toBe(2); // make's own exit code when the recipe fails
       for (const key of ["PORT", "STORE", "SESSION_SECRET"]) expect((err as { stderr: string }).stderr).toContain(`  - ${key}:`);
       expect((err as { stderr: string }).stderr).toContain("Error 78");
+      // The README shows this very output, line for line (make's own line included).
+      for (const line of (err as { stderr: string }).stderr.trim().split("\n")) expect(readme).toContain(line);
     });
   });
 
