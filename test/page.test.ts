@@ -62,7 +62,6 @@ beforeEach(async () => {
   page.on("request", (req) => requestedUrls.push(req.url()));
 });
 
-const count = () => page.locator("#count").textContent();
 const servedBy = () => page.locator("#served-by").textContent();
 
 async function waitForCount(n: number): Promise<void> {

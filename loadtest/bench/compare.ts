@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Cluster } from "../../infra/cluster/cluster.ts";
 import { loadRun, type LoadResult } from "./load.ts";
-import { findProcesses, type Component } from "./procs.ts";
+import { clusterComponents } from "./procs.ts";
 import { info } from "./redis-stats.ts";
 import type { BenchRequest } from "./visitors.ts";
 
@@ -38,11 +38,7 @@ async function side(name: string, root: string, extraEnv: Record<string, string>
   started.push(cluster);
   await cluster.start();
   const redisPid = Number((await info(cluster, "server")).process_id);
-  const components: Component[] = [
-    { name: "node", pids: () => findProcesses(`--cluster-dir=${cluster.dir}`) },
-    { name: "nginx", pids: () => findProcesses(`${cluster.dir}/nginx/nginx.conf`) },
-    { name: "redis", pids: () => [redisPid] },
-  ];
+  const components = clusterComponents(cluster.dir, redisPid);
   const url = VIA === "direct" ? (await cluster.replicas())[0]!.url! : cluster.baseUrl();
   return { name, cluster, components, url, runs: [] as LoadResult[] };
 }

@@ -69,6 +69,15 @@ export function cpuMs(pids: readonly number[]): number {
 
 export type Component = { name: string; pids: () => number[] };
 
+/** The measured parts of a local cluster: its replicas and nginx by their command lines, Redis by the pid it reports. */
+export function clusterComponents(clusterDir: string, redisPid: number): Component[] {
+  return [
+    { name: "node", pids: () => findProcesses(`--cluster-dir=${clusterDir}`) },
+    { name: "nginx", pids: () => findProcesses(`${clusterDir}/nginx/nginx.conf`) },
+    { name: "redis", pids: () => [redisPid] },
+  ];
+}
+
 /**
  * Snapshot of each component's CPU time; stop() gives the delta. Pids are resolved at both
  * ends, so a process started mid-run is counted from zero and one that exited mid-run

@@ -11,7 +11,7 @@ import { Visitor } from "../client/visitor.ts";
 import { startHello, startNginx200, type Baseline } from "./baselines.ts";
 import { summarizeProfile, type ProfileSummary } from "./cpu-profile.ts";
 import { loadRun, wrkRun, type LoadResult, type LoadSpec, type WrkResult } from "./load.ts";
-import { findProcesses, type Component } from "./procs.ts";
+import { clusterComponents, type Component } from "./procs.ts";
 import { commandCalls, compactAof, dbsize, fillSessions, flushAll, info, LAYOUTS, perRequest, sampleSession, usedMemory, weighLayout, type Layout } from "./redis-stats.ts";
 import { renderMarkdown, renderSvg } from "./report.ts";
 import type { BenchRequest, VisitorMode } from "./visitors.ts";
@@ -77,11 +77,7 @@ async function startCluster(name: string, opts: { replicas: number; appEnv?: Rec
   cleanups.add(stop);
   await cluster.start();
   const redisPid = Number((await info(cluster, "server")).process_id);
-  const components: Component[] = [
-    { name: "node", pids: () => findProcesses(`--cluster-dir=${cluster.dir}`) },
-    { name: "nginx", pids: () => findProcesses(`${cluster.dir}/nginx/nginx.conf`) },
-    { name: "redis", pids: () => [redisPid] },
-  ];
+  const components = clusterComponents(cluster.dir, redisPid);
   return {
     cluster,
     components,
