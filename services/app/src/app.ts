@@ -16,6 +16,7 @@ import { authRoutes } from "./routes/auth.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { pageRoutes } from "./routes/page.ts";
 import { seedRoutes } from "./routes/seed.ts";
+import { storedCounterRoutes } from "./routes/stored-counter.ts";
 import { createStore, sessionMiddleware, withAbsoluteTimeout } from "./session.ts";
 
 export type AppDeps = { config: Config; logger: Logger; redis: Redis | undefined; lifecycle: Lifecycle };
@@ -38,6 +39,10 @@ export function createApp({ config, logger, redis, lifecycle }: AppDeps): Expres
   // Per replica, for operators: nginx answers 404 for it (nginx/locations.conf).
   app.get("/metrics", metrics.handler);
   app.use(pageRoutes());
+  // A returning visitor's increment in one Redis round trip; anything else falls through.
+  if (counter.incrementStored && config.store === "redis") {
+    app.use(storedCounterRoutes({ incrementStored: counter.incrementStored, cookieName: config.session.cookieName, secrets: config.session.secrets, replicaId: config.replicaId }));
+  }
   app.use(sessionMiddleware(config, store), sessionGuard({ cookieName: config.session.cookieName, secrets: config.session.secrets }));
   app.use(seedRoutes(counter));
   app.use("/api", metrics.mounted("/api"));

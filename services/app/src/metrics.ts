@@ -4,7 +4,7 @@ import type { RequestHandler } from "express";
 import type { Store } from "express-session";
 import type { Redis } from "ioredis";
 import { collectDefaultMetrics, Counter as PromCounter, Gauge, Histogram, Registry } from "prom-client";
-import type { Counter } from "./counter.ts";
+import type { Counter, IncrementResult } from "./counter.ts";
 import { HttpError, StoreUnavailableError } from "./errors.ts";
 import { TOUCHED } from "./session.ts";
 
@@ -154,15 +154,16 @@ export function createMetrics(opts: { replicaId: string; redis: Redis | undefine
           end();
         }
       };
+      const counted = (result: IncrementResult | undefined) => {
+        if (result) (result.replayed ? replays : increments).inc();
+        return result;
+      };
+      const incrementStored = counter.incrementStored?.bind(counter);
       return {
         mode: counter.mode,
-        increment: (req, inc) =>
-          timed("counter_increment", async () => {
-            const result = await counter.increment(req, inc);
-            (result.replayed ? replays : increments).inc();
-            return result;
-          }),
+        increment: (req, inc) => timed("counter_increment", async () => counted(await counter.increment(req, inc))!),
         read: (req) => timed("counter_read", () => counter.read(req)),
+        ...(incrementStored && { incrementStored: (sid, inc) => timed("counter_increment", async () => counted(await incrementStored(sid, inc))) }),
       };
     },
 

@@ -3,7 +3,7 @@ import { createHmac } from "node:crypto";
 import type { Request } from "express";
 import { describe, expect, it } from "vitest";
 import { sessionLabel } from "../session.ts";
-import { cookieRejection, readCookie } from "./session-guard.ts";
+import { cookieRejection, readCookie, unsignSessionId } from "./session-guard.ts";
 
 const sign = (id: string, secret: string) => `s:${id}.${createHmac("sha256", secret).update(id).digest("base64").replace(/=+$/, "")}`;
 const req = (cookie: string | undefined, sessionID: string) => ({ headers: { cookie }, sessionID }) as unknown as Request;
@@ -36,5 +36,24 @@ describe("cookieRejection", () => {
   it("checks every listed secret, so a cookie signed with the old one is 'unknown', not tampered", () => {
     expect(cookieRejection(req(cookie(sign(id, "old")), "generated"), "sid", ["new", "old"])).toMatchObject({ reason: "unknown" });
     expect(cookieRejection(req(cookie(sign(id, "old")), "generated"), "sid", ["new"])).toMatchObject({ reason: "bad_signature" });
+  });
+});
+
+describe("unsignSessionId", () => {
+  it("returns the id of a cookie signed with any listed secret, as express-session reads it", () => {
+    expect(unsignSessionId(sign(id, "new"), ["new"])).toBe(id);
+    expect(unsignSessionId(sign(id, "old"), ["new", "old"])).toBe(id);
+    // An id may itself contain dots: the signature is what follows the last one.
+    expect(unsignSessionId(sign("a.b", "new"), ["new"])).toBe("a.b");
+  });
+
+  it("refuses an unsigned, truncated, re-signed or tampered value", () => {
+    expect(unsignSessionId(id, ["new"])).toBeUndefined();
+    expect(unsignSessionId(`s:${id}`, ["new"])).toBeUndefined();
+    expect(unsignSessionId("s:.sig", ["new"])).toBeUndefined();
+    expect(unsignSessionId(sign(id, "stolen"), ["new"])).toBeUndefined();
+    expect(unsignSessionId(`${sign(id, "new").slice(0, -1)}x`, ["new"])).toBeUndefined();
+    expect(unsignSessionId(sign(id, "new").replace(id, id.toUpperCase()), ["new"])).toBeUndefined();
+    expect(unsignSessionId(sign(id, "old"), [])).toBeUndefined();
   });
 });

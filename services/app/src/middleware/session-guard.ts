@@ -30,6 +30,16 @@ function signedWith(id: string, signature: string, secret: string): boolean {
   return expected.length === given.length && timingSafeEqual(expected, given);
 }
 
+/** The session id in a signed session cookie value ("s:<id>.<sig>") when one of `secrets` signed it. */
+export function unsignSessionId(raw: string, secrets: readonly string[]): string | undefined {
+  if (!raw.startsWith("s:")) return undefined;
+  const dot = raw.lastIndexOf(".");
+  if (dot <= 2) return undefined;
+  const id = raw.slice(2, dot);
+  const signature = raw.slice(dot + 1);
+  return secrets.some((s) => signedWith(id, signature, s)) ? id : undefined;
+}
+
 /**
  * Why the session cookie of `req` was not honoured, or undefined when it was (or there was
  * none). express-session gives a new id both for a bad signature and for an id the store

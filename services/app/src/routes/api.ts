@@ -5,7 +5,7 @@ import { badRequest, methodNotAllowed } from "../errors.ts";
 import { jsonBody } from "../middleware/json-body.ts";
 import { destroySession, saveSession, sessionLabel } from "../session.ts";
 
-function parseBy(req: Request): number {
+export function parseBy(req: Request): number {
   const body: unknown = req.body;
   if (body === undefined || (typeof body === "object" && body !== null && Object.keys(body).length === 0)) return 1;
   if (typeof body !== "object" || body === null || Array.isArray(body)) throw badRequest("invalid_body", 'The body must be a JSON object such as {"by": 1}, or empty.');
