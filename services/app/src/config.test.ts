@@ -30,10 +30,10 @@ describe("loadConfig", () => {
   });
 
   it("lists every wrong key at once", () => {
-    const problems = problemsOf({ PORT: "http", STORE: "mongo", REDIS_URL: "http://x", LOG_LEVEL: "loud", SHUTDOWN_DRAIN_MS: "-1" });
+    const problems = problemsOf({ PORT: "http", STORE: "mongo", REDIS_URL: "http://x", LOG_LEVEL: "loud", LOG_FLUSH_MS: "-1", SHUTDOWN_DRAIN_MS: "-1" });
     const keys = problems.map((p) => p.split(":")[0]);
-    expect(keys).toEqual(expect.arrayContaining(["PORT", "STORE", "REDIS_URL", "LOG_LEVEL", "SHUTDOWN_DRAIN_MS"]));
-    expect(problems).toHaveLength(5);
+    expect(keys).toEqual(expect.arrayContaining(["PORT", "STORE", "REDIS_URL", "LOG_LEVEL", "LOG_FLUSH_MS", "SHUTDOWN_DRAIN_MS"]));
+    expect(problems).toHaveLength(6);
   });
 
   it("refuses production without a secret, or with a short one", () => {

@@ -15,6 +15,7 @@ const schema = z
     PORT: int(0, 65535).default(3000),
     REPLICA_ID: z.string().regex(/^[\w.-]{1,64}$/, "letters, digits, '.', '_' or '-', at most 64").optional(),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    LOG_FLUSH_MS: int(0, 10_000).default(100),
     STORE: z.enum(["redis", "memory"]).default("redis"),
     COUNTER: z.enum(["atomic", "session"]).optional(),
     REDIS_URL: z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" }).default("redis://127.0.0.1:6379"),
@@ -49,6 +50,7 @@ export type Config = Readonly<{
   port: number;
   replicaId: string;
   logLevel: string;
+  logFlushMs: number;
   store: "redis" | "memory";
   counter: "atomic" | "session";
   redis: Readonly<{ url: string; password: string | undefined; commandTimeoutMs: number; connectTimeoutMs: number }>;
@@ -136,6 +138,7 @@ export function loadConfig(rawEnv: Env = process.env): Config {
     port: c.PORT,
     replicaId: c.REPLICA_ID ?? hostname(),
     logLevel: c.LOG_LEVEL,
+    logFlushMs: c.LOG_FLUSH_MS,
     store: c.STORE,
     counter: c.COUNTER ?? (c.STORE === "redis" ? "atomic" : "session"),
     redis: Object.freeze({

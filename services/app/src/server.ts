@@ -17,7 +17,7 @@ try {
   process.exit(78); // EX_CONFIG
 }
 
-const logger = createLogger({ level: config.logLevel, replicaId: config.replicaId });
+const logger = createLogger({ level: config.logLevel, replicaId: config.replicaId, flushMs: config.logFlushMs });
 if (config.session.usingDevSecret) logger.warn({ event: "dev_secret" }, "SESSION_SECRET is not set; using the development default (refused when NODE_ENV=production)");
 
 const redis = config.store === "redis" ? createRedis(config, logger) : undefined;
