@@ -7,7 +7,7 @@ import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { waitFor, httpStatus } from "../../infra/cluster/wait.ts";
 import { findProcesses } from "./procs.ts";
-import { localNginxConf } from "../../infra/cluster/local-cluster.ts";
+import { loadBalancerHttp, localNginxConf } from "../../infra/cluster/local-cluster.ts";
 
 const run = promisify(execFile);
 
@@ -28,31 +28,59 @@ function stopChild(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Pro
 // Debian puts nginx in /usr/sbin, which a non-root PATH may lack.
 const nginxBin = existsSync("/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx";
 
-export async function startNginx200(dir: string, port: number): Promise<Baseline> {
+async function startNginx(dir: string, title: string, http: (accessLog: string) => string, probe: string): Promise<Baseline> {
   const d = resolve(dir);
   mkdirSync(d, { recursive: true });
   const conf = join(d, "nginx.conf");
-  writeFileSync(conf, localNginxConf(d, join(d, "access.log"), "B0 of make bench: nginx alone, answering 200 with the cluster nginx's shared settings", `  server {
-    listen 127.0.0.1:${port};
-    location / {
-      default_type text/plain;
-      return 200 "ok\\n";
-    }
-  }
-`));
+  writeFileSync(conf, localNginxConf(d, join(d, "access.log"), title, http(join(d, "access.log"))));
   const args = ["-p", d, "-c", conf, "-e", join(d, "error.log")];
   await run(nginxBin, [...args, "-t", "-q"]);
   const child = spawn(nginxBin, [...args, "-g", "daemon off;"], { stdio: "ignore" });
-  const url = `http://127.0.0.1:${port}`;
-  await waitFor("baseline nginx", async () => (await httpStatus(`${url}/`)) === 200, 10_000);
+  await waitFor(title, async () => (await httpStatus(probe)) === 200, 10_000);
   return {
-    url,
+    url: new URL(probe).origin,
     pids: () => findProcesses(`-p ${d} -c ${conf}`),
     stop: async () => {
       await stopChild(child, "SIGQUIT"); // nginx's graceful stop
       rmSync(d, { recursive: true, force: true });
     },
   };
+}
+
+export function startNginx200(dir: string, port: number): Promise<Baseline> {
+  const http = () => `  server {
+    listen 127.0.0.1:${port};
+    location / {
+      default_type text/plain;
+      return 200 "ok\\n";
+    }
+  }
+`;
+  return startNginx(dir, "B0 of make bench: nginx alone, answering 200 with the cluster nginx's shared settings", http, `http://127.0.0.1:${port}/`);
+}
+
+/**
+ * The topology's own ceiling: the cluster's nginx config (same proxy.conf, locations.conf,
+ * upstream keep-alive) in front of `replicas` bare hello-world processes instead of the app.
+ */
+export async function startNginxOverHello(dir: string, port: number, replicas: number): Promise<Baseline & { nodePids: () => number[] }> {
+  const hellos = await Promise.all(Array.from({ length: replicas }, () => startHello()));
+  const ports = hellos.map((h) => Number(new URL(h.url).port));
+  try {
+    const nginx = await startNginx(dir, "make bench: the load balancer's nginx over bare hello-world replicas", () => loadBalancerHttp(ports, port, true), `http://127.0.0.1:${port}/`);
+    return {
+      url: nginx.url,
+      pids: nginx.pids,
+      nodePids: () => hellos.flatMap((h) => h.pids()),
+      stop: async () => {
+        await nginx.stop();
+        await Promise.all(hellos.map((h) => h.stop()));
+      },
+    };
+  } catch (err) {
+    await Promise.all(hellos.map((h) => h.stop()));
+    throw err;
+  }
 }
 
 export async function startHello(): Promise<Baseline> {

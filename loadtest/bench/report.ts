@@ -97,7 +97,7 @@ export function renderMarkdown(r: Report): string {
   out.push("");
   out.push("| Goal | Measured | Met |");
   out.push("|---|---|---|");
-  for (const x of r.goals) if (x) out.push(`| ${x.goal} | ${x.measured} | ${x.met ? "yes" : "**no**"} |`);
+  for (const x of r.goals) if (x) out.push(`| ${x.goal} | ${x.measured} | ${x.met === null ? "(context)" : x.met ? "yes" : "**no**"} |`);
   out.push("");
   return out.join("\n");
 }
