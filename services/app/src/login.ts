@@ -4,7 +4,7 @@ import type { Request } from "express";
 import type { SessionData } from "express-session";
 import type { Redis } from "ioredis";
 import { withStore } from "./redis.ts";
-import { keys, saveSession } from "./session.ts";
+import { keys, saveSession, sessionSerializer } from "./session.ts";
 
 // Writes the new session, moves the count and deletes the old session in one step, so an
 // increment racing the login either lands before the move (and is carried over) or finds
@@ -49,7 +49,7 @@ export class SessionRotator {
         const k = [keys.session(req.sessionID), keys.counter(req.sessionID)];
         if (existed) k.push(keys.session(oldId), keys.counter(oldId));
         const fn = this.#redis.sessionRotate as RotateFn;
-        await withStore(() => fn.call(this.#redis, k.length, ...k, JSON.stringify(req.session), this.#ttlSeconds));
+        await withStore(() => fn.call(this.#redis, k.length, ...k, sessionSerializer.stringify(req.session as SessionData), this.#ttlSeconds));
       } else {
         // STORE=memory: one process, no concurrent writer to race, so two steps are enough.
         if (existed) await new Promise<void>((resolve, reject) => req.sessionStore.destroy(oldId, (err) => (err ? reject(err) : resolve())));

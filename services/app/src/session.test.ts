@@ -50,6 +50,22 @@ describe("SessionStore on a real Redis", () => {
     expect(ttl).toBeLessThanOrEqual(TTL);
   });
 
+  it("leaves express-session's default cookie out of Redis and gives it back on read; a per-session cookie is kept", async () => {
+    const cookie = { originalMaxAge: null, expires: null, secure: false, httpOnly: true, path: "/", sameSite: "lax" };
+    await call((cb) => store.set("c1", { cookie, createdAt: 1 } as never, cb));
+    expect(await server.admin.get(keys.session("c1"))).toBe('{"createdAt":1}');
+    expect(await call((cb) => store.get("c1", cb))).toEqual({ cookie, createdAt: 1 });
+
+    const secure = { ...cookie, secure: true };
+    await call((cb) => store.set("c2", { cookie: secure, createdAt: 2 } as never, cb));
+    expect(JSON.parse((await server.admin.get(keys.session("c2")))!)).toEqual({ cookie: secure, createdAt: 2 });
+    expect(await call((cb) => store.get("c2", cb))).toEqual({ cookie: secure, createdAt: 2 });
+
+    // A session written before the cookie was left out reads as it always did.
+    await server.admin.set(keys.session("c3"), JSON.stringify({ cookie, createdAt: 3 }));
+    expect(await call((cb) => store.get("c3", cb))).toEqual({ cookie, createdAt: 3 });
+  });
+
   it("extends the session and its counter together on touch", async () => {
     await call((cb) => store.set("s2", session(), cb));
     await server.admin.set(keys.counter("s2"), "7", "EX", 5);

@@ -30,6 +30,24 @@ export function sessionLabel(sid: string): string {
   return createHash("sha256").update(sid).digest("base64url").slice(0, 12);
 }
 
+// The cookie express-session keeps in every session, as it serializes it when nothing about it
+// is per session (no maxAge, plain HTTP). It never changes once loaded (no maxAge, rolling
+// off), so it is left out of Redis and restored on read: 110 of a session's 134 bytes.
+const DEFAULT_COOKIE_JSON = '{"originalMaxAge":null,"expires":null,"secure":false,"httpOnly":true,"path":"/","sameSite":"lax"}';
+
+/** connect-redis's serializer, also used by the login's Lua step that writes a session itself. */
+export const sessionSerializer = {
+  stringify(sess: session.SessionData): string {
+    const { cookie, ...rest } = sess;
+    return JSON.stringify(JSON.stringify(cookie) === DEFAULT_COOKIE_JSON ? rest : sess);
+  },
+  parse(text: string): session.SessionData {
+    const sess = JSON.parse(text) as session.SessionData;
+    sess.cookie ??= JSON.parse(DEFAULT_COOKIE_JSON) as session.Cookie;
+    return sess;
+  },
+};
+
 /** Set on req.session by a handler that already refreshed the TTLs in the same Redis call. */
 export const TOUCHED = Symbol("touched");
 
@@ -44,7 +62,7 @@ export class SessionStore extends RedisStore {
   readonly redis: Redis;
   readonly ttlSeconds: number;
   constructor(redis: Redis, ttlSeconds: number) {
-    super({ client: redis, prefix: "sess:", ttl: ttlSeconds });
+    super({ client: redis, prefix: "sess:", ttl: ttlSeconds, serializer: sessionSerializer });
     this.redis = redis;
     this.ttlSeconds = ttlSeconds;
   }
