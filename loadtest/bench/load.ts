@@ -16,7 +16,7 @@ export type LoadSpec = {
   connections: number;
   seconds: number;
   warmupSeconds: number;
-  /** Put a unique Idempotency-Key on every request (autocannon's [<id>] replacement). */
+  /** Put a unique Idempotency-Key on every request (visitors.ts writes it in place). */
   uniqueIdempotencyKey?: boolean;
 };
 
@@ -63,10 +63,8 @@ class Latencies {
 }
 
 function options(spec: LoadSpec, seconds: number): autocannon.Options {
-  const headers = { ...spec.request.headers };
-  if (spec.uniqueIdempotencyKey) headers["idempotency-key"] = "[<id>]";
-  const request: BenchRequest = { ...spec.request, headers };
-  const setupClient = setupClientFor(spec.visitors, [request]);
+  const request: BenchRequest = spec.request;
+  const setupClient = setupClientFor(spec.visitors, [request], { uniqueKeys: spec.uniqueIdempotencyKey ?? false });
   return {
     url: spec.url,
     connections: spec.connections,
@@ -74,7 +72,6 @@ function options(spec: LoadSpec, seconds: number): autocannon.Options {
     // Every run stops by itself: by duration, and a hung connection after 10 s.
     timeout: 10,
     requests: [request],
-    idReplacement: spec.uniqueIdempotencyKey ?? false,
     ...(setupClient ? { setupClient } : {}),
   };
 }

@@ -4,14 +4,18 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import autocannon from "autocannon";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseIdempotencyKey } from "../../services/app/src/counter.ts";
 import { setupClientFor, type BenchRequest } from "./visitors.ts";
 
 // Gives a new `sid` to every request that does not bring a known one, and counts.
 function sessionServer() {
   const seen = new Map<string, number>();
+  const keys: string[] = [];
   let issued = 0;
   let withoutCookie = 0;
   const server: Server = createServer((req, res) => {
+    const key = req.headers["idempotency-key"];
+    if (typeof key === "string") keys.push(key);
     const sid = /(?:^|;\s*)sid=([^;]+)/.exec(req.headers.cookie ?? "")?.[1];
     if (sid !== undefined && seen.has(sid)) {
       seen.set(sid, seen.get(sid)! + 1);
@@ -23,13 +27,13 @@ function sessionServer() {
     }
     res.end("ok");
   });
-  return { server, seen, stats: () => ({ issued, withoutCookie }) };
+  return { server, seen, keys, stats: () => ({ issued, withoutCookie }) };
 }
 
 const request: BenchRequest[] = [{ method: "POST", path: "/api/counter", headers: { "content-type": "application/json" }, body: "{}" }];
 
-async function run(url: string, mode: "new" | "returning", connections: number, amount: number) {
-  const setupClient = setupClientFor(mode, request);
+async function run(url: string, mode: "new" | "returning", connections: number, amount: number, uniqueKeys = false) {
+  const setupClient = setupClientFor(mode, request, { uniqueKeys });
   return autocannon({ url, connections, amount, requests: request, ...(setupClient ? { setupClient } : {}) });
 }
 
@@ -53,6 +57,20 @@ describe("benchmark visitors", { timeout: 30_000 }, () => {
     // 7 first requests without a cookie, 203 with the one their connection got.
     const counts = [...s.seen.entries()].filter(([k]) => Number(k.slice(1)) > before).map(([, n]) => n);
     expect(counts.reduce((a, b) => a + b, 0)).toBe(210);
+  });
+
+  it("sends a new Idempotency-Key the app accepts on every request, returning or new, cookie or not", async () => {
+    for (const mode of ["returning", "new"] as const) {
+      s.keys.length = 0;
+      const before = s.stats().issued;
+      const result = await run(url, mode, 7, 7 * 30, true);
+      expect(result.requests.total).toBe(210);
+      expect(s.keys).toHaveLength(210);
+      expect(new Set(s.keys).size).toBe(210);
+      for (const k of s.keys) expect(parseIdempotencyKey(k)).toBe(k);
+      // The keys change in place; the cookie logic is untouched.
+      expect(s.stats().issued - before).toBe(mode === "returning" ? 7 : 210);
+    }
   });
 
   it("gives new visitors a new session on every request", async () => {
