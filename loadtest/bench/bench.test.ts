@@ -38,7 +38,7 @@ describe("make bench QUICK=1", { timeout: 240_000 }, () => {
     expect(report.baselines.b0.runs).toHaveLength(2);
     expect(report.baselines.b1.runs).toHaveLength(2);
     const ids = report.scenarios.map((s) => s.id);
-    for (const id of ["direct-session", "direct-atomic", "direct-keyed", "direct-memory", "nginx1-keyed", "nginx2-keyed", "nginx3-keyed", "nginx3-keyed-new", "nginx3-keyed-nokeepalive", "nginx3-hello", "growth-large"]) {
+    for (const id of ["direct-session", "direct-atomic", "direct-keyed", "direct-memory", "nginx1-keyed", "nginx2-keyed", "nginx3-keyed", "nginx3-keyed-new", "nginx3-keyed-nokeepalive", "nginx3-hello", "growth-large-1", "growth-small-2"]) {
       expect(ids).toContain(id);
     }
     for (const s of report.scenarios) {
@@ -57,10 +57,13 @@ describe("make bench QUICK=1", { timeout: 240_000 }, () => {
     // The exactly-once path of a returning visitor costs Redis one script per request.
     const keyed = report.scenarios.find((s) => s.id === "nginx3-keyed")!;
     expect(keyed.redisPerReq?.evalsha).toBeGreaterThanOrEqual(0.99);
-    const growth = report.growth as { memory: { bytesPerSession: number; layouts: Record<string, { bytesPerSession: number }> }; p99: { small: number[]; large: number } };
+    const growth = report.growth as { memory: { bytesPerSession: number; layouts: Record<string, { bytesPerSession: number }> }; p99: { small: number[]; large: number[]; ratio: number } };
     expect(growth.memory.bytesPerSession).toBeGreaterThan(0);
     expect(Object.keys(growth.memory.layouts)).toEqual(["compact-json", "one-hash", "one-hash-short-id"]);
+    // QUICK: one pair (few, many, few); a full run alternates two.
     expect(growth.p99.small).toHaveLength(2);
+    expect(growth.p99.large).toHaveLength(1);
+    expect(Number.isFinite(growth.p99.ratio)).toBe(true);
     expect(report.goals.length).toBeGreaterThanOrEqual(5);
     const profile = report.profile as { top?: unknown[]; error?: string };
     expect(profile.error).toBeUndefined();

@@ -47,7 +47,7 @@ export function renderMarkdown(r: Report): string {
 
   const g = r.growth as {
     memory?: { sessions: number; bytesPerSession: number; usedMemoryBefore: number; usedMemoryAfter: number; memoryUsage: { session: number; counter: number; idempotencyKey: number | null }; sessionValue: string; sessionValueBytes: number; atLarge: { sessions: number; bytesPerSession: number }; layouts?: Record<string, { bytesPerSession: number; what: string }> };
-    p99?: { smallSessions: number; largeSessions: number; small: number[]; large: number; ratio: number; rpsRatio: number };
+    p99?: { smallSessions: number; largeSessions: number; small: number[]; large: number[]; ratio: number; rpsRatio: number };
   };
   out.push("");
   out.push("### Growth");
@@ -61,7 +61,7 @@ export function renderMarkdown(r: Report): string {
   }
   if (g.p99) {
     const p = g.p99;
-    out.push(`- **p99 with ${p.largeSessions} stored sessions: ${f1(p.large)} ms, vs ${p.small.map(f1).join(" and ")} ms with ${p.smallSessions}** (runs before and after): ${p.ratio >= 1 ? "+" : ""}${f0((p.ratio - 1) * 100)}%; throughput ${f2(p.rpsRatio)}x.`);
+    out.push(`- **p99 with ${p.largeSessions} stored sessions: ${p.large.map(f1).join(" and ")} ms, vs ${p.small.map(f1).join(", ")} ms with ${p.smallSessions}** (alternating runs): median over median ${p.ratio >= 1 ? "+" : ""}${f0((p.ratio - 1) * 100)}%; throughput ${f2(p.rpsRatio)}x.`);
   }
   const scale = [1, 2, 3].map((n) => r.scenarios.find((s) => s.id === `nginx${n}-keyed`)).filter((s) => s !== undefined);
   if (scale.length) {
