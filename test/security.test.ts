@@ -1,6 +1,6 @@
 // The README's "Sessions and security" checklist, one test per item, each through nginx
 // against real redis-server, nginx and Node replicas (LocalCluster).
-import { createHmac, randomBytes } from "node:crypto";
+import { createHmac, randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -153,6 +153,32 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     expect(carried + refused + fresh).toBe(replies.length);
     expect(await cluster.redisCommand("GET", `count:${sessionId(v.cookie)}`)).toBe(String(1 + carried));
     expect((await v.get("/api/me")).json?.count).toBe(1 + carried);
+  });
+
+  it("keeps counting a session whose stored JSON Redis's Lua cannot decode (a name with a lone surrogate)", async () => {
+    const v = new TrackedVisitor(base);
+    expect((await v.increment()).json?.count).toBe(1);
+    // Valid JSON for Node, refused by Redis's cjson: the one-round-trip path must hand the
+    // request on, and the full path must not ask Redis to decode it again.
+    const login = await v.post("/api/login", { headers: { "Content-Type": "application/json" }, body: '{"name":"ada\\ud800"}' });
+    expect(login.status).toBe(200);
+    for (const n of [2, 3, 4]) expect((await v.increment(randomUUID())).json?.count).toBe(n);
+  });
+
+  it("answers OPTIONS and other methods on the counter routes with that route's JSON 405, with or without a session", async () => {
+    const v = new TrackedVisitor(base);
+    await v.increment();
+    for (const visitor of [v, new TrackedVisitor(base)]) {
+      for (const [path, allow] of [["/api/counter", "POST"], ["/counter", "GET, HEAD"]] as const) {
+        for (const method of ["OPTIONS", "PUT"]) {
+          const r = await visitor.request(path, { method });
+          expect(r.status, `${method} ${path}`).toBe(405);
+          expect(r.headers.get("allow")).toBe(allow);
+          expect(r.json?.error).toBe("method_not_allowed");
+        }
+      }
+    }
+    expect((await v.increment()).json?.count).toBe(2);
   });
 
   it("starts a logged-in session at count 0 when logging in without a session", async () => {
@@ -482,6 +508,21 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       const r = await v.increment();
       expect(r.json?.count).toBe(1);
       expect(sessionId(v.cookie)).not.toBe(id);
+    });
+
+    it("keeps the count alive through replays: a replayed key extends the session and its counter together", async () => {
+      const v = new TrackedVisitor(base);
+      const key = randomUUID();
+      expect((await v.increment(key)).json?.count).toBe(1);
+      const id = sessionId(v.cookie);
+      await sleep(1200);
+      // Answered from the stored result, in the same Redis call that extends both TTLs.
+      const replay = await v.increment(key);
+      expect(replay.headers.get("idempotent-replayed")).toBe("true");
+      expect(Number(await cluster.redisCommand("TTL", `count:${id}`))).toBeGreaterThan(1);
+      await sleep(1200); // past the first increment's 2 s TTL
+      expect((await v.increment()).json?.count).toBe(2);
+      expect(sessionId(v.cookie)).toBe(id);
     });
 
     it("replaces an active session at the absolute timeout, though every request refreshed its idle TTL", async () => {

@@ -28,26 +28,35 @@ export interface Counter {
 // Check the session, check the key, increment and remember the result, in one atomic step.
 // A failure can lose the increment (nothing is applied) but can never apply it twice.
 // Status codes: 0 incremented, 1 replayed from the key, 2 key reused with another request,
-// 3 session gone, 4 session past its absolute timeout (the full path destroys it).
-// KEYS: session, counter, [idempotency]; ARGV: ttl, by, idempotency ttl, fingerprint,
-// oldest createdAt (ms) still within the absolute timeout.
+// 3 session gone, 4 session past its absolute timeout or unreadable here (the full path
+// decides). Every answer but 3 and 4 extends the session and its counter, as express-session's
+// touch would. KEYS: session, counter, [idempotency]; ARGV: ttl, by, idempotency ttl,
+// fingerprint, oldest createdAt (ms) still within the absolute timeout, or 0 when express-session
+// has just loaded the session and checked it.
 const INCREMENT_LUA = `
 local sess = redis.call('GET', KEYS[1])
 if not sess then return {3, 0} end
-local ok, data = pcall(cjson.decode, sess)
-local created = ok and type(data) == 'table' and tonumber(data.createdAt)
-if not created or created < tonumber(ARGV[5]) then return {4, 0} end
+local oldest = tonumber(ARGV[5])
+if oldest > 0 then
+  local ok, data = pcall(cjson.decode, sess)
+  local created = ok and type(data) == 'table' and tonumber(data.createdAt)
+  if not created or created < oldest then return {4, 0} end
+end
+local function touch()
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  redis.call('EXPIRE', KEYS[2], ARGV[1])
+end
 local idem = KEYS[3]
 if idem then
   local prev = redis.call('HMGET', idem, 'fp', 'count')
   if prev[1] then
+    touch()
     if prev[1] ~= ARGV[4] then return {2, 0} end
     return {1, tonumber(prev[2])}
   end
 end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
 local n = redis.call('INCRBY', KEYS[2], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[1])
+touch()
 if idem then
   redis.call('HSET', idem, 'fp', ARGV[4], 'count', n)
   redis.call('EXPIRE', idem, ARGV[3])
@@ -80,30 +89,28 @@ export class AtomicCounter implements Counter {
       req.session.createdAt = Date.now();
       await saveSession(req);
     }
-    const [status, count] = await this.#run(req.sessionID, inc);
-    // Only a fresh increment ran the script's EXPIREs; a replay or a refusal still needs the
-    // session's TTL extended by express-session's touch at the end of the request.
-    if (status === 0) (req.session as unknown as Record<symbol, boolean>)[TOUCHED] = true;
+    // express-session loaded the session and checked its absolute timeout just now.
+    const [status, count] = await this.#run(req.sessionID, inc, false);
+    // The script extended both TTLs; express-session's touch at the end would repeat it.
+    if (status <= 2) (req.session as unknown as Record<symbol, boolean>)[TOUCHED] = true;
     if (status === 2) throw keyReused();
-    // Gone, or aged past the absolute timeout, since express-session loaded it.
+    // Gone since express-session loaded it.
     if (status === 3 || status === 4) throw conflict("session_expired", "The session expired or was destroyed during the request; a new one starts on the next request.");
     return { count, replayed: status === 1 };
   }
 
   async incrementStored(sid: string, inc: IncrementRequest): Promise<IncrementResult | undefined> {
-    const [status, count] = await this.#run(sid, inc);
+    const [status, count] = await this.#run(sid, inc, true);
     if (status === 3 || status === 4) return undefined;
-    // A replay or a refusal extends the session's idle TTL as express-session's touch would.
-    if (status !== 0) await withStore(() => this.#redis.expire(keys.session(sid), this.#ttl));
     if (status === 2) throw keyReused();
     return { count, replayed: status === 1 };
   }
 
-  async #run(sid: string, inc: IncrementRequest): Promise<[number, number]> {
+  async #run(sid: string, inc: IncrementRequest, checkAge: boolean): Promise<[number, number]> {
     const k = [keys.session(sid), keys.counter(sid)];
     if (inc.idempotencyKey !== undefined) k.push(keys.idempotency(sid, inc.idempotencyKey));
     const fn = this.#redis.counterIncrement as IncrementFn;
-    const oldest = Date.now() - this.#absoluteMs;
+    const oldest = checkAge ? Date.now() - this.#absoluteMs : 0;
     const [status, count] = await withStore(() => fn.call(this.#redis, k.length, ...k, this.#ttl, inc.by, this.#idemTtl, fingerprint(inc.by), oldest));
     if (status === 0) this.#afterApplied?.(inc.idempotencyKey);
     return [status, count];

@@ -26,7 +26,7 @@ export function createMetrics(opts: { replicaId: string; redis: Redis | undefine
 
   const requests = new PromCounter({
     name: "http_requests_total",
-    help: "HTTP requests answered, by method, route template and status; route is \"unmatched\" when no route handled the request (a 404, or a session that failed to load).",
+    help: "HTTP requests answered, by method, route template and status; route is \"unmatched\" when no route handled the request (a 404, or a session express-session failed to load).",
     labelNames: ["method", "route", "status"] as const,
     registers: [registry],
   });
@@ -39,7 +39,7 @@ export function createMetrics(opts: { replicaId: string; redis: Redis | undefine
   });
   const storeDuration = new Histogram({
     name: "session_store_operation_duration_seconds",
-    help: "Session store operations (express-session get/set/touch/destroy, counter_increment/counter_read), errors included.",
+    help: "Session store operations (express-session get/set/touch/destroy, counter_increment/counter_read, stored_session_miss: a returning visitor's increment that found no usable session and went on to express-session), errors included.",
     labelNames: ["op"] as const,
     buckets: STORE_BUCKETS,
     registers: [registry],
@@ -142,16 +142,20 @@ export function createMetrics(opts: { replicaId: string; redis: Redis | undefine
 
     /** A Counter that times the wrapped one and counts applied increments and replays. */
     instrumentCounter(counter: Counter): Counter {
-      const timed = async <T>(op: string, fn: () => Promise<T>): Promise<T> => {
-        const end = storeDuration.startTimer({ op });
+      // opOf names what a completed call turned out to be (a stored-session miss, see below).
+      const timed = async <T>(op: string, fn: () => Promise<T>, opOf: (result: T) => string = () => op): Promise<T> => {
+        const start = performance.now();
+        let label = op;
         try {
-          return await fn();
+          const result = await fn();
+          label = opOf(result);
+          return result;
         } catch (err) {
           // 409/422 answers (expired session, reused key) are the client's, not the store's.
           if (!(err instanceof HttpError && err.status < 500)) storeErrors.inc({ op, code: errorCode(err) });
           throw err;
         } finally {
-          end();
+          storeDuration.observe({ op: label }, (performance.now() - start) / 1000);
         }
       };
       const counted = (result: IncrementResult | undefined) => {
@@ -163,7 +167,12 @@ export function createMetrics(opts: { replicaId: string; redis: Redis | undefine
         mode: counter.mode,
         increment: (req, inc) => timed("counter_increment", async () => counted(await counter.increment(req, inc))!),
         read: (req) => timed("counter_read", () => counter.read(req)),
-        ...(incrementStored && { incrementStored: (sid, inc) => timed("counter_increment", async () => counted(await incrementStored(sid, inc))) }),
+        // A miss (the session is not stored, or too old) hands the request to the full path,
+        // whose increment is timed as one of its own: the miss is timed as stored_session_miss.
+        ...(incrementStored && {
+          incrementStored: (sid, inc) =>
+            timed("counter_increment", async () => counted(await incrementStored(sid, inc)), (r) => (r ? "counter_increment" : "stored_session_miss")),
+        }),
       };
     },
 

@@ -5,7 +5,8 @@
 //
 // Anything this path cannot answer exactly as the full path would, it hands on unchanged
 // (next()): no cookie, a cookie whose signature matches no secret, a session that is not
-// stored or is past its absolute timeout, a bad header or body (the full path gives the 4xx).
+// stored or is past its absolute timeout, a bad Idempotency-Key or amount (the full path
+// gives the 400). A body that cannot be read at all gets its 4xx here, as it would there.
 import { Router, type Request, type RequestHandler, type Response } from "express";
 import { parseIdempotencyKey, type Counter, type IncrementRequest, type IncrementResult } from "../counter.ts";
 import { jsonBody } from "../middleware/json-body.ts";
@@ -23,16 +24,29 @@ export function signedSessionId(req: Request, cookieName: string, secrets: reado
 
 export function storedCounterRoutes(opts: { incrementStored: StoredIncrement; cookieName: string; secrets: readonly string[]; replicaId: string }): Router {
   const { incrementStored, cookieName, secrets, replicaId } = opts;
+  const SID = Symbol("stored session id");
+  type WithSid = Request & { [SID]?: string };
+
+  // First, before the body is read: without a validly signed cookie, the request leaves this
+  // route untouched (next("route")) and express-session handles it as it always did.
+  const signed: RequestHandler = (req, _res, next) => {
+    const sid = signedSessionId(req, cookieName, secrets);
+    if (sid === undefined) return next("route");
+    (req as WithSid)[SID] = sid;
+    next();
+  };
+  // Every other method passes on too, to the full route's 405 (else Express would answer an
+  // OPTIONS here itself, with a 200 naming only this route's method).
+  const pass: RequestHandler = (_req, _res, next) => next();
 
   const route = (parse: (req: Request) => IncrementRequest, answer: (res: Response, r: IncrementResult, sid: string) => void): RequestHandler =>
     async (req, res, next) => {
-      const sid = signedSessionId(req, cookieName, secrets);
-      if (sid === undefined) return next();
+      const sid = (req as WithSid)[SID]!;
       let inc: IncrementRequest;
       try {
         inc = parse(req);
       } catch {
-        return next();
+        return next(); // the full path gives the same 400, with the session loaded
       }
       const result = await incrementStored(sid, inc);
       if (result === undefined) return next();
@@ -42,23 +56,29 @@ export function storedCounterRoutes(opts: { incrementStored: StoredIncrement; co
     };
 
   const r = Router();
-  r.post(
-    "/api/counter",
-    jsonBody(),
-    route(
-      (req) => ({ by: parseBy(req), idempotencyKey: parseIdempotencyKey(req.get("Idempotency-Key")) }),
-      (res, { count, replayed }, sid) => {
-        if (replayed) res.setHeader("Idempotent-Replayed", "true");
-        res.json({ count, replica: replicaId, session: sessionLabel(sid) });
-      },
-    ),
-  );
-  r.get(
-    "/counter",
-    route(
-      () => ({ by: 1, idempotencyKey: undefined }),
-      (res, { count }) => res.type("text/plain").send(`count is ${count}`),
-    ),
-  );
+  r.route("/api/counter")
+    .post(
+      signed,
+      // A body that cannot be read gets its 4xx here (same status and JSON as the full path):
+      // once read, a body cannot be handed on to be read again.
+      jsonBody(),
+      route(
+        (req) => ({ by: parseBy(req), idempotencyKey: parseIdempotencyKey(req.get("Idempotency-Key")) }),
+        (res, { count, replayed }, sid) => {
+          if (replayed) res.setHeader("Idempotent-Replayed", "true");
+          res.json({ count, replica: replicaId, session: sessionLabel(sid) });
+        },
+      ),
+    )
+    .all(pass);
+  r.route("/counter")
+    .get(
+      signed,
+      route(
+        () => ({ by: 1, idempotencyKey: undefined }),
+        (res, { count }) => res.type("text/plain").send(`count is ${count}`),
+      ),
+    )
+    .all(pass);
   return r;
 }
