@@ -31,9 +31,9 @@ describe("createLogger", () => {
     expect(msgs).toEqual(["one", "two"]);
   });
 
-  it("writes a warn line at once, with every buffered line before it", async () => {
-    const { msgs } = await run(9_999, `log.info("before"); log.warn("trouble"); await sleep(300); kill();`);
-    expect(msgs).toEqual(["before", "trouble"]);
+  it("writes an error line at once, with every buffered line before it", async () => {
+    const { msgs } = await run(9_999, `log.info("before"); log.warn("odd"); log.error("trouble"); await sleep(300); kill();`);
+    expect(msgs).toEqual(["before", "odd", "trouble"]);
   });
 
   it("flushes on exit, also when the process dies of an uncaught exception", async () => {
@@ -41,8 +41,8 @@ describe("createLogger", () => {
     expect((await run(9_999, `log.info("last words"); setTimeout(() => { throw new Error("boom"); }, 10);`)).msgs).toEqual(["last words"]);
   });
 
-  it("loses only the info lines of the last flushMs to a SIGKILL; LOG_FLUSH_MS=0 loses none", async () => {
-    expect((await run(9_999, `log.info("written"); await sleep(10); kill();`)).msgs).toEqual([]);
+  it("loses only the lines below error of the last flushMs to a SIGKILL; LOG_FLUSH_MS=0 loses none", async () => {
+    expect((await run(9_999, `log.info("lost"); log.warn("lost too"); await sleep(10); kill();`)).msgs).toEqual([]);
     expect((await run(0, `log.info("written"); kill();`)).msgs).toEqual(["written"]);
   });
 });
