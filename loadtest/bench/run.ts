@@ -324,6 +324,7 @@ async function measureGrowth(c: RunningCluster, d: Omit<Def, "id" | "label" | "g
   const spec = { url: cluster.baseUrl(), request: KEYED_POST, uniqueIdempotencyKey: true, visitors: "returning" as const };
   const g = { ...d, group: "growth" as const, replicas: 3, visitors: "returning" as const };
   await cluster.scale(3);
+  warmed.delete(cluster); // two of the three replicas were just started
   const small = async (round: number) => {
     await flushAll(cluster);
     await fillSessions(cluster, sample, GROWTH_SMALL);

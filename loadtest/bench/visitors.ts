@@ -57,23 +57,35 @@ export function setupClientFor(mode: VisitorMode, requests: readonly BenchReques
           path: r.path,
           body: r.body,
           headers: { ...r.headers, ...(cookie && mode === "returning" ? { cookie } : {}), ...(opts.uniqueKeys ? { "idempotency-key": key() } : {}) },
-          onResponse: (_status: number, _body: string, _context: unknown, headers: Record<string, string | string[]>) => {
-            n++;
-            const next = mode === "returning" ? setCookieOf(headers) : undefined;
-            if (next !== undefined && next !== cookie) {
-              cookie = next;
-              client.setRequests(build());
-            } else if (opts.uniqueKeys) {
-              // The response came back before this connection sends again (no pipelining), so
-              // the bytes are free to change: the count is the key's last KEY_DIGITS bytes.
-              const buf = req.requestBuffer!;
-              const at = buf.indexOf(prefix, 0, "latin1") + prefix.length;
-              buf.write(String(n).padStart(KEY_DIGITS, "0"), at, "latin1");
-            }
-          },
+          // Only a returning visitor reads its responses (autocannon parses the headers for it).
+          ...(mode === "returning" && {
+            onResponse: (_status: number, _body: string, _context: unknown, headers: Record<string, string | string[]>) => {
+              const next = setCookieOf(headers);
+              if (next !== undefined && next !== cookie) {
+                cookie = next;
+                current = build();
+                client.setRequests(current);
+              }
+            },
+          }),
         } as BuiltRequest;
         return req;
       });
-    client.setRequests(build());
+    let current = build();
+    client.setRequests(current);
+    if (!opts.uniqueKeys) return;
+    // Every response's headers, also the one autocannon answers by reconnecting (reconnectRate),
+    // which skips onResponse: the key must move on for each, or the next request is a replay.
+    // The response came back before this connection sends again (no pipelining), so the bytes
+    // are free to change: the count is the key's last KEY_DIGITS bytes.
+    client.on("headers", () => {
+      n++;
+      for (const req of current as BuiltRequest[]) {
+        const buf = req.requestBuffer;
+        if (!buf) continue; // not built yet: it will be built with the current key
+        const at = buf.indexOf(prefix, 0, "latin1") + prefix.length;
+        buf.write(String(n).padStart(KEY_DIGITS, "0"), at, "latin1");
+      }
+    });
   };
 }
