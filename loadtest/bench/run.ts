@@ -27,7 +27,7 @@ const GROWTH_SMALL = 1_000;
 const GROWTH_LARGE = QUICK ? 20_000 : 1_000_000;
 const GROWTH_PAIRS = QUICK ? 1 : 2;
 // BENCH_ONLY=atomic,profile runs a subset (the baselines always run): for iterating on one
-// optimization without the full ten minutes.
+// optimization without the full six minutes.
 const ONLY = new Set((process.env.BENCH_ONLY ?? "").split(",").map((x) => x.trim()).filter(Boolean));
 const only = (part: string) => ONLY.size === 0 || ONLY.has(part);
 const OUT = resolve(process.env.BENCH_OUT || join(repoRoot, "loadtest/reports"));

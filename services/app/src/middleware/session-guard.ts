@@ -30,14 +30,19 @@ function signedWith(id: string, signature: string, secret: string): boolean {
   return expected.length === given.length && timingSafeEqual(expected, given);
 }
 
+/** A signed value "s:<id>.<signature>" split as cookie-signature reads it (signature "" without a dot). */
+function splitSigned(raw: string): { id: string; signature: string } {
+  const dot = raw.lastIndexOf(".");
+  return dot > 2 ? { id: raw.slice(2, dot), signature: raw.slice(dot + 1) } : { id: raw.slice(2), signature: "" };
+}
+
+const signedByAny = ({ id, signature }: { id: string; signature: string }, secrets: readonly string[]) => secrets.some((s) => signedWith(id, signature, s));
+
 /** The session id in a signed session cookie value ("s:<id>.<sig>") when one of `secrets` signed it. */
 export function unsignSessionId(raw: string, secrets: readonly string[]): string | undefined {
   if (!raw.startsWith("s:")) return undefined;
-  const dot = raw.lastIndexOf(".");
-  if (dot <= 2) return undefined;
-  const id = raw.slice(2, dot);
-  const signature = raw.slice(dot + 1);
-  return secrets.some((s) => signedWith(id, signature, s)) ? id : undefined;
+  const parts = splitSigned(raw);
+  return signedByAny(parts, secrets) ? parts.id : undefined;
 }
 
 /**
@@ -49,12 +54,9 @@ export function cookieRejection(req: Request, cookieName: string, secrets: reado
   const raw = readCookie(req.headers.cookie, cookieName);
   if (raw === undefined) return undefined;
   if (!raw.startsWith("s:")) return { reason: "unsigned", label: sessionLabel(raw) };
-  const dot = raw.lastIndexOf(".");
-  const id = dot > 2 ? raw.slice(2, dot) : raw.slice(2);
-  if (id === req.sessionID) return undefined;
-  const signature = dot > 2 ? raw.slice(dot + 1) : "";
-  const valid = secrets.some((s) => signedWith(id, signature, s));
-  return { reason: valid ? "unknown" : "bad_signature", label: sessionLabel(id) };
+  const parts = splitSigned(raw);
+  if (parts.id === req.sessionID) return undefined;
+  return { reason: signedByAny(parts, secrets) ? "unknown" : "bad_signature", label: sessionLabel(parts.id) };
 }
 
 const MESSAGES: Record<CookieRejection, string> = {

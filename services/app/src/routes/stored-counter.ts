@@ -17,7 +17,7 @@ import { parseBy } from "./api.ts";
 type StoredIncrement = NonNullable<Counter["incrementStored"]>;
 
 /** The session id of a signed session cookie, as express-session reads it, or undefined. */
-export function signedSessionId(req: Request, cookieName: string, secrets: readonly string[]): string | undefined {
+function signedSessionId(req: Request, cookieName: string, secrets: readonly string[]): string | undefined {
   const raw = readCookie(req.headers.cookie, cookieName);
   return raw === undefined ? undefined : unsignSessionId(raw, secrets);
 }
