@@ -241,6 +241,9 @@ describe("Redis: ACL users, a memory cap, and no password in argv", () => {
     expect(await redisAs(cluster, "health", health, "GET", "sess:probe")).toMatch(/^NOPERM/);
     const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(cluster.redisPort), "PING"], { timeout: 5000 }).catch((e: { stdout: string }) => e);
     expect(stdout.trim()).toMatch(/^NOAUTH/);
+    // The default user is off: no password logs in as it, and its connection can do nothing.
+    expect(await redisAs(cluster, "default", "anything", "PING")).toMatch(/NOAUTH|WRONGPASS|disabled/i);
+    expect(await redisAs(cluster, "default", "", "PING")).toMatch(/NOAUTH|WRONGPASS|disabled/i);
     // And the admin user (operators, tests) can do anything.
     expect(await cluster.redisCommand("DBSIZE")).toMatch(/^\d+$/);
   });
