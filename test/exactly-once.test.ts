@@ -16,7 +16,7 @@ const kind = process.env.CLUSTER === "compose" ? "compose" : "local";
 const FAULT_PREFIX = "sigkill-";
 
 async function startCluster(opts: ClusterOptions): Promise<Cluster> {
-  const c = await createCluster(kind, { replicas: 3, port: 0, ...opts, dir: mkdtempSync(join(tmpdir(), "exactly-once-")) });
+  const c = await createCluster(kind, { replicas: 3, port: 0, clientLimits: false, ...opts, dir: mkdtempSync(join(tmpdir(), "exactly-once-")) });
   try {
     await c.start();
   } catch (err) {

@@ -12,14 +12,15 @@ export type ClusterOptions = {
   /** Extra environment for every replica (STORE, COUNTER, SESSION_SECRETS, ...). */
   appEnv?: Record<string, string>;
   /**
-   * nginx's limit on requests without a session cookie (the ones that can create a session),
-   * per client address. `rate` per second, `burst` on top; rate 0 turns the limit off. The
-   * default is each driver's: see the README ("Sessions and security").
+   * nginx's limits per client address: requests a second (with a burst) and requests in
+   * flight; answered with a JSON 429. Default on (infra/cluster/client-limits.ts); `false` for
+   * load generators, whose every client is 127.0.0.1 (benchmarks, the harness, load tests).
    */
-  newSessionLimit?: NewSessionLimit;
+  clientLimits?: ClientLimits | false;
 };
 
-export type NewSessionLimit = { rate: number; burst: number };
+/** `rate` requests a second per client address, `burst` on top at once, `connections` in flight (0: no such limit). */
+export type ClientLimits = { rate: number; burst: number; connections: number };
 
 export type ReplicaInfo = {
   /** 1-based, stable across restarts; what `make kill REPLICA=n` takes. */

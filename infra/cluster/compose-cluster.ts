@@ -6,6 +6,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { basename, join, resolve } from "node:path";
 import { APP_IMAGE, buildAppImage, resolveBaseImages } from "../images/images.ts";
 import type { Cluster, ClusterOptions, ReplicaInfo, Signal } from "./cluster.ts";
+import { clientLimitsConf, clientLimitsFrom } from "./client-limits.ts";
 import { composeCommand, defaultProjectName, docker, run, type Command } from "./docker.ts";
 import { httpStatus, waitFor } from "./wait.ts";
 import { freePort } from "./ports.ts";
@@ -74,12 +75,16 @@ export class ComposeCluster implements Cluster {
       writeFileSync(file, JSON.stringify({ services: { app: { environment: opts.appEnv } } }, null, 2));
       overrides.push(file);
     }
+    // nginx's per-client limits, as a file docker-compose.yml mounts (NGINX_CLIENT_LIMITS).
+    mkdirSync(dir, { recursive: true });
+    const limitsFile = join(dir, "client-limits.conf");
+    writeFileSync(limitsFile, clientLimitsConf(clientLimitsFrom(opts.clientLimits)));
     return new ComposeCluster(dir, {
       kind: "compose",
       project: opts.project ?? DEFAULT_PROJECT,
       port: opts.port ?? 0,
       replicas: opts.replicas ?? 3,
-      env: { SECRETS_DIR: join(dir, "secrets"), APP_IMAGE },
+      env: { SECRETS_DIR: join(dir, "secrets"), APP_IMAGE, NGINX_CLIENT_LIMITS: limitsFile },
       overrides,
     }, opts.log);
   }
@@ -122,7 +127,8 @@ export class ComposeCluster implements Cluster {
     const dir = this.#state.env.SECRETS_DIR!;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
-    for (const [name, bytes] of [["redis_password", 24], ["session_secret", 48]] as const) {
+    const secrets = [["redis_app_password", 24], ["redis_health_password", 24], ["redis_admin_password", 24], ["session_secret", 48]] as const;
+    for (const [name, bytes] of secrets) {
       const file = join(dir, name);
       // Compose (without Swarm) bind-mounts a secret file with its own mode, and the app and
       // Redis run as non-root users, so the file is readable; the folder (0700) guards it.
@@ -301,8 +307,9 @@ export class ComposeCluster implements Cluster {
 
   async redisCommand(...args: string[]): Promise<string> {
     const r = await this.#one("redis");
-    // The password stays inside the container: read from the secret, passed in the environment.
-    const script = 'read -r REDISCLI_AUTH < /run/secrets/redis_password; export REDISCLI_AUTH; exec redis-cli "$@"';
+    // As the admin user. The password stays inside the container: read from the secret,
+    // passed in the environment (redis-cli reads REDISCLI_AUTH), never in argv.
+    const script = 'read -r REDISCLI_AUTH < /run/secrets/redis_admin_password; export REDISCLI_AUTH; exec redis-cli --user admin "$@"';
     return (await docker(["exec", r.id, "sh", "-c", script, "sh", ...args], { timeoutMs: 10_000 })).trim();
   }
 

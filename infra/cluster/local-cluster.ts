@@ -1,5 +1,5 @@
 // The Cluster as local processes on 127.0.0.1: one redis-server (AOF on, its own data
-// folder, a password), N Node replicas and one nginx. State lives in a folder so that
+// folder, ACL users with passwords), N Node replicas and one nginx. State lives in a folder so that
 // separate commands (`make up`, then `make kill`) drive the same cluster.
 import { execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -8,25 +8,34 @@ import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import type { Cluster, ClusterOptions, NewSessionLimit, ReplicaInfo, Signal } from "./cluster.ts";
+import type { ClientLimits, Cluster, ClusterOptions, ReplicaInfo, Signal } from "./cluster.ts";
+import { clientLimitsConf, clientLimitsFrom } from "./client-limits.ts";
 import { httpStatus, waitFor } from "./wait.ts";
 import { freePort } from "./ports.ts";
 
 const run = promisify(execFile);
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const serverEntry = join(repoRoot, "services/app/src/server.ts");
+const aclTemplate = join(repoRoot, "infra/redis/users.acl");
+/** Redis's memory cap, as in docker-compose.yml; see there for the policy (noeviction). */
+const REDIS_MAXMEMORY = "200mb";
+
+/** The users of infra/redis/users.acl that log in, each with a password of its own. */
+type RedisUser = "app" | "health" | "admin";
 
 type Proc = { pid: number | undefined };
 type LocalState = {
   kind: "local";
   port: number;
-  redis: Proc & { port: number; password: string };
+  redis: Proc & { port: number; passwords: Record<RedisUser, string> };
   replicas: (Proc & { index: number; name: string; port: number })[];
   nginx: Proc;
   appEnv: Record<string, string>;
   sessionSecret: string;
-  newSessionLimit: NewSessionLimit;
+  clientLimits: ClientLimits | false;
   upstreamKeepalive?: boolean;
+  /** nginx also terminates TLS on tls.port with this certificate and key (PEM files). */
+  tls?: { cert: string; key: string; port: number };
 };
 
 export type LocalClusterOptions = ClusterOptions & {
@@ -34,21 +43,12 @@ export type LocalClusterOptions = ClusterOptions & {
   dir: string;
   /** nginx keeps idle connections to the replicas (default); false shows what that is worth (`make bench`). */
   upstreamKeepalive?: boolean;
+  /**
+   * nginx also listens with TLS (on a port of its own, see httpsUrl()), with this certificate
+   * and key (PEM file paths); requests there reach the replicas with X-Forwarded-Proto: https.
+   */
+  tls?: { cert: string; key: string };
 };
-
-/**
- * Off unless asked for (option, or NEW_SESSION_RATE / NEW_SESSION_BURST): every client of a
- * local cluster is 127.0.0.1, so the load harness and the benchmarks, which create hundreds
- * of sessions on purpose, would all share one address's allowance.
- */
-function newSessionLimitFrom(opt: NewSessionLimit | undefined, env: NodeJS.ProcessEnv = process.env): NewSessionLimit {
-  const limit = opt ?? { rate: Number(env.NEW_SESSION_RATE ?? 0), burst: Number(env.NEW_SESSION_BURST ?? 0) };
-  if (!Number.isInteger(limit.rate) || limit.rate < 0 || !Number.isInteger(limit.burst) || limit.burst < 0) {
-    throw new Error(`the new-session limit takes whole numbers >= 0 (NEW_SESSION_RATE per second, NEW_SESSION_BURST), not rate=${limit.rate} burst=${limit.burst}`);
-  }
-  return limit;
-}
-
 
 /** True while `pid` runs (a zombie counts as gone) and its command line contains `marker`. */
 function alive(pid: number | undefined, marker: string): boolean {
@@ -110,6 +110,19 @@ ${keepalive ? `    keepalive 64;
 `;
 }
 
+const secret = () => randomBytes(18).toString("base64url");
+
+/**
+ * The aclfile for Redis: infra/redis/users.acl without its comments, each user that logs in
+ * given its password (a `>password` rule: the file is the only place it is written).
+ */
+export function redisAclFile(template: string, passwords: Partial<Record<string, string>>): string {
+  return template.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#")).map((line) => {
+    const pw = passwords[line.split(/\s+/)[1] ?? ""];
+    return pw === undefined ? line : `${line} >${pw}`;
+  }).join("\n") + "\n";
+}
+
 export class LocalCluster implements Cluster {
   readonly kind = "local" as const;
   readonly dir: string;
@@ -127,13 +140,14 @@ export class LocalCluster implements Cluster {
     return new LocalCluster(dir, {
       kind: "local",
       port: opts.port ?? 0,
-      redis: { pid: undefined, port: 0, password: randomBytes(18).toString("base64url") },
+      redis: { pid: undefined, port: 0, passwords: { app: secret(), health: secret(), admin: secret() } },
       replicas: Array.from({ length: n }, (_, i) => ({ index: i + 1, name: `app-${i + 1}`, port: 0, pid: undefined })),
       nginx: { pid: undefined },
       appEnv: opts.appEnv ?? {},
       sessionSecret: randomBytes(32).toString("base64url"),
-      newSessionLimit: newSessionLimitFrom(opts.newSessionLimit),
+      clientLimits: clientLimitsFrom(opts.clientLimits),
       upstreamKeepalive: opts.upstreamKeepalive ?? true,
+      ...(opts.tls ? { tls: { cert: resolve(opts.tls.cert), key: resolve(opts.tls.key), port: 0 } } : {}),
     });
   }
 
@@ -152,8 +166,14 @@ export class LocalCluster implements Cluster {
     return this.#state.redis.port;
   }
 
-  get redisPassword(): string {
-    return this.#state.redis.password;
+  /** The password of a Redis user (infra/redis/users.acl): app, health or admin. */
+  redisPassword(user: RedisUser): string {
+    return this.#state.redis.passwords[user];
+  }
+
+  /** The load balancer's TLS URL, when the cluster was created with `tls`. */
+  httpsUrl(): string | undefined {
+    return this.#state.tls ? `https://127.0.0.1:${this.#state.tls.port}` : undefined;
   }
 
   /**
@@ -200,6 +220,7 @@ export class LocalCluster implements Cluster {
     if (s.port === 0) s.port = await freePort();
     s.redis.port = await freePort();
     for (const r of s.replicas) r.port = await freePort();
+    if (s.tls) s.tls.port = await freePort();
     this.#save();
     try {
       await this.#startRedis(redisBin);
@@ -214,13 +235,19 @@ export class LocalCluster implements Cluster {
 
   async #startRedis(bin: string): Promise<void> {
     const r = this.#state.redis;
+    const dir = join(this.dir, "redis");
+    // Passwords only in files (0600), never in argv, which every local user can read in `ps`.
+    const acl = join(dir, "users.acl");
+    writeFileSync(acl, redisAclFile(readFileSync(aclTemplate, "utf8"), r.passwords), { mode: 0o600 });
+    const conf = join(dir, "redis.conf");
     // AOF with fsync every second: an acknowledged write is in the kernel before Redis
     // answers, so it survives SIGKILL of redis-server (a power cut could lose ~1 s).
-    r.pid = this.#spawn("redis", bin, [
-      "--port", String(r.port), "--bind", "127.0.0.1", "--dir", join(this.dir, "redis"),
-      "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-      "--requirepass", r.password, "--maxmemory-policy", "noeviction", "--daemonize", "no",
-    ]);
+    writeFileSync(conf, [
+      `port ${r.port}`, "bind 127.0.0.1", `dir "${dir}"`, "daemonize no",
+      "appendonly yes", "appendfsync everysec", 'save ""',
+      `maxmemory ${REDIS_MAXMEMORY}`, "maxmemory-policy noeviction", `aclfile "${acl}"`, "",
+    ].join("\n"), { mode: 0o600 });
+    r.pid = this.#spawn("redis", bin, [conf]);
     this.#save();
     await waitFor(`redis on port ${r.port}`, async () => (await this.redisCommand("PING")) === "PONG", 15_000, 50);
   }
@@ -236,7 +263,8 @@ export class LocalCluster implements Cluster {
       PORT: String(r.port),
       REPLICA_ID: r.name,
       REDIS_URL: `redis://127.0.0.1:${this.#state.redis.port}`,
-      REDIS_PASSWORD: this.#state.redis.password,
+      REDIS_USERNAME: "app",
+      REDIS_PASSWORD: this.#state.redis.passwords.app,
       // The cluster's own secret, unless the test or the caller chose its own (rotation).
       ...(["SESSION_SECRET", "SESSION_SECRETS", "SESSION_SECRET_FILE", "SESSION_SECRETS_FILE"].some((k) => this.#state.appEnv[k] !== undefined)
         ? {}
@@ -254,12 +282,19 @@ export class LocalCluster implements Cluster {
 
   #nginxConf(): string {
     const d = join(this.dir, "nginx");
-    const { rate, burst } = this.#state.newSessionLimit ?? { rate: 0, burst: 0 };
-    const limit = rate > 0
-      ? `  limit_req_zone $new_session_client zone=new_sessions:10m rate=${rate}r/s;\n  limit_req zone=new_sessions burst=${burst} nodelay;\n`
-      : "  # No limit on new sessions (NEW_SESSION_RATE=0, the local default; see proxy.conf).\n";
+    const limits = clientLimitsConf(this.#state.clientLimits).replace(/^(?=.)/gm, "  ");
     const ports = this.#state.replicas.map((r) => r.port);
-    return localNginxConf(d, this.#log("nginx-access"), "Generated by infra/cluster/local-cluster.ts", `${limit}${loadBalancerHttp(ports, this.#state.port, this.#state.upstreamKeepalive !== false)}`);
+    let http = loadBalancerHttp(ports, this.#state.port, this.#state.upstreamKeepalive !== false);
+    const tls = this.#state.tls;
+    if (tls) {
+      // The same server, also on a TLS port: there $scheme, and so X-Forwarded-Proto, is https.
+      http = http.replace(/^(    listen 127\.0\.0\.1:\d+;)$/m, `$1
+    listen 127.0.0.1:${tls.port} ssl;
+    ssl_certificate ${tls.cert};
+    ssl_certificate_key ${tls.key};
+    include ${join(repoRoot, "nginx/tls.conf")};`);
+    }
+    return localNginxConf(d, this.#log("nginx-access"), "Generated by infra/cluster/local-cluster.ts", `${limits}${http}`);
   }
 
   async #startNginx(bin: string): Promise<void> {
@@ -352,10 +387,11 @@ export class LocalCluster implements Cluster {
   }
 
   async redisCommand(...args: string[]): Promise<string> {
-    // The password goes in the environment, not argv: a failed command's message quotes argv.
-    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(this.#state.redis.port), ...args], {
+    // As the admin user (operators' and tests' commands); the password goes in the
+    // environment, not argv: `ps` shows argv, and a failed command's message quotes it.
+    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(this.#state.redis.port), "--user", "admin", ...args], {
       timeout: 5000,
-      env: { ...process.env, REDISCLI_AUTH: this.#state.redis.password },
+      env: { ...process.env, REDISCLI_AUTH: this.#state.redis.passwords.admin },
     });
     return stdout.trim();
   }

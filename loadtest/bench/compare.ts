@@ -26,7 +26,7 @@ const envOf = (v: string | undefined) => Object.fromEntries((v ?? "").split(",")
 const APP_ENV = envOf(process.env.APP_ENV);
 const APP_ENV_B = envOf(process.env.APP_ENV_B);
 
-type LocalClusterModule = { LocalCluster: { create(o: { dir: string; replicas: number; appEnv?: Record<string, string> }): Cluster & { dir: string } } };
+type LocalClusterModule = { LocalCluster: { create(o: { dir: string; replicas: number; appEnv?: Record<string, string>; clientLimits?: false }): Cluster & { dir: string } } };
 
 const work = mkdtempSync(join(tmpdir(), "bench-compare-"));
 const baseTree = join(work, "base");
@@ -34,7 +34,7 @@ const started: (Cluster & { dir: string })[] = [];
 
 async function side(name: string, root: string, extraEnv: Record<string, string> = {}) {
   const { LocalCluster } = (await import(join(root, "infra/cluster/local-cluster.ts"))) as LocalClusterModule;
-  const cluster = LocalCluster.create({ dir: join(work, `cluster-${name}`), replicas: REPLICAS, appEnv: { LOG_LEVEL: "info", ...APP_ENV, ...extraEnv } });
+  const cluster = LocalCluster.create({ dir: join(work, `cluster-${name}`), replicas: REPLICAS, appEnv: { LOG_LEVEL: "info", ...APP_ENV, ...extraEnv }, clientLimits: false });
   started.push(cluster);
   await cluster.start();
   const redisPid = Number((await info(cluster, "server")).process_id);

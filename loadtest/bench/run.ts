@@ -73,7 +73,7 @@ const workDir = mkdtempSync(join(tmpdir(), "bench-"));
 cleanups.add(async () => rmSync(workDir, { recursive: true, force: true }));
 
 async function startCluster(name: string, opts: { replicas: number; appEnv?: Record<string, string>; upstreamKeepalive?: boolean }) {
-  const cluster = LocalCluster.create({ dir: join(workDir, name), replicas: opts.replicas, appEnv: { LOG_LEVEL: "info", ...opts.appEnv }, upstreamKeepalive: opts.upstreamKeepalive });
+  const cluster = LocalCluster.create({ dir: join(workDir, name), replicas: opts.replicas, appEnv: { LOG_LEVEL: "info", ...opts.appEnv }, upstreamKeepalive: opts.upstreamKeepalive, clientLimits: false });
   const stop = () => cluster.stop();
   cleanups.add(stop);
   await cluster.start();

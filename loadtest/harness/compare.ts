@@ -46,7 +46,7 @@ function table(head: string[], rows: (string | number)[][]): string {
 }
 
 async function open(counter: "atomic" | "session"): Promise<Cluster> {
-  const c = await createCluster(kind, { replicas: 3, port: 0, appEnv: { COUNTER: counter }, dir: mkdtempSync(join(tmpdir(), `compare-${counter}-`)) });
+  const c = await createCluster(kind, { replicas: 3, port: 0, appEnv: { COUNTER: counter }, clientLimits: false, dir: mkdtempSync(join(tmpdir(), `compare-${counter}-`)) });
   activeClusters.add(c);
   await c.start();
   return c;

@@ -99,6 +99,8 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
     replicas: o.replicas ?? 3,
     port: 0,
     appEnv: { COUNTER: counter, ...s.appEnv },
+    // Every simulated user is 127.0.0.1: nginx's per-client limits would refuse the load itself.
+    clientLimits: false,
     dir: mkdtempSync(join(tmpdir(), `verify-${s.name}-`)),
   });
   const tag = `[${s.name}]`;

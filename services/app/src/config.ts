@@ -19,6 +19,7 @@ const schema = z
     STORE: z.enum(["redis", "memory"]).default("redis"),
     COUNTER: z.enum(["atomic", "session"]).optional(),
     REDIS_URL: z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" }).default("redis://127.0.0.1:6379"),
+    REDIS_USERNAME: z.string().regex(/^[^\s>]{1,64}$/, "a Redis ACL user name: no spaces, at most 64 characters").optional(),
     REDIS_PASSWORD: z.string().optional(),
     REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000).default(500),
     REDIS_CONNECT_TIMEOUT_MS: int(50, 60_000).default(1000),
@@ -53,7 +54,7 @@ export type Config = Readonly<{
   logFlushMs: number;
   store: "redis" | "memory";
   counter: "atomic" | "session";
-  redis: Readonly<{ url: string; password: string | undefined; commandTimeoutMs: number; connectTimeoutMs: number }>;
+  redis: Readonly<{ url: string; username: string | undefined; password: string | undefined; commandTimeoutMs: number; connectTimeoutMs: number }>;
   session: Readonly<{
     secrets: readonly string[];
     usingDevSecret: boolean;
@@ -143,6 +144,7 @@ export function loadConfig(rawEnv: Env = process.env): Config {
     counter: c.COUNTER ?? (c.STORE === "redis" ? "atomic" : "session"),
     redis: Object.freeze({
       url: c.REDIS_URL,
+      username: c.REDIS_USERNAME,
       password: c.REDIS_PASSWORD,
       commandTimeoutMs: c.REDIS_COMMAND_TIMEOUT_MS,
       connectTimeoutMs: c.REDIS_CONNECT_TIMEOUT_MS,

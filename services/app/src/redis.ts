@@ -6,6 +6,8 @@ import { StoreUnavailableError } from "./errors.ts";
 
 export function createRedis(config: Config, log: Logger): Redis {
   const client = new Redis(config.redis.url, {
+    // An ACL user of its own (infra/redis/users.acl); unset means Redis's default user.
+    username: config.redis.username,
     password: config.redis.password,
     connectionName: `app:${config.replicaId}`,
     // Fail fast while disconnected instead of queueing: a queued command would make the
