@@ -12,7 +12,8 @@ import { keys, saveSession, sessionSerializer } from "./session.ts";
 /**
  * How long requests still carrying the replaced cookie are refused (409 session_replaced)
  * instead of being given a new session: long enough for every request the client sent
- * before the login's answer arrived (nginx gives a request at most 60 s).
+ * before the login's answer arrived (nginx gives up on a replica after 5 s, on a request after
+ * trying each replica), short enough that a copy of the old cookie soon just starts afresh.
  */
 export const REPLACED_TTL_SECONDS = 60;
 
