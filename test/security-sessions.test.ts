@@ -6,6 +6,7 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalCluster } from "../infra/cluster/local-cluster.ts";
 import { waitFor } from "../infra/cluster/wait.ts";
@@ -223,16 +224,37 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
   });
 });
 
-describe("the app's new-session limit (2 replicas, NEW_SESSION_LIMIT=6 a minute)", () => {
+describe("the app's new-session limit (2 replicas, NEW_SESSION_LIMIT=6 a minute; 2 keys a session, for 2 s)", () => {
   let cluster: LocalCluster;
   let base: string;
   beforeAll(async () => {
-    cluster = LocalCluster.create({ dir: newDir("limit"), replicas: 2, appEnv: { NEW_SESSION_LIMIT: "6", NEW_SESSION_WINDOW_SECONDS: "60" } });
+    cluster = LocalCluster.create({
+      dir: newDir("limit"),
+      replicas: 2,
+      appEnv: { NEW_SESSION_LIMIT: "6", NEW_SESSION_WINDOW_SECONDS: "60", IDEMPOTENCY_MAX_KEYS: "2", IDEMPOTENCY_TTL_SECONDS: "2" },
+    });
     await cluster.start();
     base = cluster.baseUrl();
   });
   afterAll(async () => {
     await cluster?.stop();
+  });
+
+  // First: it takes one of the six new sessions.
+  it("frees a place under the key cap once the oldest key expires, as its Retry-After said", async () => {
+    const v = new Visitor(base);
+    expect((await v.increment("k1")).json?.count).toBe(1);
+    expect((await v.increment("k2")).json?.count).toBe(2);
+    const refused = await v.increment("k3");
+    expect(refused.status).toBe(429);
+    const retryAfter = Number(refused.headers.get("retry-after"));
+    expect(retryAfter >= 1 && retryAfter <= 2).toBe(true);
+    await sleep(retryAfter * 1000 + 200);
+    const admitted = await v.increment("k3");
+    expect(admitted.status).toBe(200);
+    expect(admitted.json?.count).toBe(3);
+    // The expired keys were pruned when the cap was reached; k1 counts anew.
+    expect(Number(await cluster.redisCommand("HLEN", `idem:${sessionId(v.cookie)}`))).toBeLessThanOrEqual(2);
   });
 
   it("counts every new session per client address in Redis, whatever the cookie looks like, on every route that makes one", async () => {
@@ -255,8 +277,8 @@ describe("the app's new-session limit (2 replicas, NEW_SESSION_LIMIT=6 a minute)
     const admitted = replies.filter((r) => r.status === 200 || r.status === 201);
     const refused = replies.filter((r) => r.status === 429);
     expect(admitted.length + refused.length).toBe(replies.length);
-    // The keeper took one of the six.
-    expect(admitted.length).toBe(5);
+    // The test above and the keeper took two of the six.
+    expect(admitted.length).toBe(4);
     for (const r of refused) {
       expect(r.json?.error).toBe("too_many_new_sessions");
       const retryAfter = Number(r.headers.get("retry-after"));
@@ -267,7 +289,7 @@ describe("the app's new-session limit (2 replicas, NEW_SESSION_LIMIT=6 a minute)
     expect(new Set(replies.slice(8).map((r) => r.status))).toEqual(new Set([429]));
     // Redis holds only the admitted sessions (the memory-store one lives in its replica).
     const redisSessions = admitted.filter((r) => r.headers.getSetCookie().some((c) => c.startsWith("sid=")));
-    expect((await cluster.redisCommand("KEYS", "sess:*")).split("\n").filter(Boolean).length).toBe(1 + redisSessions.length);
+    expect((await cluster.redisCommand("KEYS", "sess:*")).split("\n").filter(Boolean).length).toBe(2 + redisSessions.length);
 
     // A visitor that keeps its cookie is not limited.
     for (let n = 2; n <= 8; n++) expect((await keeper.increment()).json?.count).toBe(n);
