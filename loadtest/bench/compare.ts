@@ -6,6 +6,7 @@ import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Cluster } from "../../infra/cluster/cluster.ts";
+import { LOAD_APP_ENV } from "../client/load-env.ts";
 import { loadRun, type LoadResult } from "./load.ts";
 import { clusterComponents } from "./procs.ts";
 import { info } from "./redis-stats.ts";
@@ -34,7 +35,7 @@ const started: (Cluster & { dir: string })[] = [];
 
 async function side(name: string, root: string, extraEnv: Record<string, string> = {}) {
   const { LocalCluster } = (await import(join(root, "infra/cluster/local-cluster.ts"))) as LocalClusterModule;
-  const cluster = LocalCluster.create({ dir: join(work, `cluster-${name}`), replicas: REPLICAS, appEnv: { LOG_LEVEL: "info", ...APP_ENV, ...extraEnv }, clientLimits: false });
+  const cluster = LocalCluster.create({ dir: join(work, `cluster-${name}`), replicas: REPLICAS, appEnv: { LOG_LEVEL: "info", ...LOAD_APP_ENV, ...APP_ENV, ...extraEnv }, clientLimits: false });
   started.push(cluster);
   await cluster.start();
   const redisPid = Number((await info(cluster, "server")).process_id);

@@ -7,6 +7,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { LocalCluster } from "../../infra/cluster/local-cluster.ts";
+import { LOAD_APP_ENV } from "../client/load-env.ts";
 import { Visitor } from "../client/visitor.ts";
 import { startHello, startNginx200, startNginxOverHello, type Baseline } from "./baselines.ts";
 import { summarizeProfile, type ProfileSummary } from "./cpu-profile.ts";
@@ -73,7 +74,7 @@ const workDir = mkdtempSync(join(tmpdir(), "bench-"));
 cleanups.add(async () => rmSync(workDir, { recursive: true, force: true }));
 
 async function startCluster(name: string, opts: { replicas: number; appEnv?: Record<string, string>; upstreamKeepalive?: boolean }) {
-  const cluster = LocalCluster.create({ dir: join(workDir, name), replicas: opts.replicas, appEnv: { LOG_LEVEL: "info", ...opts.appEnv }, upstreamKeepalive: opts.upstreamKeepalive, clientLimits: false });
+  const cluster = LocalCluster.create({ dir: join(workDir, name), replicas: opts.replicas, appEnv: { LOG_LEVEL: "info", ...LOAD_APP_ENV, ...opts.appEnv }, upstreamKeepalive: opts.upstreamKeepalive, clientLimits: false });
   const stop = () => cluster.stop();
   cleanups.add(stop);
   await cluster.start();

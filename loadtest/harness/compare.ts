@@ -9,6 +9,7 @@ import { join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { Cluster } from "../../infra/cluster/cluster.ts";
 import { chooseKind, createCluster } from "../../infra/cluster/open.ts";
+import { LOAD_APP_ENV } from "../client/load-env.ts";
 import { activeClusters, runScenario, type RunOptions, type ScenarioResult } from "./run.ts";
 import { findScenario, type Scenario } from "./scenarios.ts";
 
@@ -46,7 +47,7 @@ function table(head: string[], rows: (string | number)[][]): string {
 }
 
 async function open(counter: "atomic" | "session"): Promise<Cluster> {
-  const c = await createCluster(kind, { replicas: 3, port: 0, appEnv: { COUNTER: counter }, clientLimits: false, dir: mkdtempSync(join(tmpdir(), `compare-${counter}-`)) });
+  const c = await createCluster(kind, { replicas: 3, port: 0, appEnv: { ...LOAD_APP_ENV, COUNTER: counter }, dir: mkdtempSync(join(tmpdir(), `compare-${counter}-`)), clientLimits: false });
   activeClusters.add(c);
   await c.start();
   return c;

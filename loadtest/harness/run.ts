@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Cluster } from "../../infra/cluster/cluster.ts";
 import { createCluster, type ClusterKind } from "../../infra/cluster/open.ts";
+import { LOAD_APP_ENV } from "../client/load-env.ts";
 import { Visitor } from "../client/visitor.ts";
 import { check, type Verdict } from "./checker.ts";
 import type { FaultEvent, History } from "./history.ts";
@@ -98,7 +99,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
   const cluster = o.cluster ?? await createCluster(o.kind, {
     replicas: o.replicas ?? 3,
     port: 0,
-    appEnv: { COUNTER: counter, ...s.appEnv },
+    appEnv: { ...LOAD_APP_ENV, COUNTER: counter, ...s.appEnv },
     // Every simulated user is 127.0.0.1: nginx's per-client limits would refuse the load itself.
     clientLimits: false,
     dir: mkdtempSync(join(tmpdir(), `verify-${s.name}-`)),

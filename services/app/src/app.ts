@@ -7,17 +7,20 @@ import { AtomicCounter, SessionCounter, type Counter } from "./counter.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 import { SessionRotator } from "./login.ts";
 import { createMetrics } from "./metrics.ts";
+import { NewSessionGate } from "./new-sessions.ts";
 import { errorHandler, unknownRoute } from "./middleware/errors.ts";
+import { noStore } from "./middleware/no-store.ts";
 import { replicaHeader } from "./middleware/replica.ts";
 import { sessionGuard } from "./middleware/session-guard.ts";
 import { requestLog } from "./middleware/request-log.ts";
 import { apiRoutes } from "./routes/api.ts";
 import { authRoutes } from "./routes/auth.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { memoryStoreCounterRoutes } from "./routes/memory-store-counter.ts";
 import { pageRoutes } from "./routes/page.ts";
 import { seedRoutes } from "./routes/seed.ts";
 import { storedCounterRoutes } from "./routes/stored-counter.ts";
-import { createStore, sessionMiddleware, withAbsoluteTimeout } from "./session.ts";
+import { createStore, sessionMiddleware } from "./session.ts";
 
 export type AppDeps = { config: Config; logger: Logger; redis: Redis | undefined; lifecycle: Lifecycle };
 
@@ -29,9 +32,12 @@ export function createApp({ config, logger, redis, lifecycle }: AppDeps): Expres
   app.set("session cookie name", config.session.cookieName);
 
   const metrics = createMetrics({ replicaId: config.replicaId, redis });
-  const counter: Counter = metrics.instrumentCounter(config.counter === "atomic" && redis ? new AtomicCounter(redis, config) : new SessionCounter());
-  const store = withAbsoluteTimeout(metrics.instrumentStore(createStore(config, redis)), config.session.absoluteTimeoutSeconds, logger);
+  // Every place that stores a new session asks this gate first.
+  const gate = new NewSessionGate(config, redis);
+  const counter: Counter = metrics.instrumentCounter(config.counter === "atomic" && redis ? new AtomicCounter(redis, config, gate) : new SessionCounter(gate));
+  const store = createStore(config, redis, { observe: metrics.observeStore, log: logger });
 
+  app.use(noStore);
   app.use(metrics.http);
   app.use(replicaHeader(config.replicaId, lifecycle));
   app.use(requestLog(logger));
@@ -39,6 +45,7 @@ export function createApp({ config, logger, redis, lifecycle }: AppDeps): Expres
   // Per replica, for operators: nginx answers 404 for it (nginx/locations.conf).
   app.get("/metrics", metrics.handler);
   app.use(pageRoutes());
+  app.use(memoryStoreCounterRoutes({ config, gate }));
   // A returning visitor's increment in one Redis round trip; anything else falls through.
   if (counter.incrementStored && config.store === "redis") {
     app.use(storedCounterRoutes({ incrementStored: counter.incrementStored, cookieName: config.session.cookieName, secrets: config.session.secrets, replicaId: config.replicaId }));
@@ -46,8 +53,8 @@ export function createApp({ config, logger, redis, lifecycle }: AppDeps): Expres
   app.use(sessionMiddleware(config, store), sessionGuard({ cookieName: config.session.cookieName, secrets: config.session.secrets }));
   app.use(seedRoutes(counter));
   app.use("/api", metrics.mounted("/api"));
-  app.use("/api", authRoutes({ counter, rotator: new SessionRotator(redis, config.session.idleTimeoutSeconds), replicaId: config.replicaId, cookieName: config.session.cookieName }));
-  app.use("/api", apiRoutes({ counter, replicaId: config.replicaId, cookieName: config.session.cookieName }));
+  app.use("/api", authRoutes({ counter, rotator: new SessionRotator(redis, config.session.idleTimeoutSeconds, gate), replicaId: config.replicaId, cookieName: config.session.cookieName }));
+  app.use("/api", apiRoutes({ counter, gate, replicaId: config.replicaId, cookieName: config.session.cookieName }));
   app.use(unknownRoute);
   app.use(errorHandler);
   return app;

@@ -29,6 +29,9 @@ const schema = z
     SESSION_IDLE_TIMEOUT_SECONDS: int(1, 31 * 86400).default(1800),
     SESSION_ABSOLUTE_TIMEOUT_SECONDS: int(1, 366 * 86400).default(86400),
     IDEMPOTENCY_TTL_SECONDS: int(1, 7 * 86400).default(3600),
+    IDEMPOTENCY_MAX_KEYS: int(0, 100_000).default(100),
+    NEW_SESSION_LIMIT: int(0, 1_000_000).default(60),
+    NEW_SESSION_WINDOW_SECONDS: int(1, 86400).default(60),
     TRUST_PROXY: z.string().default("1"),
     KEEP_ALIVE_TIMEOUT_MS: int(1000, 600_000).default(65_000),
     SHUTDOWN_DELAY_MS: int(0, 60_000).default(300),
@@ -63,6 +66,10 @@ export type Config = Readonly<{
     absoluteTimeoutSeconds: number;
   }>;
   idempotencyTtlSeconds: number;
+  /** Live Idempotency-Key records one session may hold; 0 = no cap. */
+  idempotencyMaxKeys: number;
+  /** New sessions per client address per window; limit 0 = off. */
+  newSessions: Readonly<{ limit: number; windowSeconds: number }>;
   trustProxy: string | number | boolean;
   keepAliveTimeoutMs: number;
   shutdownDelayMs: number;
@@ -157,6 +164,8 @@ export function loadConfig(rawEnv: Env = process.env): Config {
       absoluteTimeoutSeconds: c.SESSION_ABSOLUTE_TIMEOUT_SECONDS,
     }),
     idempotencyTtlSeconds: c.IDEMPOTENCY_TTL_SECONDS,
+    idempotencyMaxKeys: c.IDEMPOTENCY_MAX_KEYS,
+    newSessions: Object.freeze({ limit: c.NEW_SESSION_LIMIT, windowSeconds: c.NEW_SESSION_WINDOW_SECONDS }),
     trustProxy: parseTrustProxy(c.TRUST_PROXY),
     keepAliveTimeoutMs: c.KEEP_ALIVE_TIMEOUT_MS,
     shutdownDelayMs: c.SHUTDOWN_DELAY_MS,

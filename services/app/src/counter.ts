@@ -4,9 +4,10 @@ import { createHash } from "node:crypto";
 import type { Request } from "express";
 import type { Redis } from "ioredis";
 import type { Config } from "./config.ts";
-import { badRequest, conflict, unprocessable } from "./errors.ts";
+import { badRequest, conflict, HttpError, unprocessable } from "./errors.ts";
 import { sigkillAfterIncrement, type AfterApplied } from "./fault.ts";
-import { keys, saveSession, TOUCHED } from "./session.ts";
+import { startSession, type NewSessionGate } from "./new-sessions.ts";
+import { keys, markTouched, saveSession } from "./session.ts";
 import { withStore } from "./redis.ts";
 
 export type IncrementResult = { count: number; replayed: boolean };
@@ -29,10 +30,15 @@ export interface Counter {
 // A failure can lose the increment (nothing is applied) but can never apply it twice.
 // Status codes: 0 incremented, 1 replayed from the key, 2 key reused with another request,
 // 3 session gone, 4 session past its absolute timeout or unreadable here (the full path
-// decides). Every answer but 3 and 4 extends the session and its counter, as express-session's
-// touch would. KEYS: session, counter, [idempotency]; ARGV: ttl, by, idempotency ttl,
-// fingerprint, oldest createdAt (ms) still within the absolute timeout, or 0 when express-session
-// has just loaded the session and checked it.
+// decides), 5 the session holds IDEMPOTENCY_MAX_KEYS live keys already (second value: ms until
+// the oldest expires). Every answer but 3 and 4 extends the session, its counter and its keys,
+// as express-session's touch would.
+// Keys live in one hash per session, field = key, value = "<fingerprint> <count> <expires ms>";
+// the hash lives and dies with the session, each entry also expires on its own (checked here,
+// pruned when the cap is reached). A record of the old layout (one hash per key, KEYS[4]) is
+// still honoured. KEYS: session, counter[, idempotency hash, old-layout key]; ARGV: ttl, by,
+// idempotency ttl (s), fingerprint, oldest createdAt (ms) still within the absolute timeout or 0
+// when express-session has just loaded and checked the session, the key, the cap (0 = none).
 const INCREMENT_LUA = `
 local sess = redis.call('GET', KEYS[1])
 if not sess then return {3, 0} end
@@ -45,22 +51,52 @@ end
 local function touch()
   redis.call('EXPIRE', KEYS[1], ARGV[1])
   redis.call('EXPIRE', KEYS[2], ARGV[1])
+  if KEYS[3] then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
 end
 local idem = KEYS[3]
+local now = 0
 if idem then
-  local prev = redis.call('HMGET', idem, 'fp', 'count')
-  if prev[1] then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local fp, n
+  local rec = redis.call('HGET', idem, ARGV[6])
+  if rec then
+    local f, c, e = string.match(rec, '^(%S+) (%d+) (%d+)$')
+    if f and tonumber(e) > now then fp, n = f, c end
+  end
+  if not fp then
+    local prev = redis.call('HMGET', KEYS[4], 'fp', 'count')
+    if prev[1] then fp, n = prev[1], prev[2] end
+  end
+  if fp then
     touch()
-    if prev[1] ~= ARGV[4] then return {2, 0} end
-    return {1, tonumber(prev[2])}
+    if fp ~= ARGV[4] then return {2, 0} end
+    return {1, tonumber(n)}
+  end
+  local cap = tonumber(ARGV[7])
+  if cap > 0 and redis.call('HLEN', idem) >= cap then
+    local all = redis.call('HGETALL', idem)
+    local live, first = 0, nil
+    for i = 1, #all, 2 do
+      local e = tonumber(string.match(all[i + 1], '(%d+)$'))
+      if not e or e <= now then
+        redis.call('HDEL', idem, all[i])
+      else
+        live = live + 1
+        if not first or e < first then first = e end
+      end
+    end
+    if live >= cap then
+      touch()
+      return {5, first - now}
+    end
   end
 end
 local n = redis.call('INCRBY', KEYS[2], ARGV[2])
-touch()
 if idem then
-  redis.call('HSET', idem, 'fp', ARGV[4], 'count', n)
-  redis.call('EXPIRE', idem, ARGV[3])
+  redis.call('HSET', idem, ARGV[6], ARGV[4] .. ' ' .. n .. ' ' .. (now + tonumber(ARGV[3]) * 1000))
 end
+touch()
 return {0, n}
 `;
 
@@ -69,14 +105,18 @@ type IncrementFn = (numKeys: number, ...args: (string | number)[]) => Promise<[n
 export class AtomicCounter implements Counter {
   readonly mode = "atomic" as const;
   readonly #redis: Redis & { counterIncrement?: IncrementFn };
+  readonly #gate: NewSessionGate;
   readonly #ttl: number;
   readonly #idemTtl: number;
+  readonly #maxKeys: number;
   readonly #absoluteMs: number;
   readonly #afterApplied: AfterApplied | undefined;
-  constructor(redis: Redis, config: Config) {
+  constructor(redis: Redis, config: Config, gate: NewSessionGate) {
     this.#redis = redis;
+    this.#gate = gate;
     this.#ttl = config.session.idleTimeoutSeconds;
     this.#idemTtl = config.idempotencyTtlSeconds;
+    this.#maxKeys = config.idempotencyMaxKeys;
     this.#absoluteMs = config.session.absoluteTimeoutSeconds * 1000;
     this.#afterApplied = sigkillAfterIncrement(config);
     // defineCommand sends EVALSHA and falls back to EVAL once after a Redis restart.
@@ -85,33 +125,30 @@ export class AtomicCounter implements Counter {
 
   async increment(req: Request, inc: IncrementRequest): Promise<IncrementResult> {
     // A new session must exist in Redis before its counter does, so the script can tie them.
-    if (req.session.createdAt === undefined) {
-      req.session.createdAt = Date.now();
-      await saveSession(req);
-    }
+    if (req.session.createdAt === undefined) await startSession(req, this.#gate);
     // express-session loaded the session and checked its absolute timeout just now.
     const [status, count] = await this.#run(req.sessionID, inc, false);
-    // The script extended both TTLs; express-session's touch at the end would repeat it.
-    if (status <= 2) (req.session as unknown as Record<symbol, boolean>)[TOUCHED] = true;
-    if (status === 2) throw keyReused();
+    // The script extended the TTLs; express-session's touch at the end would repeat it.
+    if (status !== 3 && status !== 4) markTouched(req);
     // Gone since express-session loaded it.
     if (status === 3 || status === 4) throw conflict("session_expired", "The session expired or was destroyed during the request; a new one starts on the next request.");
-    return { count, replayed: status === 1 };
+    return answer(status, count);
   }
 
   async incrementStored(sid: string, inc: IncrementRequest): Promise<IncrementResult | undefined> {
     const [status, count] = await this.#run(sid, inc, true);
     if (status === 3 || status === 4) return undefined;
-    if (status === 2) throw keyReused();
-    return { count, replayed: status === 1 };
+    return answer(status, count);
   }
 
   async #run(sid: string, inc: IncrementRequest, checkAge: boolean): Promise<[number, number]> {
     const k = [keys.session(sid), keys.counter(sid)];
-    if (inc.idempotencyKey !== undefined) k.push(keys.idempotency(sid, inc.idempotencyKey));
+    if (inc.idempotencyKey !== undefined) k.push(keys.idempotency(sid), keys.legacyIdempotency(sid, inc.idempotencyKey));
     const fn = this.#redis.counterIncrement as IncrementFn;
     const oldest = checkAge ? Date.now() - this.#absoluteMs : 0;
-    const [status, count] = await withStore(() => fn.call(this.#redis, k.length, ...k, this.#ttl, inc.by, this.#idemTtl, fingerprint(inc.by), oldest));
+    const [status, count] = await withStore(() =>
+      fn.call(this.#redis, k.length, ...k, this.#ttl, inc.by, this.#idemTtl, fingerprint(inc.by), oldest, inc.idempotencyKey ?? "", this.#maxKeys),
+    );
     if (status === 0) this.#afterApplied?.(inc.idempotencyKey);
     return [status, count];
   }
@@ -123,22 +160,38 @@ export class AtomicCounter implements Counter {
   }
 }
 
-const keyReused = () => unprocessable("idempotency_key_reused", "This Idempotency-Key was already used with a different request; send a new key.");
+/** The script's answer for a stored session: the result, or the client's error. */
+function answer(status: number, value: number): IncrementResult {
+  if (status === 2) throw unprocessable("idempotency_key_reused", "This Idempotency-Key was already used with a different request; send a new key.");
+  if (status === 5) {
+    // Seconds until the oldest record expires and frees a place (at least 1).
+    const seconds = String(Math.max(1, Math.ceil(value / 1000)));
+    throw new HttpError(429, "too_many_idempotency_keys", `This session holds as many live Idempotency-Keys as allowed; reuse a key only to retry, or retry in ${seconds} s.`, { "Retry-After": seconds });
+  }
+  return { count: value, replayed: status === 1 };
+}
 
 /** The seed's counter: read the session, add, write the whole session back. Loses updates under concurrency. */
 export class SessionCounter implements Counter {
   readonly mode = "session" as const;
+  readonly #gate: NewSessionGate;
+  constructor(gate: NewSessionGate) {
+    this.#gate = gate;
+  }
   async increment(req: Request, inc: IncrementRequest): Promise<IncrementResult> {
     if (inc.idempotencyKey !== undefined) {
       throw badRequest("idempotency_unsupported", "Idempotency-Key needs COUNTER=atomic; this replica runs the seed's COUNTER=session.");
     }
-    req.session.createdAt ??= Date.now();
+    if (req.session.createdAt === undefined) {
+      await this.#gate.admit(req);
+      req.session.createdAt = Date.now();
+    }
     req.session.count = (req.session.count ?? 0) + inc.by;
     // Acknowledge only what the store has accepted.
     await saveSession(req);
     // That SET renewed the session's TTL and this mode has no counter key, so the touch
     // express-session makes after an explicit save would be a round trip for nothing.
-    (req.session as unknown as Record<symbol, boolean>)[TOUCHED] = true;
+    markTouched(req);
     return { count: req.session.count, replayed: false };
   }
   async read(req: Request): Promise<number> {

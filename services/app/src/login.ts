@@ -1,22 +1,43 @@
 // Replaces the session id on login (OWASP: renew the id whenever privilege changes, so an id
-// an attacker planted before login is worthless after it), carrying the count over.
+// an attacker planted before login is worthless after it), carrying the count and the
+// Idempotency-Key records over.
 import type { Request } from "express";
 import type { SessionData } from "express-session";
 import type { Redis } from "ioredis";
+import { conflict } from "./errors.ts";
+import type { NewSessionGate } from "./new-sessions.ts";
 import { withStore } from "./redis.ts";
 import { keys, saveSession, sessionSerializer } from "./session.ts";
 
-// Writes the new session, moves the count and deletes the old session in one step, so an
-// increment racing the login either lands before the move (and is carried over) or finds
-// the old session gone and is refused (409 session_expired, nothing applied). Never both,
-// never lost. KEYS: sess:new, count:new[, sess:old, count:old]; ARGV: session JSON, TTL.
+/**
+ * How long requests still carrying the replaced cookie are refused (409 session_replaced)
+ * instead of being given a new session: long enough for every request the client sent
+ * before the login's answer arrived (nginx gives up on a replica after 5 s, on a request after
+ * trying each replica), short enough that a copy of the old cookie soon just starts afresh.
+ */
+export const REPLACED_TTL_SECONDS = 60;
+
+// One atomic step. Without an old session: write the new one. With one: refuse (0) if it is
+// gone (a logout or an expiry won the race: no login on a destroyed session); else write the
+// new session, move the count and the idempotency hash (so a retry with a key used before the
+// login still replays), delete the old session and mark its id replaced. An increment racing
+// the login either lands before the move (and is carried over) or finds the old session gone
+// and is refused (409, nothing applied). Never both, never lost.
+// KEYS: sess:new, count:new, idem:new[, sess:old, count:old, idem:old, replaced:old];
+// ARGV: session JSON, TTL, replaced TTL.
 const ROTATE_LUA = `
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-if KEYS[3] then
-  local n = redis.call('GET', KEYS[4])
-  redis.call('DEL', KEYS[3], KEYS[4])
+if KEYS[4] then
+  if redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
+  local n = redis.call('GET', KEYS[5])
   if n then redis.call('SET', KEYS[2], n, 'EX', ARGV[2]) end
+  if redis.call('EXISTS', KEYS[6]) == 1 then
+    redis.call('RENAME', KEYS[6], KEYS[3])
+    redis.call('EXPIRE', KEYS[3], ARGV[2])
+  end
+  redis.call('DEL', KEYS[4], KEYS[5])
+  redis.call('SET', KEYS[7], '1', 'EX', ARGV[3])
 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 `;
 
@@ -25,31 +46,38 @@ type RotateFn = (numKeys: number, ...args: (string | number)[]) => Promise<numbe
 export class SessionRotator {
   readonly #redis: (Redis & { sessionRotate?: RotateFn }) | undefined;
   readonly #ttlSeconds: number;
-  constructor(redis: Redis | undefined, ttlSeconds: number) {
+  readonly #gate: NewSessionGate;
+  constructor(redis: Redis | undefined, ttlSeconds: number, gate: NewSessionGate) {
     this.#redis = redis;
     this.#ttlSeconds = ttlSeconds;
+    this.#gate = gate;
     redis?.defineCommand("sessionRotate", { lua: ROTATE_LUA });
   }
 
   /**
-   * Gives the request a new session id holding `data`, with the old session's count, and
-   * deletes the old session. On failure the request keeps its old id and session, so the
-   * client gets no cookie for a session that may not exist.
+   * Gives the request a new session id holding `data`, with the old session's count and
+   * keys, and deletes the old session. On failure the request keeps its old id and session,
+   * so the client gets no cookie for a session that may not exist.
    */
   async rotate(req: Request, data: Partial<SessionData>): Promise<void> {
     const oldId = req.sessionID;
     const old = req.session;
     const existed = old.createdAt !== undefined;
+    // A login without a session makes one: it passes the same gate as any other.
+    if (!existed) await this.#gate.admit(req);
     // express-session's own generate(): a new random id and a fresh cookie (Secure decided
     // per request, as for any new session).
     req.sessionStore.generate(req);
     Object.assign(req.session, { createdAt: Date.now(), ...(old.count !== undefined ? { count: old.count } : {}), ...data });
     try {
       if (this.#redis) {
-        const k = [keys.session(req.sessionID), keys.counter(req.sessionID)];
-        if (existed) k.push(keys.session(oldId), keys.counter(oldId));
+        const id = req.sessionID;
+        const k = [keys.session(id), keys.counter(id), keys.idempotency(id)];
+        if (existed) k.push(keys.session(oldId), keys.counter(oldId), keys.idempotency(oldId), keys.replaced(oldId));
         const fn = this.#redis.sessionRotate as RotateFn;
-        await withStore(() => fn.call(this.#redis, k.length, ...k, sessionSerializer.stringify(req.session as SessionData), this.#ttlSeconds));
+        const json = sessionSerializer.stringify(req.session as SessionData);
+        const done = await withStore(() => fn.call(this.#redis, k.length, ...k, json, this.#ttlSeconds, REPLACED_TTL_SECONDS));
+        if (done === 0) throw conflict("session_expired", "The session was logged out or expired while logging in; log in again.");
       } else {
         // STORE=memory: one process, no concurrent writer to race, so two steps are enough.
         if (existed) await new Promise<void>((resolve, reject) => req.sessionStore.destroy(oldId, (err) => (err ? reject(err) : resolve())));

@@ -1,4 +1,4 @@
-// Unit tests of the metric wrappers: fake stores and counters, a throwaway Express app on port 0.
+// Unit tests of the metric wrappers and the store decorator: fake stores and counters, a throwaway Express app on port 0.
 import type { AddressInfo } from "node:net";
 import type { Request } from "express";
 import express, { Router } from "express";
@@ -8,35 +8,39 @@ import { parsePrometheus, sum } from "../../../test/prometheus-text.ts";
 import type { Counter } from "./counter.ts";
 import { conflict, StoreUnavailableError } from "./errors.ts";
 import { createMetrics } from "./metrics.ts";
-import { TOUCHED } from "./session.ts";
+import { SessionStore } from "./session.ts";
 
 const samples = async (m: ReturnType<typeof createMetrics>) => parsePrometheus(await m.registry.metrics());
 
-describe("instrumentStore", () => {
-  it("times every call and counts failures by their store error code, with or without a callback", async () => {
+describe("SessionStore with the metrics observer", () => {
+  it("times every call and counts failures by their store error code, with or without a callback; a touch made needless is no operation", async () => {
     const m = createMetrics({ replicaId: "r1", redis: undefined });
     const calls: string[] = [];
-    const store = m.instrumentStore({
+    const inner = {
       get(sid: string, cb: (err?: unknown, data?: unknown) => void) {
         calls.push(`get ${sid}`);
         setImmediate(() => (sid === "bad" ? cb(new StoreUnavailableError(new Error("offline"), "no")) : cb(null, { n: 1 })));
       },
       touch(_sid: string, _sess: unknown, cb: (err?: unknown) => void) {
+        calls.push("touch");
         cb();
       },
       destroy(sid: string, cb?: (err?: unknown) => void) {
         calls.push(`destroy ${sid}`);
         cb?.(sid === "weird" ? new Error("boom") : undefined);
       },
-    } as never as Store);
+    } as never as Store;
+    const store = new SessionStore(inner, { absoluteTimeoutSeconds: 60, observe: m.observeStore });
 
-    const got = await new Promise((resolve) => store.get("s1", (_err, data) => resolve(data)));
+    const got = await new Promise((resolve) => store.get("s1", (_err: unknown, data: unknown) => resolve(data)));
     expect(got).toEqual({ n: 1 });
     await new Promise<void>((resolve) => store.get("bad", () => resolve()));
     store.destroy("weird"); // express-session may call without a callback
-    await new Promise<void>((resolve) => store.touch!("s1", { cookie: {}, [TOUCHED]: true } as never, () => resolve()));
-    await new Promise<void>((resolve) => store.touch!("s1", { cookie: {} } as never, () => resolve()));
-    expect(calls).toEqual(["get s1", "get bad", "destroy weird"]);
+    const touched = { cookie: {} };
+    store.markTouched(touched);
+    await new Promise<void>((resolve) => store.touch("s1", touched as never, () => resolve()));
+    await new Promise<void>((resolve) => store.touch("s1", { cookie: {} } as never, () => resolve()));
+    expect(calls).toEqual(["get s1", "get bad", "destroy weird", "touch"]);
 
     const s = await samples(m);
     expect(sum(s, "session_store_operation_duration_seconds_count", { op: "get" })).toBe(2);

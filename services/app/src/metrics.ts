@@ -1,19 +1,16 @@
 // Prometheus metrics for one replica (prom-client, a registry per app): HTTP traffic by route
 // template, session store and counter operations, idempotent replays, Redis connection state.
 import type { RequestHandler } from "express";
-import type { Store } from "express-session";
 import type { Redis } from "ioredis";
 import { collectDefaultMetrics, Counter as PromCounter, Gauge, Histogram, Registry } from "prom-client";
 import type { Counter, IncrementResult } from "./counter.ts";
 import { HttpError, StoreUnavailableError } from "./errors.ts";
-import { TOUCHED } from "./session.ts";
+import type { StoreObserver } from "./session.ts";
 
 // Replicas answer in well under a millisecond when healthy and in ~0.5 s (the Redis command
 // timeout) when Redis stalls, so the buckets resolve both ends.
 const HTTP_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 const STORE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
-
-const STORE_OPS = ["get", "set", "touch", "destroy"] as const;
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -115,30 +112,11 @@ export function createMetrics(opts: { replicaId: string; redis: Redis | undefine
       };
     },
 
-    /** Wraps the store's methods in place: express-session calls them with a callback. */
-    instrumentStore<S extends Store>(store: S): S {
-      const s = store as unknown as Record<string, (...args: unknown[]) => unknown>;
-      for (const op of STORE_OPS) {
-        const original = s[op];
-        if (typeof original !== "function") continue;
-        s[op] = function (this: unknown, ...args: unknown[]) {
-          // The counter's script already refreshed the TTLs; this touch makes no Redis call.
-          if (op === "touch" && (args[1] as Record<symbol, unknown> | undefined)?.[TOUCHED]) return original.apply(this, args);
-          const end = storeDuration.startTimer({ op });
-          const last = args.length - 1;
-          const cb = typeof args[last] === "function" ? (args[last] as (err?: unknown, data?: unknown) => void) : undefined;
-          const done = (err?: unknown, data?: unknown) => {
-            end();
-            if (err) storeErrors.inc({ op, code: errorCode(err) });
-            cb?.(err, data);
-          };
-          if (cb) args[last] = done;
-          else args.push(done);
-          return original.apply(this, args);
-        };
-      }
-      return store;
-    },
+    /** SessionStore's observer: times each store operation and counts failures. */
+    observeStore: ((op, seconds, err) => {
+      storeDuration.observe({ op }, seconds);
+      if (err) storeErrors.inc({ op, code: errorCode(err) });
+    }) satisfies StoreObserver,
 
     /** A Counter that times the wrapped one and counts applied increments and replays. */
     instrumentCounter(counter: Counter): Counter {
@@ -180,7 +158,6 @@ export function createMetrics(opts: { replicaId: string; redis: Redis | undefine
     handler: (async (_req, res) => {
       const body = await registry.metrics();
       res.setHeader("Content-Type", registry.contentType);
-      res.setHeader("Cache-Control", "no-store");
       res.send(body);
     }) satisfies RequestHandler,
   };

@@ -1,4 +1,4 @@
-// SessionStore and the Redis client against a real Redis (a testcontainers container when
+// The session store (SessionStore over connect-redis) and the Redis client against a real Redis (a testcontainers container when
 // Docker answers, else a local redis-server): a session and its counter live and die
 // together, and a Redis that stalls or is unreachable gives a 503, never a hang.
 import { setTimeout as sleep } from "node:timers/promises";
@@ -10,7 +10,7 @@ import { startTestRedis, type TestRedis } from "../../../test/redis-server.ts";
 import { loadConfig } from "./config.ts";
 import { StoreUnavailableError } from "./errors.ts";
 import { createRedis } from "./redis.ts";
-import { keys, SessionStore } from "./session.ts";
+import { createStore, keys, type SessionStore } from "./session.ts";
 
 const TTL = 600;
 
@@ -29,7 +29,7 @@ describe("SessionStore on a real Redis", () => {
     const config = loadConfig({ REDIS_URL: server.url, REDIS_PASSWORD: server.password, REPLICA_ID: "session-test", SESSION_IDLE_TIMEOUT_SECONDS: String(TTL) });
     redis = createRedis(config, pino({ level: "silent" }));
     await waitFor("the app's Redis client to be ready", () => redis.status === "ready", 10_000);
-    store = new SessionStore(redis, TTL);
+    store = createStore(config, redis);
   }, 300_000);
 
   afterAll(async () => {
@@ -51,35 +51,39 @@ describe("SessionStore on a real Redis", () => {
   });
 
   it("leaves express-session's default cookie out of Redis and gives it back on read; a per-session cookie is kept", async () => {
+    const t = Date.now(); // within the absolute timeout
     const cookie = { originalMaxAge: null, expires: null, secure: false, httpOnly: true, path: "/", sameSite: "lax" };
-    await call((cb) => store.set("c1", { cookie, createdAt: 1 } as never, cb));
-    expect(await server.admin.get(keys.session("c1"))).toBe('{"createdAt":1}');
-    expect(await call((cb) => store.get("c1", cb))).toEqual({ cookie, createdAt: 1 });
+    await call((cb) => store.set("c1", { cookie, createdAt: t + 1 } as never, cb));
+    expect(await server.admin.get(keys.session("c1"))).toBe(`{"createdAt":${t + 1}}`);
+    expect(await call((cb) => store.get("c1", cb))).toEqual({ cookie, createdAt: t + 1 });
 
     const secure = { ...cookie, secure: true };
-    await call((cb) => store.set("c2", { cookie: secure, createdAt: 2 } as never, cb));
-    expect(JSON.parse((await server.admin.get(keys.session("c2")))!)).toEqual({ cookie: secure, createdAt: 2 });
-    expect(await call((cb) => store.get("c2", cb))).toEqual({ cookie: secure, createdAt: 2 });
+    await call((cb) => store.set("c2", { cookie: secure, createdAt: t + 2 } as never, cb));
+    expect(JSON.parse((await server.admin.get(keys.session("c2")))!)).toEqual({ cookie: secure, createdAt: t + 2 });
+    expect(await call((cb) => store.get("c2", cb))).toEqual({ cookie: secure, createdAt: t + 2 });
 
     // A session written before the cookie was left out reads as it always did.
-    await server.admin.set(keys.session("c3"), JSON.stringify({ cookie, createdAt: 3 }));
-    expect(await call((cb) => store.get("c3", cb))).toEqual({ cookie, createdAt: 3 });
+    await server.admin.set(keys.session("c3"), JSON.stringify({ cookie, createdAt: t + 3 }));
+    expect(await call((cb) => store.get("c3", cb))).toEqual({ cookie, createdAt: t + 3 });
   });
 
-  it("extends the session and its counter together on touch", async () => {
+  it("extends the session, its counter and its idempotency keys together on touch", async () => {
     await call((cb) => store.set("s2", session(), cb));
     await server.admin.set(keys.counter("s2"), "7", "EX", 5);
+    await server.admin.hset(keys.idempotency("s2"), "k", "fp 7 1");
+    await server.admin.expire(keys.idempotency("s2"), 5);
     await server.admin.expire(keys.session("s2"), 5);
     await call((cb) => store.touch("s2", session(), cb));
-    for (const key of [keys.session("s2"), keys.counter("s2")]) expect(await server.admin.ttl(key)).toBeGreaterThan(TTL - 5);
+    for (const key of [keys.session("s2"), keys.counter("s2"), keys.idempotency("s2")]) expect(await server.admin.ttl(key)).toBeGreaterThan(TTL - 5);
     expect(await server.admin.get(keys.counter("s2"))).toBe("7");
   });
 
-  it("deletes the session and its counter together on destroy", async () => {
+  it("deletes the session, its counter and its idempotency keys together on destroy", async () => {
     await call((cb) => store.set("s3", session(), cb));
     await server.admin.set(keys.counter("s3"), "3");
+    await server.admin.hset(keys.idempotency("s3"), "k", "fp 3 1");
     await call((cb) => store.destroy("s3", cb));
-    expect(await server.admin.exists(keys.session("s3"), keys.counter("s3"))).toBe(0);
+    expect(await server.admin.exists(keys.session("s3"), keys.counter("s3"), keys.idempotency("s3"))).toBe(0);
   });
 
   it("fails a read with store_timeout (503) at the command timeout while Redis is stalled", async () => {

@@ -1,12 +1,14 @@
-// Session middleware and the Redis store behind it: express-session + connect-redis 8.1
-// (the last connect-redis that accepts an ioredis client), plus the absolute timeout.
+// Session middleware and its store: express-session + connect-redis 8.1 (the last connect-redis
+// that accepts an ioredis client), and SessionStore, the one decorator in front of it that
+// times every operation, maps store failures to 503s and enforces the absolute timeout.
 import { createHash } from "node:crypto";
 import type { Request, RequestHandler } from "express";
-import session, { MemoryStore, type Store } from "express-session";
+import session, { MemoryStore, Store } from "express-session";
 import { RedisStore } from "connect-redis";
 import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
+import { readCookie, unsignSessionId } from "./middleware/session-guard.ts";
 import { toStoreError } from "./redis.ts";
 
 declare module "express-session" {
@@ -19,15 +21,32 @@ declare module "express-session" {
   }
 }
 
+/** Every Redis key the app writes; the Redis ACL (infra) must allow these prefixes. */
 export const keys = {
   session: (sid: string) => `sess:${sid}`,
   counter: (sid: string) => `count:${sid}`,
-  idempotency: (sid: string, key: string) => `idem:${sid}:${key}`,
+  /** One hash per session: field = Idempotency-Key, value = "<fingerprint> <count> <expires ms>". */
+  idempotency: (sid: string) => `idem:${sid}`,
+  /**
+   * The layout before the per-session hash: one hash {fp, count} per key. Still read, never
+   * written; drop it once IDEMPOTENCY_TTL_SECONDS has passed since the deploy.
+   */
+  legacyIdempotency: (sid: string, key: string) => `idem:${sid}:${key}`,
+  /** Set by a login for a short while: requests still carrying the replaced cookie are refused. */
+  replaced: (sid: string) => `replaced:${sid}`,
+  /** rate-limiter-flexible's counter of new sessions per client address (its keyPrefix + ":"). */
+  newSessionsPrefix: "newsess",
 } as const;
 
 /** A short, non-reversible label for a session id: safe to log and to return to clients. */
 export function sessionLabel(sid: string): string {
   return createHash("sha256").update(sid).digest("base64url").slice(0, 12);
+}
+
+/** The session id of the request's session cookie when one of `secrets` signed it (as express-session reads it). */
+export function signedSessionId(req: Request, cookieName: string, secrets: readonly string[]): string | undefined {
+  const raw = readCookie(req.headers.cookie, cookieName);
+  return raw === undefined ? undefined : unsignSessionId(raw, secrets);
 }
 
 // The cookie express-session keeps in every session, as it serializes it when nothing about it
@@ -48,53 +67,116 @@ export const sessionSerializer = {
   },
 };
 
-/** Set on req.session by a handler that already refreshed the TTLs in the same Redis call. */
-export const TOUCHED = Symbol("touched");
-
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- matches express-session's Store callback
 type Cb = (err?: any, data?: any) => void;
 
 /**
- * connect-redis with the counter key tied to the session's lifetime: a touch extends both
- * TTLs, a destroy deletes both, and connection failures surface as 503s, not 500s.
+ * connect-redis with the keys that live and die with a session: a touch extends the session,
+ * its counter and its idempotency records; a destroy deletes all three.
  */
-export class SessionStore extends RedisStore {
-  readonly redis: Redis;
-  readonly ttlSeconds: number;
+export class CounterTiedRedisStore extends RedisStore {
+  readonly #redis: Redis;
+  readonly #ttlSeconds: number;
   constructor(redis: Redis, ttlSeconds: number) {
     super({ client: redis, prefix: "sess:", ttl: ttlSeconds, serializer: sessionSerializer });
-    this.redis = redis;
-    this.ttlSeconds = ttlSeconds;
+    this.#redis = redis;
+    this.#ttlSeconds = ttlSeconds;
   }
-  override get(sid: string, cb: Cb = () => {}) {
-    return super.get(sid, (err, data) => cb(toStoreError(err), data));
-  }
-  override set(sid: string, sess: session.SessionData, cb: Cb = () => {}) {
-    return super.set(sid, sess, (err) => cb(toStoreError(err)));
-  }
-  override async touch(sid: string, sess: session.SessionData & { [TOUCHED]?: boolean }, cb: Cb = () => {}) {
-    if (sess[TOUCHED]) return cb();
+  override async touch(sid: string, _sess: session.SessionData, cb: Cb = () => {}) {
+    const t = this.#ttlSeconds;
     try {
-      await this.redis.multi().expire(keys.session(sid), this.ttlSeconds).expire(keys.counter(sid), this.ttlSeconds).exec();
-      cb();
+      await this.#redis.multi().expire(keys.session(sid), t).expire(keys.counter(sid), t).expire(keys.idempotency(sid), t).exec();
     } catch (err) {
-      cb(toStoreError(err));
+      return cb(err);
     }
+    cb();
   }
   override async destroy(sid: string, cb: Cb = () => {}) {
     try {
-      await this.redis.del(keys.session(sid), keys.counter(sid));
-      cb();
+      await this.#redis.del(keys.session(sid), keys.counter(sid), keys.idempotency(sid));
     } catch (err) {
-      cb(toStoreError(err));
+      return cb(err);
     }
+    cb();
   }
 }
 
-export function createStore(config: Config, redis: Redis | undefined): Store {
-  if (config.store === "memory") return new MemoryStore();
-  if (!redis) throw new Error("STORE=redis needs a Redis client");
-  return new SessionStore(redis, config.session.idleTimeoutSeconds);
+export type StoreOp = "get" | "set" | "touch" | "destroy";
+/** Told of every store operation once it completes: its duration and its (mapped) error. */
+export type StoreObserver = (op: StoreOp, seconds: number, err: unknown) => void;
+
+/**
+ * The store express-session talks to: the inner store (Redis or memory) behind one explicit
+ * decorator that times each operation (metrics), maps connection failures to 503s, enforces
+ * the absolute timeout where sessions are read, and skips the touch a handler made needless.
+ */
+export class SessionStore extends Store {
+  readonly #inner: Store;
+  readonly #maxAgeMs: number;
+  readonly #observe: StoreObserver | undefined;
+  readonly #log: Logger | undefined;
+  // Sessions (req.session objects) whose TTLs a handler already refreshed in this request.
+  // A WeakSet: nothing to clean up when express-session never calls touch (errors, saves).
+  readonly #touched = new WeakSet<object>();
+
+  constructor(inner: Store, opts: { absoluteTimeoutSeconds: number; observe?: StoreObserver; log?: Logger }) {
+    super();
+    this.#inner = inner;
+    this.#maxAgeMs = opts.absoluteTimeoutSeconds * 1000;
+    this.#observe = opts.observe;
+    this.#log = opts.log;
+  }
+
+  /** The request's session TTLs were refreshed by the same Redis call that served it: no touch needed. */
+  markTouched(sess: object): void {
+    this.#touched.add(sess);
+  }
+
+  #run(op: StoreOp, call: (done: Cb) => unknown, cb: Cb): void {
+    const start = performance.now();
+    call((err, data) => {
+      const mapped = err ? toStoreError(err) : undefined;
+      this.#observe?.(op, (performance.now() - start) / 1000, mapped);
+      cb(mapped, data);
+    });
+  }
+
+  override get(sid: string, cb: Cb = () => {}): void {
+    this.#run("get", (done) => this.#inner.get(sid, done), (err, sess: session.SessionData | null | undefined) => {
+      const created = sess?.createdAt;
+      if (err || created === undefined || Date.now() - created <= this.#maxAgeMs) return cb(err, sess);
+      // Destroyed with its count and reported missing: express-session starts a new session
+      // exactly as for an idle-expired one, and no handler ever sees the old one.
+      this.#log?.info({ event: "session_absolute_timeout", session: sessionLabel(sid), ageSeconds: Math.round((Date.now() - created) / 1000) }, "session reached the absolute timeout; destroyed");
+      this.destroy(sid, (destroyErr) => cb(destroyErr, null));
+    });
+  }
+
+  override set(sid: string, sess: session.SessionData, cb: Cb = () => {}): void {
+    this.#run("set", (done) => this.#inner.set(sid, sess, done), cb);
+  }
+
+  override touch(sid: string, sess: session.SessionData, cb: Cb = () => {}): void {
+    if (this.#touched.has(sess)) return cb();
+    this.#run("touch", (done) => (this.#inner.touch ? this.#inner.touch(sid, sess, done) : done()), cb);
+  }
+
+  override destroy(sid: string, cb: Cb = () => {}): void {
+    this.#run("destroy", (done) => this.#inner.destroy(sid, done), cb);
+  }
+}
+
+export function createStore(config: Config, redis: Redis | undefined, opts: { observe?: StoreObserver; log?: Logger } = {}): SessionStore {
+  let inner: Store;
+  if (config.store === "memory") inner = new MemoryStore();
+  else if (!redis) throw new Error("STORE=redis needs a Redis client");
+  else inner = new CounterTiedRedisStore(redis, config.session.idleTimeoutSeconds);
+  return new SessionStore(inner, { absoluteTimeoutSeconds: config.session.absoluteTimeoutSeconds, ...opts });
+}
+
+/** Tells the store that this request's handler already refreshed the session's TTLs. */
+export function markTouched(req: Request): void {
+  if (req.sessionStore instanceof SessionStore) req.sessionStore.markTouched(req.session);
 }
 
 export function sessionMiddleware(config: Config, store: Store): RequestHandler {
@@ -110,24 +192,6 @@ export function sessionMiddleware(config: Config, store: Store): RequestHandler 
     proxy: undefined, // follow app's "trust proxy"
     cookie: { httpOnly: true, sameSite: "lax", secure: "auto", path: "/" },
   });
-}
-
-/**
- * Enforces the absolute timeout where sessions are read: a session older than the limit is
- * destroyed (with its count) and reported as missing, so express-session starts a new one
- * exactly as for an idle-expired session, and no handler ever sees the old one.
- */
-export function withAbsoluteTimeout(store: Store, maxAgeSeconds: number, log?: Logger): Store {
-  const get = store.get.bind(store);
-  store.get = (sid, cb) => {
-    get(sid, (err, sess) => {
-      const created = sess?.createdAt;
-      if (err || created === undefined || Date.now() - created <= maxAgeSeconds * 1000) return cb(err, sess);
-      log?.info({ event: "session_absolute_timeout", session: sessionLabel(sid), ageSeconds: Math.round((Date.now() - created) / 1000) }, "session reached the absolute timeout; destroyed");
-      store.destroy(sid, (destroyErr) => cb(destroyErr, null));
-    });
-  };
-  return store;
 }
 
 export function saveSession(req: Request): Promise<void> {

@@ -33,7 +33,6 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
     return;
   }
   for (const [k, v] of Object.entries(known?.headers ?? {})) res.setHeader(k, v);
-  res.setHeader("Cache-Control", "no-store");
   res.status(status).json({
     error: known?.code ?? "internal",
     message: known?.message ?? "Something went wrong on this replica; it has been logged.",

@@ -1,5 +1,4 @@
-// Runs right after express-session: marks every session-bearing response uncacheable, and
-// logs (at warn, with a hash, never the id) each session cookie that was not honoured.
+// Runs right after express-session: logs (at warn, with a hash, never the id) each session cookie that was not honoured.
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Request, RequestHandler } from "express";
 import { sessionLabel } from "../session.ts";
@@ -67,9 +66,6 @@ const MESSAGES: Record<CookieRejection, string> = {
 
 export function sessionGuard(opts: { cookieName: string; secrets: readonly string[] }): RequestHandler {
   return (req, res, next) => {
-    // Everything past this point may carry a session (and a Set-Cookie): never cache it,
-    // not in the browser and not in a shared cache between nginx and the client.
-    res.setHeader("Cache-Control", "no-store");
     const rejected = cookieRejection(req, opts.cookieName, opts.secrets);
     if (rejected) req.log?.warn({ event: "session_cookie_rejected", reason: rejected.reason, cookie: rejected.label }, MESSAGES[rejected.reason]);
     next();

@@ -3,7 +3,9 @@ import { Router, type Request } from "express";
 import { parseIdempotencyKey, type Counter } from "../counter.ts";
 import { badRequest, methodNotAllowed } from "../errors.ts";
 import { jsonBody } from "../middleware/json-body.ts";
-import { destroySession, saveSession, sessionLabel } from "../session.ts";
+import { startSession, type NewSessionGate } from "../new-sessions.ts";
+import { destroySession, sessionLabel } from "../session.ts";
+import { sendIncrement } from "./answers.ts";
 
 export function parseBy(req: Request): number {
   const body: unknown = req.body;
@@ -17,8 +19,8 @@ export function parseBy(req: Request): number {
   return by;
 }
 
-export function apiRoutes(opts: { counter: Counter; replicaId: string; cookieName: string }): Router {
-  const { counter, replicaId } = opts;
+export function apiRoutes(opts: { counter: Counter; gate: NewSessionGate; replicaId: string; cookieName: string }): Router {
+  const { counter, gate, replicaId } = opts;
   const r = Router();
   const label = (req: Request) => (req.session.createdAt === undefined ? null : sessionLabel(req.sessionID));
 
@@ -26,10 +28,7 @@ export function apiRoutes(opts: { counter: Counter; replicaId: string; cookieNam
     .post(jsonBody(), async (req, res) => {
       const idempotencyKey = parseIdempotencyKey(req.get("Idempotency-Key"));
       const by = parseBy(req);
-      const { count, replayed } = await counter.increment(req, { by, idempotencyKey });
-      res.setHeader("Cache-Control", "no-store");
-      if (replayed) res.setHeader("Idempotent-Replayed", "true");
-      res.json({ count, replica: replicaId, session: label(req) });
+      sendIncrement(res, await counter.increment(req, { by, idempotencyKey }), replicaId, req.sessionID);
     })
     .all((_req, _res, next) => next(methodNotAllowed(["POST"])));
 
@@ -39,24 +38,18 @@ export function apiRoutes(opts: { counter: Counter; replicaId: string; cookieNam
     // first; retrying it is harmless, a lost answer only leaves an empty session to expire.
     .post(async (req, res) => {
       const created = req.session.createdAt === undefined;
-      if (created) {
-        req.session.createdAt = Date.now();
-        await saveSession(req);
-      }
+      if (created) await startSession(req, gate);
       const count = await counter.read(req);
-      res.setHeader("Cache-Control", "no-store");
       res.status(created ? 201 : 200).json({ count, replica: replicaId, session: label(req) });
     })
     .get(async (req, res) => {
       const count = await counter.read(req);
-      res.setHeader("Cache-Control", "no-store");
       res.json({ count, replica: replicaId, session: label(req) });
     })
     .delete(async (req, res) => {
       const existed = req.session.createdAt !== undefined;
       await destroySession(req);
       res.clearCookie(opts.cookieName, { path: "/" });
-      res.setHeader("Cache-Control", "no-store");
       res.json({ destroyed: existed, replica: replicaId });
     })
     .all((_req, _res, next) => next(methodNotAllowed(["GET", "HEAD", "POST", "DELETE"])));

@@ -10,17 +10,11 @@
 import { Router, type Request, type RequestHandler, type Response } from "express";
 import { parseIdempotencyKey, type Counter, type IncrementRequest, type IncrementResult } from "../counter.ts";
 import { jsonBody } from "../middleware/json-body.ts";
-import { readCookie, unsignSessionId } from "../middleware/session-guard.ts";
-import { sessionLabel } from "../session.ts";
+import { signedSessionId } from "../session.ts";
+import { COUNTER_TEXT_PATHS, sendCountText, sendIncrement } from "./answers.ts";
 import { parseBy } from "./api.ts";
 
 type StoredIncrement = NonNullable<Counter["incrementStored"]>;
-
-/** The session id of a signed session cookie, as express-session reads it, or undefined. */
-function signedSessionId(req: Request, cookieName: string, secrets: readonly string[]): string | undefined {
-  const raw = readCookie(req.headers.cookie, cookieName);
-  return raw === undefined ? undefined : unsignSessionId(raw, secrets);
-}
 
 export function storedCounterRoutes(opts: { incrementStored: StoredIncrement; cookieName: string; secrets: readonly string[]; replicaId: string }): Router {
   const { incrementStored, cookieName, secrets, replicaId } = opts;
@@ -50,8 +44,6 @@ export function storedCounterRoutes(opts: { incrementStored: StoredIncrement; co
       }
       const result = await incrementStored(sid, inc);
       if (result === undefined) return next();
-      // As the session guard and the full route would: never cache a session's answer.
-      res.setHeader("Cache-Control", "no-store");
       answer(res, result, sid);
     };
 
@@ -64,21 +56,20 @@ export function storedCounterRoutes(opts: { incrementStored: StoredIncrement; co
       jsonBody(),
       route(
         (req) => ({ by: parseBy(req), idempotencyKey: parseIdempotencyKey(req.get("Idempotency-Key")) }),
-        (res, { count, replayed }, sid) => {
-          if (replayed) res.setHeader("Idempotent-Replayed", "true");
-          res.json({ count, replica: replicaId, session: sessionLabel(sid) });
-        },
+        (res, result, sid) => sendIncrement(res, result, replicaId, sid),
       ),
     )
     .all(pass);
-  r.route("/counter")
-    .get(
-      signed,
-      route(
-        () => ({ by: 1, idempotencyKey: undefined }),
-        (res, { count }) => res.type("text/plain").send(`count is ${count}`),
-      ),
-    )
-    .all(pass);
+  for (const path of COUNTER_TEXT_PATHS) {
+    r.route(path)
+      .get(
+        signed,
+        route(
+          () => ({ by: 1, idempotencyKey: undefined }),
+          (res, { count }) => sendCountText(res, count),
+        ),
+      )
+      .all(pass);
+  }
   return r;
 }
