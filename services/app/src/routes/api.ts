@@ -11,7 +11,7 @@ export { parseBy };
 
 export function apiRoutes(opts: { counter: Counter; replicaId: string; cookieName: string }): Router {
   const { counter, replicaId } = opts;
-  const r = Router();
+  const r = Router({ strict: true, caseSensitive: true });
   const label = (req: Request) => (req.session.createdAt === undefined ? null : sessionLabel(req.sessionID));
 
   r.route("/counter")

@@ -13,7 +13,7 @@ export { parseName };
 
 export function authRoutes(opts: { counter: Counter; rotator: SessionRotator; replicaId: string; cookieName: string }): Router {
   const { counter, rotator, replicaId, cookieName } = opts;
-  const r = Router();
+  const r = Router({ strict: true, caseSensitive: true });
 
   r.route("/login")
     .post(jsonBody(), async (req, res) => {

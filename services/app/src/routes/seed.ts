@@ -8,7 +8,7 @@ import { methodNotAllowed } from "../errors.ts";
 import { destroySession } from "../session.ts";
 
 export function seedRoutes(counter: Counter): Router {
-  const r = Router();
+  const r = Router({ strict: true, caseSensitive: true });
   r.route("/counter")
     .get(async (req, res) => {
       const { count } = await counter.increment(req, { by: 1, idempotencyKey: undefined });
