@@ -7,6 +7,7 @@ import { AtomicCounter, SessionCounter, type Counter } from "./counter.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 import { SessionRotator } from "./login.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
+import { refuseCrossSite } from "./middleware/cross-site.ts";
 import { errorHandler, unknownRoute } from "./middleware/errors.ts";
 import { replicaHeader } from "./middleware/replica.ts";
 import { sessionGuard } from "./middleware/session-guard.ts";
@@ -39,6 +40,7 @@ export function createApp({ config, logger, redis, lifecycle, metrics = createMe
   app.use(replicaHeader(config.replicaId, lifecycle));
   app.use(requestLog(logger));
   // /healthz, /readyz and /metrics are on the operator listener only (ops.ts): a 404 here.
+  app.use(refuseCrossSite({ publicOrigins: config.publicOrigins }));
   app.use(pageRoutes());
   // A returning visitor's increment in one Redis round trip; anything else falls through.
   if (counter.incrementStored && config.store === "redis") {
