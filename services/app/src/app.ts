@@ -20,9 +20,16 @@ import { storedCounterRoutes } from "./routes/stored-counter.ts";
 import { createStore, sessionMiddleware, withAbsoluteTimeout } from "./session.ts";
 
 /** `metrics` is shared with the operator app (ops.ts), which serves it; created here when absent. */
-export type AppDeps = { config: Config; logger: Logger; redis: Redis | undefined; lifecycle: Lifecycle; metrics?: Metrics };
+export type AppDeps = {
+  config: Config;
+  logger: Logger;
+  redis: Redis | undefined;
+  lifecycle: Lifecycle;
+  metrics?: Metrics;
+};
 
-export function createApp({ config, logger, redis, lifecycle, metrics = createMetrics({ replicaId: config.replicaId, redis }) }: AppDeps): Express {
+export function createApp({ config, logger, redis, lifecycle, ...deps }: AppDeps): Express {
+  const metrics = deps.metrics ?? createMetrics({ replicaId: config.replicaId, redis });
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);

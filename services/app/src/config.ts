@@ -39,11 +39,13 @@ const schema = z
   })
   .superRefine((c, ctx) => {
     if (c.OPS_PORT !== 0 && c.OPS_PORT === c.PORT) {
-      ctx.addIssue({ code: "custom", path: ["OPS_PORT"], message: "must differ from PORT: the operator endpoints need a listener of their own" });
+      const message = "must differ from PORT: the operator endpoints need a listener of their own";
+      ctx.addIssue({ code: "custom", path: ["OPS_PORT"], message });
     }
     for (const o of c.PUBLIC_ORIGINS === undefined ? [] : splitList(c.PUBLIC_ORIGINS)) {
       if (parseOrigin(o) === undefined) {
-        ctx.addIssue({ code: "custom", path: ["PUBLIC_ORIGINS"], message: `"${o}" is not an origin: scheme://host[:port], without a path (e.g. https://counter.example)` });
+        const message = `"${o}" is not an origin: scheme://host[:port], without a path (e.g. https://counter.example)`;
+        ctx.addIssue({ code: "custom", path: ["PUBLIC_ORIGINS"], message });
       }
     }
     if (c.STORE === "memory" && c.COUNTER === "atomic") {
@@ -61,7 +63,8 @@ const splitList = (value: string) => value.split(",").map((s) => s.trim()).filte
 function parseOrigin(value: string): string | undefined {
   try {
     const url = new URL(value);
-    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value.replace(/\/$/, "").toLowerCase() ? url.origin : undefined;
+    const web = url.protocol === "http:" || url.protocol === "https:";
+    return web && url.origin === value.replace(/\/$/, "").toLowerCase() ? url.origin : undefined;
   } catch {
     return undefined;
   }

@@ -11,7 +11,13 @@ import { healthRoutes } from "./routes/health.ts";
 
 export const OPS_PATHS = ["/healthz", "/readyz", "/metrics"] as const;
 
-export type OpsDeps = { replicaId: string; logger: Logger; redis: Redis | undefined; lifecycle: Lifecycle; metrics: Metrics };
+export type OpsDeps = {
+  replicaId: string;
+  logger: Logger;
+  redis: Redis | undefined;
+  lifecycle: Lifecycle;
+  metrics: Metrics;
+};
 
 export function createOpsApp({ replicaId, logger, redis, lifecycle, metrics }: OpsDeps): Express {
   const app = express();

@@ -56,7 +56,9 @@ server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
 const opsServer = createServer(createOpsApp({ replicaId: config.replicaId, logger, redis, lifecycle, metrics }));
 opsServer.keepAliveTimeout = 5000;
 opsServer.on("error", (err) => {
-  logger.fatal({ event: "ops_listen_failed", err: err.message, host: config.opsHost, port: config.opsPort }, "the operator listener could not start; set OPS_PORT / OPS_HOST");
+  const where = { host: config.opsHost, port: config.opsPort };
+  const message = "the operator listener could not start; check OPS_PORT / OPS_HOST";
+  logger.fatal({ event: "ops_listen_failed", err: err.message, ...where }, message);
   logger.flush();
   process.exit(1);
 });

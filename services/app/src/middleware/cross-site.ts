@@ -9,9 +9,16 @@ import { HttpError } from "../errors.ts";
  * The tutorial's GET routes that change state. Matched by path, not by router, so aliases
  * mounted anywhere (the *-store-counter names) are covered as soon as they exist.
  */
-export const STATE_CHANGING_GETS: readonly string[] = ["/counter", "/session-destroy", "/memory-store-counter", "/radis-store-counter", "/redis-store-counter"];
+export const STATE_CHANGING_GETS: readonly string[] = [
+  "/counter",
+  "/session-destroy",
+  "/memory-store-counter",
+  "/radis-store-counter",
+  "/redis-store-counter",
+];
 
 const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+const ONLY_GET = "Use GET; this route changes state, so HEAD and OPTIONS are refused.";
 
 /**
  * The path as a lenient router would match it (any case, trailing slashes ignored). Routing is
@@ -34,7 +41,8 @@ export function crossSiteReason(req: Request, publicOrigins: readonly string[]):
   const origin = req.get("Origin");
   if (origin === undefined) return undefined; // curl, scripts, and same-origin GETs in older browsers
   const allowed = publicOrigins.length > 0 ? publicOrigins : [`${req.protocol}://${req.host}`.toLowerCase()];
-  return allowed.includes(origin.toLowerCase()) ? undefined : `Origin ${JSON.stringify(origin.slice(0, 200))} is not this site's`;
+  if (allowed.includes(origin.toLowerCase())) return undefined;
+  return `Origin ${JSON.stringify(origin.slice(0, 200))} is not this site's`;
 }
 
 export function refuseCrossSite(opts: { publicOrigins: readonly string[] }): RequestHandler {
@@ -45,7 +53,7 @@ export function refuseCrossSite(opts: { publicOrigins: readonly string[] }): Req
       // HEAD would run the GET handler (Express does that) and count or destroy; OPTIONS has
       // nothing to offer. 405 rather than a bodiless 200: a 200 would promise the headers a
       // GET gives (Set-Cookie, the count's length) without running what produces them.
-      if (req.method !== "GET") return next(new HttpError(405, "method_not_allowed", "Use GET; this route changes state, so HEAD and OPTIONS are refused.", { Allow: "GET" }));
+      if (req.method !== "GET") return next(new HttpError(405, "method_not_allowed", ONLY_GET, { Allow: "GET" }));
     } else if (!(path === "/api" || path.startsWith("/api/")) || SAFE_METHODS.has(req.method)) {
       return next();
     }
@@ -53,6 +61,7 @@ export function refuseCrossSite(opts: { publicOrigins: readonly string[] }): Req
     if (reason === undefined) return next();
     req.log?.warn({ event: "cross_site_refused", reason }, "refused a cross-site state change");
     res.setHeader("Vary", "Origin, Sec-Fetch-Site");
-    next(new HttpError(403, "cross_site_request", `Refused: ${reason}. This request changes state, and only this site's own pages (or clients that send no Origin) may send it.`));
+    const message = `Refused: ${reason}. This request changes state, and only this site's own pages (or clients that`;
+    next(new HttpError(403, "cross_site_request", `${message} send no Origin) may send it.`));
   };
 }

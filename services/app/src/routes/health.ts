@@ -6,7 +6,9 @@ import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Lifecycle } from "../lifecycle.ts";
 
-export function healthRoutes(opts: { replicaId: string; lifecycle: Lifecycle; redis: Redis | undefined; logger: Logger }): Router {
+export type HealthDeps = { replicaId: string; lifecycle: Lifecycle; redis: Redis | undefined; logger: Logger };
+
+export function healthRoutes(opts: HealthDeps): Router {
   const r = Router({ strict: true, caseSensitive: true });
   // Logged when readiness changes, not on every probe: a probe every few seconds during an
   // outage would otherwise repeat the same line.
@@ -15,7 +17,7 @@ export function healthRoutes(opts: { replicaId: string; lifecycle: Lifecycle; re
     if (status === lastStatus) return;
     lastStatus = status;
     if (status === "ready") opts.logger.info({ event: "ready" }, "ready");
-    else opts.logger.warn({ event: "not_ready", status, err: err instanceof Error ? err.message : undefined }, "not ready");
+    else opts.logger.warn({ event: "not_ready", status, err: (err as Error | undefined)?.message }, "not ready");
   };
 
   r.get("/healthz", (_req, res) => {
