@@ -1,9 +1,12 @@
 // The request edge, through nginx against real redis-server, nginx and Node replicas
 // (LocalCluster): operator endpoints off the public path, cross-site state changes refused,
 // one reading of the Cookie header on both session paths, and the JSON body schemas.
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { chromium, type BrowserContext } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalCluster } from "../infra/cluster/local-cluster.ts";
 import { waitFor } from "../infra/cluster/wait.ts";
@@ -152,6 +155,62 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
       for (const path of ["/", "/api/session", "/api/me"]) expect((await v.request(path, { method: "HEAD" })).status).toBeLessThan(500);
       expect(await v.count()).toBe(3);
     });
+  });
+
+  describe("in a real browser (headless Chromium): another site's page", () => {
+    const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+    let browser: BrowserContext;
+    let profile: string;
+    let evil: Server;
+    let evilPort: number;
+    beforeAll(async () => {
+      if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}; set CHROMIUM_PATH`);
+      // Another site's page: a link to /counter, and a script that POSTs to /api/counter
+      // without a body, which needs no CORS preflight.
+      evil = createServer((_req, res) => {
+        res.setHeader("Content-Type", "text/html");
+        res.end(`<a id="go" href="${base}/counter">free stuff</a><a id="destroy" href="${base}/session-destroy">more</a>
+<script>window.post = () => fetch("${base}/api/counter", { method: "POST", mode: "no-cors", credentials: "include" }).then(() => "sent");</script>`);
+      });
+      await new Promise<void>((resolve) => evil.listen(0, "127.0.0.1", resolve));
+      evilPort = (evil.address() as AddressInfo).port;
+      profile = mkdtempSync(join(tmpdir(), "security-edge-chromium-"));
+      browser = await chromium.launchPersistentContext(profile, {
+        executablePath: CHROMIUM,
+        headless: true,
+        args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update"],
+        timeout: 60_000,
+      });
+    }, 120_000);
+    afterAll(async () => {
+      try {
+        await browser?.close();
+        evil?.close();
+      } finally {
+        if (profile) rmSync(profile, { recursive: true, force: true });
+      }
+    });
+
+    // localhost is another site than 127.0.0.1 (SameSite=Lax cookies ride top-level GETs
+    // only); 127.0.0.1 on another port is the same site, where the cookie rides every request.
+    it.each(["localhost", "127.0.0.1"])("on %s can neither count, nor destroy the session, nor POST to the API with the visitor's cookie", async (host) => {
+      await browser.clearCookies();
+      const page = await browser.newPage();
+      try {
+        expect(await (await page.goto(`${base}/counter`))!.text()).toBe("count is 1");
+        await page.goto(`http://${host}:${evilPort}/`);
+        for (const link of ["#go", "#destroy"]) {
+          const [res] = await Promise.all([page.waitForResponse((r) => r.url().startsWith(base)), page.click(link)]);
+          expect({ link, status: res.status() }).toEqual({ link, status: 403 });
+          await page.goBack();
+        }
+        expect(await page.evaluate("window.post()")).toBe("sent");
+        const session = await page.goto(`${base}/api/session`);
+        expect((await session!.json()) as unknown).toMatchObject({ count: 1 });
+      } finally {
+        await page.close();
+      }
+    }, 60_000);
   });
 
   describe("one Cookie header, one session, on the one-round-trip path and in express-session", () => {
