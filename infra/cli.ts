@@ -53,8 +53,9 @@ async function running(): Promise<Cluster> {
 async function printReplicas(c: Cluster): Promise<void> {
   const rows = await c.replicas();
   // Compose replicas have a container name and no URL of their own (no published port).
-  const where = (r: (typeof rows)[number]) => r.container ?? r.url ?? "-";
-  console.log(`${"REPLICA".padEnd(8)} ${"NAME".padEnd(24)} ${"STATE".padEnd(8)} ${c.kind === "compose" ? "CONTAINER" : "URL"}`);
+  // Local replicas: the public URL, then the operator one (/healthz, /readyz, /metrics).
+  const where = (r: (typeof rows)[number]) => r.container ?? `${(r.url ?? "-").padEnd(24)} ${r.opsUrl ?? "-"}`;
+  console.log(`${"REPLICA".padEnd(8)} ${"NAME".padEnd(24)} ${"STATE".padEnd(8)} ${c.kind === "compose" ? "CONTAINER" : `${"URL".padEnd(24)} OPS URL`}`);
   for (const r of rows) console.log(`${String(r.index).padEnd(8)} ${r.name.padEnd(24)} ${(r.running ? "running" : "stopped").padEnd(8)} ${where(r)}`);
 }
 

@@ -21,12 +21,12 @@ afterAll(async () => {
   await cluster?.stop();
 }, 120_000);
 
-/** Every replica's /metrics, scraped directly (nginx does not expose it). */
+/** Every replica's /metrics, scraped on its operator listener (nginx never proxies to it). */
 async function scrape(): Promise<Sample[]> {
   const all: Sample[] = [];
   for (const r of await cluster.replicas()) {
-    if (!r.running || !r.url) continue;
-    const res = await fetch(`${r.url}/metrics`);
+    if (!r.running || !r.opsUrl) continue;
+    const res = await fetch(`${r.opsUrl}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
     all.push(...parsePrometheus(await res.text()));

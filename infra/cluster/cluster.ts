@@ -28,8 +28,10 @@ export type ReplicaInfo = {
   /** The replica id the app reports in X-Replica. */
   name: string;
   running: boolean;
-  /** Direct URL of the replica (bypassing nginx), for /metrics and /readyz. */
+  /** Direct URL of the replica's public listener (bypassing nginx). */
   url: string | undefined;
+  /** URL of the replica's operator listener (/healthz, /readyz, /metrics), which nginx never proxies to. */
+  opsUrl: string | undefined;
   /** The container's name, where the replica is one (Compose). */
   container?: string;
 };
@@ -58,8 +60,8 @@ export interface Cluster {
   /** Recent log lines of every component, oldest first. */
   logs(lines?: number): Promise<string>;
   /**
-   * GETs `path` on one replica directly (bypassing nginx) and returns the status, 0 when
-   * nothing answered. Compose replicas publish no port, so there it runs inside the container.
+   * GETs `path` on one replica's operator listener (/healthz, /readyz, /metrics) and returns
+   * the status, 0 when nothing answered. Compose replicas publish no port, so there it runs inside the container.
    */
   probeReplica(index: number, path: string): Promise<number>;
 }

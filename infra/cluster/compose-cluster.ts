@@ -50,7 +50,8 @@ type Container = {
 
 // Replicas publish no port and traffic from the host goes only to 127.0.0.1, so a direct
 // probe of one replica runs inside its container, with the node binary it already has.
-const PROBE = "fetch('http://127.0.0.1:3000'+process.argv[1],{signal:AbortSignal.timeout(2000)}).then(r=>console.log(r.status),()=>console.log(0))";
+// The operator listener inside the container (OPS_PORT, 9091 by default); nginx never proxies to it.
+const PROBE = "fetch('http://127.0.0.1:'+(process.env.OPS_PORT||9091)+process.argv[1],{signal:AbortSignal.timeout(2000)}).then(r=>console.log(r.status),()=>console.log(0))";
 
 export class ComposeCluster implements Cluster {
   readonly kind = "compose" as const;
@@ -200,7 +201,7 @@ export class ComposeCluster implements Cluster {
   async replicas(): Promise<ReplicaInfo[]> {
     // The app names itself after its hostname, which Docker sets to the short container id;
     // that is what X-Replica carries. The container name is what `docker compose ps` shows.
-    return (await this.#containers("app")).map((c) => ({ index: c.number, name: c.hostname, container: c.name, running: c.running, url: undefined }));
+    return (await this.#containers("app")).map((c) => ({ index: c.number, name: c.hostname, container: c.name, running: c.running, url: undefined, opsUrl: undefined }));
   }
 
   async probeReplica(index: number, path: string): Promise<number> {

@@ -28,7 +28,7 @@ type LocalState = {
   kind: "local";
   port: number;
   redis: Proc & { port: number; passwords: Record<RedisUser, string> };
-  replicas: (Proc & { index: number; name: string; port: number })[];
+  replicas: (Proc & { index: number; name: string; port: number; opsPort: number })[];
   nginx: Proc;
   appEnv: Record<string, string>;
   sessionSecret: string;
@@ -141,7 +141,7 @@ export class LocalCluster implements Cluster {
       kind: "local",
       port: opts.port ?? 0,
       redis: { pid: undefined, port: 0, passwords: { app: secret(), health: secret(), admin: secret() } },
-      replicas: Array.from({ length: n }, (_, i) => ({ index: i + 1, name: `app-${i + 1}`, port: 0, pid: undefined })),
+      replicas: Array.from({ length: n }, (_, i) => ({ index: i + 1, name: `app-${i + 1}`, port: 0, opsPort: 0, pid: undefined })),
       nginx: { pid: undefined },
       appEnv: opts.appEnv ?? {},
       sessionSecret: randomBytes(32).toString("base64url"),
@@ -219,7 +219,10 @@ export class LocalCluster implements Cluster {
     const s = this.#state;
     if (s.port === 0) s.port = await freePort();
     s.redis.port = await freePort();
-    for (const r of s.replicas) r.port = await freePort();
+    for (const r of s.replicas) {
+      r.port = await freePort();
+      r.opsPort = await freePort();
+    }
     if (s.tls) s.tls.port = await freePort();
     this.#save();
     try {
@@ -256,11 +259,13 @@ export class LocalCluster implements Cluster {
     const r = this.#replica(index);
     if (alive(r.pid, this.dir)) return;
     if (r.port === 0) r.port = await freePort();
+    if (!r.opsPort) r.opsPort = await freePort();
     const env: NodeJS.ProcessEnv = {
       PATH: process.env.PATH,
       NODE_ENV: "production",
       HOST: "127.0.0.1",
       PORT: String(r.port),
+      OPS_PORT: String(r.opsPort),
       REPLICA_ID: r.name,
       REDIS_URL: `redis://127.0.0.1:${this.#state.redis.port}`,
       REDIS_USERNAME: "app",
@@ -276,7 +281,7 @@ export class LocalCluster implements Cluster {
     this.#save();
     await waitFor(`${r.name} ready on port ${r.port}`, async () => {
       if (!alive(r.pid, this.dir)) throw new Error(`${r.name} exited; see ${this.#log(r.name)}`);
-      return (await httpStatus(`http://127.0.0.1:${r.port}/readyz`)) === 200;
+      return (await httpStatus(`http://127.0.0.1:${r.opsPort}/readyz`)) === 200;
     }, 20_000);
   }
 
@@ -321,11 +326,12 @@ export class LocalCluster implements Cluster {
       name: r.name,
       running: alive(r.pid, this.dir),
       url: `http://127.0.0.1:${r.port}`,
+      opsUrl: `http://127.0.0.1:${r.opsPort}`,
     }));
   }
 
   async probeReplica(index: number, path: string): Promise<number> {
-    return httpStatus(`http://127.0.0.1:${this.#replica(index).port}${path}`, 2000);
+    return httpStatus(`http://127.0.0.1:${this.#replica(index).opsPort}${path}`, 2000);
   }
 
   async #signal(pid: number | undefined, marker: string, signal: NodeJS.Signals, what: string, timeoutMs = 20_000): Promise<void> {
@@ -355,7 +361,7 @@ export class LocalCluster implements Cluster {
     const s = this.#state;
     while (s.replicas.length < n) {
       const index = Math.max(0, ...s.replicas.map((r) => r.index)) + 1;
-      s.replicas.push({ index, name: `app-${index}`, port: 0, pid: undefined });
+      s.replicas.push({ index, name: `app-${index}`, port: 0, opsPort: 0, pid: undefined });
       await this.startReplica(index);
     }
     const removed = s.replicas.splice(n);
@@ -383,7 +389,7 @@ export class LocalCluster implements Cluster {
     if (!alive(this.#state.redis.pid, `:${this.#state.redis.port}`)) await this.#startRedis(await need("redis-server", "redis-server"));
     // Replicas reconnect on their own (ioredis backoff, capped at 1 s); wait until they have.
     await Promise.all((await this.replicas()).filter((r) => r.running).map((r) =>
-      waitFor(`${r.name} to reconnect to redis`, async () => (await httpStatus(`${r.url}/readyz`)) === 200, 10_000)));
+      waitFor(`${r.name} to reconnect to redis`, async () => (await httpStatus(`${r.opsUrl}/readyz`)) === 200, 10_000)));
   }
 
   async redisCommand(...args: string[]): Promise<string> {

@@ -6,8 +6,9 @@ import type { Config } from "./config.ts";
 import { AtomicCounter, SessionCounter, type Counter } from "./counter.ts";
 import type { Lifecycle } from "./lifecycle.ts";
 import { SessionRotator } from "./login.ts";
-import { createMetrics } from "./metrics.ts";
+import { createMetrics, type Metrics } from "./metrics.ts";
 import { NewSessionGate } from "./new-sessions.ts";
+import { refuseCrossSite } from "./middleware/cross-site.ts";
 import { errorHandler, unknownRoute } from "./middleware/errors.ts";
 import { noStore } from "./middleware/no-store.ts";
 import { replicaHeader } from "./middleware/replica.ts";
@@ -15,23 +16,33 @@ import { sessionGuard } from "./middleware/session-guard.ts";
 import { requestLog } from "./middleware/request-log.ts";
 import { apiRoutes } from "./routes/api.ts";
 import { authRoutes } from "./routes/auth.ts";
-import { healthRoutes } from "./routes/health.ts";
 import { memoryStoreCounterRoutes } from "./routes/memory-store-counter.ts";
 import { pageRoutes } from "./routes/page.ts";
 import { seedRoutes } from "./routes/seed.ts";
 import { storedCounterRoutes } from "./routes/stored-counter.ts";
 import { createStore, sessionMiddleware } from "./session.ts";
 
-export type AppDeps = { config: Config; logger: Logger; redis: Redis | undefined; lifecycle: Lifecycle };
+/** `metrics` is shared with the operator app (ops.ts), which serves it; created here when absent. */
+export type AppDeps = {
+  config: Config;
+  logger: Logger;
+  redis: Redis | undefined;
+  lifecycle: Lifecycle;
+  metrics?: Metrics;
+};
 
-export function createApp({ config, logger, redis, lifecycle }: AppDeps): Express {
+export function createApp({ config, logger, redis, lifecycle, ...deps }: AppDeps): Express {
+  const metrics = deps.metrics ?? createMetrics({ replicaId: config.replicaId, redis });
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
   app.set("trust proxy", config.trustProxy);
   app.set("session cookie name", config.session.cookieName);
+  // /counter/ and /COUNTER are not /counter: one spelling per route, so a check keyed on the
+  // path (nginx's, the cross-site guard's) sees what the router will run. Routers set the same.
+  app.set("strict routing", true);
+  app.set("case sensitive routing", true);
 
-  const metrics = createMetrics({ replicaId: config.replicaId, redis });
   // Every place that stores a new session asks this gate first.
   const gate = new NewSessionGate(config, redis);
   const counter: Counter = metrics.instrumentCounter(config.counter === "atomic" && redis ? new AtomicCounter(redis, config, gate) : new SessionCounter(gate));
@@ -41,9 +52,8 @@ export function createApp({ config, logger, redis, lifecycle }: AppDeps): Expres
   app.use(metrics.http);
   app.use(replicaHeader(config.replicaId, lifecycle));
   app.use(requestLog(logger));
-  app.use(healthRoutes({ replicaId: config.replicaId, lifecycle, redis }));
-  // Per replica, for operators: nginx answers 404 for it (nginx/locations.conf).
-  app.get("/metrics", metrics.handler);
+  // /healthz, /readyz and /metrics are on the operator listener only (ops.ts): a 404 here.
+  app.use(refuseCrossSite({ publicOrigins: config.publicOrigins }));
   app.use(pageRoutes());
   app.use(memoryStoreCounterRoutes({ config, gate }));
   // A returning visitor's increment in one Redis round trip; anything else falls through.

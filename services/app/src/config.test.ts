@@ -25,6 +25,21 @@ describe("loadConfig", () => {
     expect(Object.isFrozen(c) && Object.isFrozen(c.session)).toBe(true);
   });
 
+  it("puts the operator listener on OPS_PORT (9091) at HOST unless OPS_HOST says otherwise, never on PORT", () => {
+    expect(loadConfig({ HOST: "127.0.0.1" })).toMatchObject({ opsHost: "127.0.0.1", opsPort: 9091 });
+    expect(loadConfig({ OPS_HOST: "::1", OPS_PORT: "0", PORT: "0" })).toMatchObject({ opsHost: "::1", opsPort: 0, port: 0 });
+    expect(problemsOf({ PORT: "9000", OPS_PORT: "9000" })).toEqual([expect.stringMatching(/^OPS_PORT: must differ from PORT/)]);
+  });
+
+  it("reads PUBLIC_ORIGINS as a list of origins and names any entry that is not one", () => {
+    expect(loadConfig({}).publicOrigins).toEqual([]);
+    expect(loadConfig({ PUBLIC_ORIGINS: "https://counter.example, http://127.0.0.1:8080/" }).publicOrigins).toEqual(["https://counter.example", "http://127.0.0.1:8080"]);
+    expect(problemsOf({ PUBLIC_ORIGINS: "https://ok.example,counter.example,https://x.example/path" })).toEqual([
+      expect.stringMatching(/^PUBLIC_ORIGINS: "counter.example" is not an origin/),
+      expect.stringMatching(/^PUBLIC_ORIGINS: "https:\/\/x.example\/path" is not an origin/),
+    ]);
+  });
+
   it("defaults the counter to the seed's session counter with the memory store", () => {
     expect(loadConfig({ STORE: "memory" }).counter).toBe("session");
   });

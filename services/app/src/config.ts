@@ -13,6 +13,9 @@ const schema = z
     NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
     HOST: z.string().min(1).default("0.0.0.0"),
     PORT: int(0, 65535).default(3000),
+    OPS_HOST: z.string().min(1).optional(),
+    OPS_PORT: int(0, 65535).default(9091),
+    PUBLIC_ORIGINS: z.string().optional(),
     REPLICA_ID: z.string().regex(/^[\w.-]{1,64}$/, "letters, digits, '.', '_' or '-', at most 64").optional(),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     LOG_FLUSH_MS: int(0, 10_000).default(100),
@@ -39,6 +42,16 @@ const schema = z
     FAULT_SIGKILL_AFTER_INCREMENT: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, "an Idempotency-Key prefix").optional(),
   })
   .superRefine((c, ctx) => {
+    if (c.OPS_PORT !== 0 && c.OPS_PORT === c.PORT) {
+      const message = "must differ from PORT: the operator endpoints need a listener of their own";
+      ctx.addIssue({ code: "custom", path: ["OPS_PORT"], message });
+    }
+    for (const o of c.PUBLIC_ORIGINS === undefined ? [] : splitList(c.PUBLIC_ORIGINS)) {
+      if (parseOrigin(o) === undefined) {
+        const message = `"${o}" is not an origin: scheme://host[:port], without a path (e.g. https://counter.example)`;
+        ctx.addIssue({ code: "custom", path: ["PUBLIC_ORIGINS"], message });
+      }
+    }
     if (c.STORE === "memory" && c.COUNTER === "atomic") {
       ctx.addIssue({ code: "custom", path: ["COUNTER"], message: "atomic needs STORE=redis; use COUNTER=session with STORE=memory" });
     }
@@ -48,10 +61,28 @@ const schema = z
     }
   });
 
+const splitList = (value: string) => value.split(",").map((s) => s.trim()).filter(Boolean);
+
+/** `value` as a serialized origin ("https://host[:port]"), or undefined when it is not exactly one. */
+function parseOrigin(value: string): string | undefined {
+  try {
+    const url = new URL(value);
+    const web = url.protocol === "http:" || url.protocol === "https:";
+    return web && url.origin === value.replace(/\/$/, "").toLowerCase() ? url.origin : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export type Config = Readonly<{
   nodeEnv: "development" | "production" | "test";
   host: string;
   port: number;
+  /** The operator listener (/healthz, /readyz, /metrics), which nginx never proxies to. */
+  opsHost: string;
+  opsPort: number;
+  /** Origins allowed to change state cross-site checks; empty = the request's own origin. */
+  publicOrigins: readonly string[];
   replicaId: string;
   logLevel: string;
   logFlushMs: number;
@@ -144,6 +175,9 @@ export function loadConfig(rawEnv: Env = process.env): Config {
     nodeEnv: c.NODE_ENV,
     host: c.HOST,
     port: c.PORT,
+    opsHost: c.OPS_HOST ?? c.HOST,
+    opsPort: c.OPS_PORT,
+    publicOrigins: Object.freeze(splitList(c.PUBLIC_ORIGINS ?? "").map((o) => parseOrigin(o)!)),
     replicaId: c.REPLICA_ID ?? hostname(),
     logLevel: c.LOG_LEVEL,
     logFlushMs: c.LOG_FLUSH_MS,

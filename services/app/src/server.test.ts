@@ -33,7 +33,7 @@ describe("server start-up", () => {
   });
 
   it("drains and exits 0 on SIGTERM", async () => {
-    const child = spawn(process.execPath, [entry], { env: { PATH: process.env.PATH, PORT: "0", STORE: "memory", HOST: "127.0.0.1", SHUTDOWN_DELAY_MS: "0" }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [entry], { env: { PATH: process.env.PATH, PORT: "0", OPS_PORT: "0", STORE: "memory", HOST: "127.0.0.1", SHUTDOWN_DELAY_MS: "0" }, stdio: ["ignore", "pipe", "pipe"] });
     let out = "";
     child.stdout.on("data", (d) => (out += d));
     await new Promise<void>((resolve) => child.stdout.on("data", () => out.includes('"listening"') && resolve()));
@@ -50,7 +50,7 @@ describe("server start-up", () => {
     await new Promise<void>((resolve) => stalled.listen(0, "127.0.0.1", resolve));
     const redisUrl = `redis://127.0.0.1:${(stalled.address() as AddressInfo).port}`;
     const child = spawn(process.execPath, [entry], {
-      env: { PATH: process.env.PATH, PORT: "0", HOST: "127.0.0.1", REDIS_URL: redisUrl, REDIS_CONNECT_TIMEOUT_MS: "100", REDIS_COMMAND_TIMEOUT_MS: "100", SHUTDOWN_DELAY_MS: "0" },
+      env: { PATH: process.env.PATH, PORT: "0", OPS_PORT: "0", HOST: "127.0.0.1", REDIS_URL: redisUrl, REDIS_CONNECT_TIMEOUT_MS: "100", REDIS_COMMAND_TIMEOUT_MS: "100", SHUTDOWN_DELAY_MS: "0" },
       stdio: ["ignore", "pipe", "pipe"],
     });
     try {
@@ -65,6 +65,42 @@ describe("server start-up", () => {
     } finally {
       child.kill("SIGKILL");
       stalled.close();
+    }
+  });
+
+  it("serves /healthz, /readyz and /metrics on the operator listener only, and flips /readyz to 503 as soon as it drains", async () => {
+    const child = spawn(process.execPath, [entry], {
+      env: { PATH: process.env.PATH, PORT: "0", OPS_PORT: "0", STORE: "memory", HOST: "127.0.0.1", SHUTDOWN_DELAY_MS: "3000", LOG_LEVEL: "info" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    try {
+      let out = "";
+      child.stdout.on("data", (d) => (out += d));
+      await new Promise<void>((resolve) => child.stdout.on("data", () => out.includes('"listening"') && resolve()));
+      const listening = out.split("\n").map((l) => (l.startsWith("{") ? (JSON.parse(l) as { event?: string; port?: number; opsPort?: number }) : {})).find((e) => e.event === "listening")!;
+      const app = `http://127.0.0.1:${listening.port}`;
+      const ops = `http://127.0.0.1:${listening.opsPort}`;
+      expect(listening.opsPort).not.toBe(listening.port);
+      for (const path of ["/healthz", "/readyz", "/metrics"]) {
+        const pub = await fetch(app + path);
+        expect({ path, status: pub.status, body: await pub.json() }).toMatchObject({ path, status: 404, body: { error: "not_found" } });
+        expect({ path, status: (await fetch(ops + path)).status }).toEqual({ path, status: 200 });
+      }
+      expect(await (await fetch(`${ops}/readyz`)).json()).toEqual({ status: "ready", replica: expect.any(String) });
+      // Only those three: the operator listener serves nothing else, in no other spelling.
+      for (const path of ["/", "/counter", "/METRICS", "/metrics/", "/Healthz"]) expect({ path, status: (await fetch(ops + path)).status }).toEqual({ path, status: 404 });
+
+      const draining = new Promise<void>((resolve) => child.stdout.on("data", () => out.includes('"draining"') && resolve()));
+      child.kill("SIGTERM");
+      await draining;
+      // The public listener is closed, the operator one still answers: not ready, draining.
+      const drained = await fetch(`${ops}/readyz`);
+      expect(drained.status).toBe(503);
+      expect(await drained.json()).toEqual({ status: "draining", replica: expect.any(String) });
+      expect((await fetch(`${ops}/healthz`)).status).toBe(200);
+      expect(await new Promise<number | null>((resolve) => child.on("exit", resolve))).toBe(0);
+    } finally {
+      child.kill("SIGKILL");
     }
   });
 });

@@ -6,6 +6,8 @@ import { createApp } from "./app.ts";
 import { ConfigError, loadConfig, type Config } from "./config.ts";
 import { Lifecycle } from "./lifecycle.ts";
 import { createLogger } from "./logger.ts";
+import { createMetrics } from "./metrics.ts";
+import { createOpsApp } from "./ops.ts";
 import { createRedis } from "./redis.ts";
 
 let config: Config;
@@ -22,7 +24,8 @@ if (config.session.usingDevSecret) logger.warn({ event: "dev_secret" }, "SESSION
 
 const redis = config.store === "redis" ? createRedis(config, logger) : undefined;
 const lifecycle = new Lifecycle();
-const app = createApp({ config, logger, redis, lifecycle });
+const metrics = createMetrics({ replicaId: config.replicaId, redis });
+const app = createApp({ config, logger, redis, lifecycle, metrics });
 // nginx refuses oversized headers (a JSON 431 past 8 KiB a line or 32 KiB in all). A replica
 // must accept everything nginx lets through, or Node's default 16 KiB limit would answer
 // first with a bare 431 that has no body.
@@ -46,6 +49,20 @@ server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
   const body = `${JSON.stringify({ error, message })}\n`;
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`);
 });
+
+// The operator listener (/healthz, /readyz, /metrics): nginx never proxies to it. It listens
+// at once, so liveness answers while the public listener still waits for Redis, and stays
+// open through a drain, so /readyz answers 503 "draining" until the process exits.
+const opsServer = createServer(createOpsApp({ replicaId: config.replicaId, logger, redis, lifecycle, metrics }));
+opsServer.keepAliveTimeout = 5000;
+opsServer.on("error", (err) => {
+  const where = { host: config.opsHost, port: config.opsPort };
+  const message = "the operator listener could not start; check OPS_PORT / OPS_HOST";
+  logger.fatal({ event: "ops_listen_failed", err: err.message, ...where }, message);
+  logger.flush();
+  process.exit(1);
+});
+opsServer.listen(config.opsPort, config.opsHost);
 
 /** Resolves true once the Redis client is ready, false after `ms`. */
 function redisReady(ms: number): Promise<boolean> {
@@ -85,6 +102,8 @@ async function shutdown(signal: string): Promise<void> {
     server.closeAllConnections();
   }
   if (redis) await redis.quit().catch(() => redis.disconnect());
+  opsServer.close();
+  opsServer.closeAllConnections();
   logger.info({ event: "stopped" }, "stopped");
   logger.flush();
   process.exitCode = 0;
@@ -103,8 +122,10 @@ const waitMs = config.redis.connectTimeoutMs * 5;
 if (!(await redisReady(waitMs))) logger.warn({ event: "listening_without_redis", waitedMs: waitMs }, "redis is not ready; listening anyway, answering 503 until it is");
 if (!lifecycle.draining) {
   server.listen(config.port, config.host, () => {
+    lifecycle.markListening();
     const { port } = server.address() as AddressInfo;
-    logger.info({ event: "listening", port, store: config.store, counter: config.counter }, "listening");
+    const opsPort = opsServer.listening ? (opsServer.address() as AddressInfo).port : config.opsPort;
+    logger.info({ event: "listening", port, opsPort, store: config.store, counter: config.counter }, "listening");
   });
 }
 

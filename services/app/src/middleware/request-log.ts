@@ -16,8 +16,6 @@ export function requestLog(logger: Logger) {
       return id;
     },
     customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? "error" : res.statusCode >= 400 ? "warn" : "info"),
-    // Health probes and metric scrapes every few seconds would drown the interesting lines.
-    autoLogging: { ignore: (req) => req.url === "/healthz" || req.url === "/readyz" || req.url === "/metrics" },
     serializers: {
       // The path without its query string: the app reads nothing from queries, and a client
       // that puts a session id or token in a URL should not get it written to the logs.

@@ -57,3 +57,13 @@ describe("unsignSessionId", () => {
     expect(unsignSessionId(sign(id, "old"), [])).toBeUndefined();
   });
 });
+
+describe("readCookie agrees with express-session's parser", () => {
+  it("keeps bytes the cookie package keeps (a trailing no-break space), so a signature over them fails as it does there", () => {
+    const value = sign(id, "new");
+    expect(readCookie(`sid=${encodeURIComponent(value)}\u00a0`, "sid")).toBe(`${value}\u00a0`);
+    expect(unsignSessionId(readCookie(`sid=${encodeURIComponent(value)}\u00a0`, "sid")!, ["new"])).toBeUndefined();
+    expect(readCookie(` sid = "${encodeURIComponent(value)}" `, "sid")).toBe(value);
+    expect(readCookie("sid=; sid=2", "sid")).toBeUndefined();
+  });
+});

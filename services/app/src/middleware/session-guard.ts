@@ -1,48 +1,35 @@
 // Runs right after express-session: logs (at warn, with a hash, never the id) each session cookie that was not honoured.
-import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Request, RequestHandler } from "express";
+import { parse as parseCookies } from "cookie";
+import { unsign } from "cookie-signature";
 import { sessionLabel } from "../session.ts";
+
+// The `cookie` and `cookie-signature` packages, at the versions express-session depends on
+// (package.json pins the same ranges): the fast path and express-session must read one Cookie
+// header as the same session, whitespace, duplicates, quotes and percent-encoding included.
 
 export type CookieRejection = "unsigned" | "bad_signature" | "unknown";
 
-/** The first value of cookie `name` in a Cookie header, as express-session reads it. */
+/** The value of cookie `name` in a Cookie header, exactly as express-session reads it (first one wins). */
 export function readCookie(header: string | undefined, name: string): string | undefined {
   if (!header) return undefined;
-  for (const part of header.split(";")) {
-    const eq = part.indexOf("=");
-    if (eq < 0 || part.slice(0, eq).trim() !== name) continue;
-    let value = part.slice(eq + 1).trim();
-    if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
-    try {
-      return decodeURIComponent(value);
-    } catch {
-      return value;
-    }
-  }
-  return undefined;
+  const value = parseCookies(header)[name];
+  // express-session ignores an empty value (`if (raw)`), so nothing here may honour one either.
+  return value ? value : undefined;
 }
-
-/** cookie-signature's scheme (what express-session uses): "s:" + id + "." + base64 HMAC-SHA256 without padding. */
-function signedWith(id: string, signature: string, secret: string): boolean {
-  const expected = Buffer.from(createHmac("sha256", secret).update(id).digest("base64").replace(/=+$/, ""));
-  const given = Buffer.from(signature);
-  return expected.length === given.length && timingSafeEqual(expected, given);
-}
-
-/** A signed value "s:<id>.<signature>" split as cookie-signature reads it (signature "" without a dot). */
-function splitSigned(raw: string): { id: string; signature: string } {
-  const dot = raw.lastIndexOf(".");
-  return dot > 2 ? { id: raw.slice(2, dot), signature: raw.slice(dot + 1) } : { id: raw.slice(2), signature: "" };
-}
-
-const signedByAny = ({ id, signature }: { id: string; signature: string }, secrets: readonly string[]) => secrets.some((s) => signedWith(id, signature, s));
 
 /** The session id in a signed session cookie value ("s:<id>.<sig>") when one of `secrets` signed it. */
 export function unsignSessionId(raw: string, secrets: readonly string[]): string | undefined {
   if (!raw.startsWith("s:")) return undefined;
-  const parts = splitSigned(raw);
-  return signedByAny(parts, secrets) ? parts.id : undefined;
+  for (const secret of secrets) {
+    const id = unsign(raw.slice(2), secret);
+    if (id !== false) return id;
+  }
+  return undefined;
 }
+
+/** The id part of "s:<id>.<sig>", for a log label only; it proves nothing. */
+const claimedId = (raw: string) => (raw.lastIndexOf(".") > 2 ? raw.slice(2, raw.lastIndexOf(".")) : raw.slice(2));
 
 /**
  * Why the session cookie of `req` was not honoured, or undefined when it was (or there was
@@ -53,9 +40,9 @@ export function cookieRejection(req: Request, cookieName: string, secrets: reado
   const raw = readCookie(req.headers.cookie, cookieName);
   if (raw === undefined) return undefined;
   if (!raw.startsWith("s:")) return { reason: "unsigned", label: sessionLabel(raw) };
-  const parts = splitSigned(raw);
-  if (parts.id === req.sessionID) return undefined;
-  return { reason: signedByAny(parts, secrets) ? "unknown" : "bad_signature", label: sessionLabel(parts.id) };
+  const id = unsignSessionId(raw, secrets);
+  if (id === undefined) return { reason: "bad_signature", label: sessionLabel(claimedId(raw)) };
+  return id === req.sessionID ? undefined : { reason: "unknown", label: sessionLabel(id) };
 }
 
 const MESSAGES: Record<CookieRejection, string> = {

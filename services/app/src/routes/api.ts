@@ -1,27 +1,19 @@
 // The JSON API: POST /api/counter (optionally with Idempotency-Key), GET and DELETE /api/session.
 import { Router, type Request } from "express";
 import { parseIdempotencyKey, type Counter } from "../counter.ts";
-import { badRequest, methodNotAllowed } from "../errors.ts";
+import { parseBy } from "../bodies.ts";
+import { methodNotAllowed } from "../errors.ts";
 import { jsonBody } from "../middleware/json-body.ts";
 import { startSession, type NewSessionGate } from "../new-sessions.ts";
 import { destroySession, sessionLabel } from "../session.ts";
 import { sendIncrement } from "./answers.ts";
 
-export function parseBy(req: Request): number {
-  const body: unknown = req.body;
-  if (body === undefined || (typeof body === "object" && body !== null && Object.keys(body).length === 0)) return 1;
-  if (typeof body !== "object" || body === null || Array.isArray(body)) throw badRequest("invalid_body", 'The body must be a JSON object such as {"by": 1}, or empty.');
-  const { by, ...rest } = body as Record<string, unknown>;
-  const extra = Object.keys(rest);
-  if (extra.length > 0) throw badRequest("invalid_body", `Unknown field(s): ${extra.join(", ")}. Only "by" is accepted.`);
-  if (by === undefined) return 1;
-  if (typeof by !== "number" || !Number.isInteger(by) || by < 1 || by > 1000) throw badRequest("invalid_body", '"by" must be an integer from 1 to 1000.');
-  return by;
-}
+// The body schema lives in bodies.ts; re-exported for the routes that import it from here.
+export { parseBy };
 
 export function apiRoutes(opts: { counter: Counter; gate: NewSessionGate; replicaId: string; cookieName: string }): Router {
   const { counter, gate, replicaId } = opts;
-  const r = Router();
+  const r = Router({ strict: true, caseSensitive: true });
   const label = (req: Request) => (req.session.createdAt === undefined ? null : sessionLabel(req.sessionID));
 
   r.route("/counter")

@@ -1,32 +1,19 @@
 // A minimal login flow to show sessions used for what they are for. DEMO ONLY: a name is
 // enough to log in; there are no passwords and no user store. Do not copy the "log in" part,
 // copy what happens to the session around it.
-import { Router, type Request } from "express";
+import { Router } from "express";
 import type { Counter } from "../counter.ts";
-import { badRequest, HttpError, methodNotAllowed } from "../errors.ts";
+import { parseName } from "../bodies.ts";
+import { HttpError, methodNotAllowed } from "../errors.ts";
 import type { SessionRotator } from "../login.ts";
 import { jsonBody } from "../middleware/json-body.ts";
 import { destroySession, sessionLabel } from "../session.ts";
 
-// Letters, digits, punctuation and spaces; no control or format characters (no log or
-// terminal injection through a name that is echoed back).
-const NAME_RE = /^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]{1,64}$/u;
-
-function parseName(req: Request): string {
-  const body: unknown = req.body;
-  if (typeof body !== "object" || body === null || Array.isArray(body)) throw badRequest("invalid_body", 'Send a JSON object such as {"name": "ada"}.');
-  const { name, ...rest } = body as Record<string, unknown>;
-  const extra = Object.keys(rest);
-  if (extra.length > 0) throw badRequest("invalid_body", `Unknown field(s): ${extra.join(", ")}. Only "name" is accepted.`);
-  if (typeof name !== "string") throw badRequest("invalid_body", '"name" is required: a string of 1 to 64 characters.');
-  const trimmed = name.normalize("NFC").trim();
-  if (!NAME_RE.test(trimmed)) throw badRequest("invalid_body", '"name" must be 1 to 64 characters, without control characters.');
-  return trimmed;
-}
+export { parseName };
 
 export function authRoutes(opts: { counter: Counter; rotator: SessionRotator; replicaId: string; cookieName: string }): Router {
   const { counter, rotator, replicaId, cookieName } = opts;
-  const r = Router();
+  const r = Router({ strict: true, caseSensitive: true });
 
   r.route("/login")
     .post(jsonBody(), async (req, res) => {

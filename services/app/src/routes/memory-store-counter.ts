@@ -35,7 +35,7 @@ export function memoryStoreCounterRoutes(opts: { config: Config; gate: NewSessio
     cookie: { httpOnly: true, sameSite: "lax", secure: "auto", path: "/memory-store-counter" },
   });
 
-  const r = Router();
+  const r = Router({ strict: true, caseSensitive: true });
   r.route("/memory-store-counter")
     .get(memorySession, async (req, res) => {
       // A new session here is a new session like any other: the same per-address limit.

@@ -29,7 +29,7 @@ const pageHeaders: RequestHandler = (_req, res, next) => {
 export function pageRoutes(dir = PUBLIC_DIR): Router {
   // Read once: the page is tiny and identical on every replica.
   const index = readFileSync(join(dir, "index.html"));
-  const r = Router();
+  const r = Router({ strict: true, caseSensitive: true });
   r.route("/")
     .get(pageHeaders, (_req, res) => {
       // Revalidate on every load, so a redeploy shows at once; the app sends no ETag, so

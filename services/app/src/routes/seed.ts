@@ -10,7 +10,7 @@ import { destroySession } from "../session.ts";
 import { COUNTER_TEXT_PATHS, sendCountText } from "./answers.ts";
 
 export function seedRoutes(counter: Counter): Router {
-  const r = Router();
+  const r = Router({ strict: true, caseSensitive: true });
   for (const path of COUNTER_TEXT_PATHS) {
     r.route(path)
       .get(async (req, res) => {

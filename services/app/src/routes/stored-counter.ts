@@ -47,7 +47,7 @@ export function storedCounterRoutes(opts: { incrementStored: StoredIncrement; co
       answer(res, result, sid);
     };
 
-  const r = Router();
+  const r = Router({ strict: true, caseSensitive: true });
   r.route("/api/counter")
     .post(
       signed,
