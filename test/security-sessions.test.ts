@@ -301,7 +301,8 @@ describe("the app's new-session limit (2 replicas, NEW_SESSION_LIMIT=6 a minute;
       for (const send of [() => new Visitor(base).increment(), () => new Visitor(base).startSession(), () => new Visitor(base).post("/api/login", jsonBody({ name: "ada" }))]) {
         const r = await send();
         expect(r.status).toBe(503);
-        expect(r.json?.error).toBe("store_unavailable");
+        // store_timeout when a replica sent the command before it saw the connection drop.
+        expect(["store_unavailable", "store_timeout"]).toContain(r.json?.error);
         expect(r.headers.getSetCookie()).toEqual([]);
       }
     } finally {
