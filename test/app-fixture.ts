@@ -41,7 +41,13 @@ export type TestAppOptions = {
 
 /** Builds and starts the app; close it (or `await using`) when done. */
 export async function startApp(opts: TestAppOptions = {}): Promise<TestApp> {
-  const env = { NODE_ENV: "test", REPLICA_ID: "in-process", LOG_LEVEL: "silent", SESSION_SECRET: TEST_SECRET, ...opts.env };
+  const env: Record<string, string> = {
+    NODE_ENV: "test",
+    REPLICA_ID: "in-process",
+    LOG_LEVEL: "silent",
+    SESSION_SECRET: TEST_SECRET,
+    ...opts.env,
+  };
   const memory = env.STORE === "memory";
   const ownRedis = !memory && !opts.redis ? await startTestRedis({ kind: "process" }) : undefined;
   const testRedis = memory ? undefined : (opts.redis ?? ownRedis);
@@ -56,19 +62,31 @@ export async function startApp(opts: TestAppOptions = {}): Promise<TestApp> {
     await ownRedis?.stop();
   };
   try {
-    const config = loadConfig(testRedis ? { ...env, REDIS_URL: testRedis.url, REDIS_PASSWORD: testRedis.password } : env);
+    const config = loadConfig(
+      testRedis ? { ...env, REDIS_URL: testRedis.url, REDIS_PASSWORD: testRedis.password } : env,
+    );
     const logger = pino({ level: "silent" });
     if (testRedis) {
       client = createRedis(config, logger);
       const c = client;
-      await waitFor("the app's Redis client to be ready", async () => c.status === "ready", 10_000, 20);
+      await waitFor("the app's Redis client to be ready", () => c.status === "ready", 10_000, 20);
     }
-    const app = opts.fastPath === false ? withoutFastPath(() => createApp({ config, logger, redis: client, lifecycle: new Lifecycle() })) : createApp({ config, logger, redis: client, lifecycle: new Lifecycle() });
+    const app =
+      opts.fastPath === false
+        ? withoutFastPath(() => createApp({ config, logger, redis: client, lifecycle: new Lifecycle() }))
+        : createApp({ config, logger, redis: client, lifecycle: new Lifecycle() });
     const s = createServer(app);
     server = s;
     await new Promise<void>((resolve, reject) => s.once("error", reject).listen(0, "127.0.0.1", () => resolve()));
     const url = `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
-    return { url, config, redis: testRedis, visitor: (cookie) => new Visitor(url, cookie), close, [Symbol.asyncDispose]: close };
+    return {
+      url,
+      config,
+      redis: testRedis,
+      visitor: (cookie) => new Visitor(url, cookie),
+      close,
+      [Symbol.asyncDispose]: close,
+    };
   } catch (err) {
     await close();
     throw err;
@@ -80,7 +98,8 @@ export async function startApp(opts: TestAppOptions = {}): Promise<TestApp> {
 function withoutFastPath<T>(build: () => T): T {
   const proto = AtomicCounter.prototype as { incrementStored?: unknown };
   const own = Object.getOwnPropertyDescriptor(proto, "incrementStored");
-  if (!own) throw new Error("AtomicCounter.prototype.incrementStored is gone: update withoutFastPath in test/app-fixture.ts");
+  if (!own)
+    throw new Error("AtomicCounter.prototype.incrementStored is gone: update withoutFastPath in test/app-fixture.ts");
   Object.defineProperty(proto, "incrementStored", { ...own, value: undefined });
   try {
     return build();

@@ -24,12 +24,22 @@ function sidOf(cookie: string | undefined): string {
   return value.slice(2, value.lastIndexOf("."));
 }
 
-const HEADERS = ["content-type", "content-length", "cache-control", "idempotent-replayed", "allow", "x-replica", "retry-after"];
+const HEADERS = [
+  "content-type",
+  "content-length",
+  "cache-control",
+  "idempotent-replayed",
+  "allow",
+  "x-replica",
+  "retry-after",
+];
 
 /** What a client can observe of a reply; the visitor's own session label reads "<own>". */
 function shape(r: Reply, v: Visitor) {
   const own = v.cookie ? sessionLabel(sidOf(v.cookie)) : undefined;
-  const body = r.json ? { ...r.json, ...(r.json.session !== undefined && r.json.session === own ? { session: "<own>" } : {}) } : r.text;
+  const body = r.json
+    ? { ...r.json, ...(r.json.session !== undefined && r.json.session === own ? { session: "<own>" } : {}) }
+    : r.text;
   return {
     status: r.status,
     headers: Object.fromEntries(HEADERS.map((h) => [h, r.headers.get(h)])),
@@ -73,7 +83,11 @@ describe("the one-round-trip path for returning visitors", () => {
       ["keyed increment", "/api/counter", { method: "POST", headers: { "Idempotency-Key": "k1" } }],
       ["replay", "/api/counter", { method: "POST", headers: { "Idempotency-Key": "k1" } }],
       ["replay, structured-field key", "/api/counter", { method: "POST", headers: { "Idempotency-Key": '"k1"' } }],
-      ["key reused with another amount", "/api/counter", { method: "POST", body: '{"by":2}', headers: { "Idempotency-Key": "k1" } }],
+      [
+        "key reused with another amount",
+        "/api/counter",
+        { method: "POST", body: '{"by":2}', headers: { "Idempotency-Key": "k1" } },
+      ],
       ["bad key", "/api/counter", { method: "POST", headers: { "Idempotency-Key": "a b" } }],
       ["by = 0", "/api/counter", { method: "POST", body: '{"by":0}' }],
       ["by as a string", "/api/counter", { method: "POST", body: '{"by":"1"}' }],
@@ -81,7 +95,11 @@ describe("the one-round-trip path for returning visitors", () => {
       ["invalid JSON", "/api/counter", { method: "POST", body: "{" }],
       ["body over 1 KiB", "/api/counter", { method: "POST", body: JSON.stringify({ pad: "x".repeat(1100) }) }],
       ["text/plain body", "/api/counter", { method: "POST", body: "1", headers: { "content-type": "text/plain" } }],
-      ["gzip body that does not decompress", "/api/counter", { method: "POST", body: "{}", headers: { "content-encoding": "gzip" } }],
+      [
+        "gzip body that does not decompress",
+        "/api/counter",
+        { method: "POST", body: "{}", headers: { "content-encoding": "gzip" } },
+      ],
       ["PUT", "/api/counter", { method: "PUT" }],
       ["OPTIONS", "/api/counter", { method: "OPTIONS" }],
       ["GET /counter", "/counter", { method: "GET" }],
