@@ -30,6 +30,9 @@ export default defineConfig({
           // test/redis-server.ts: a local redis-server (tens of ms) rather than a container,
           // except under REQUIRE_DOCKER=1 (CI), where session.test.ts runs on the real image.
           env: { TEST_REDIS: process.env.TEST_REDIS ?? (process.env.REQUIRE_DOCKER === "1" ? "container" : "process") },
+          // Most of the time goes to waiting on child processes (server.ts, logger fixtures,
+          // redis-server), not CPU: three files at once beat vitest's default of cores - 1.
+          maxWorkers: 3,
           testTimeout: 20_000,
           hookTimeout: 30_000,
           sequence: { groupOrder: 1 },

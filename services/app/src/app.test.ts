@@ -1,6 +1,7 @@
 // The app's request-level rules, in-process (createApp on port 0, a local redis-server): every
 // 4xx it answers, the login's session rotation and exactly-once increments with an Idempotency-Key.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitFor } from "../../../infra/cluster/wait.ts";
 import { startApp, type TestApp } from "../../../test/app-fixture.ts";
 import type { Reply } from "../../../loadtest/client/visitor.ts";
 
@@ -244,6 +245,23 @@ describe("exactly-once increments with an Idempotency-Key", () => {
     expect(new Set(replies.map((r) => r.json?.count))).toEqual(new Set([1]));
     expect(replies.filter((r) => r.headers.get("idempotent-replayed") === "true")).toHaveLength(9);
     expect((await v.get("/api/session")).json?.count).toBe(1);
+  });
+});
+
+describe("a Redis outage", () => {
+  it("answers 503 store_unavailable with Retry-After while Redis is down, and serves again once it is back", async () => {
+    await using own = await startApp();
+    const v = own.visitor();
+    expect((await v.increment("before")).json?.count).toBe(1);
+    await own.redis!.down();
+    const r = await v.increment("during");
+    expect(r.status).toBe(503);
+    expect(["store_unavailable", "store_timeout"]).toContain(r.json?.error);
+    expect(r.headers.get("retry-after")).toBe("1");
+    await own.redis!.up();
+    // The restarted Redis is empty: the old session is gone and a new one starts.
+    await waitFor("the app to serve again", async () => (await own.visitor().increment()).status === 200, 15_000, 100);
+    expect((await v.increment("after")).json?.count).toBe(1);
   });
 });
 
