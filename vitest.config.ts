@@ -6,13 +6,15 @@ import { configDefaults, defineConfig } from "vitest/config";
 
 // Every test file that starts nginx, a cluster (LocalCluster, ComposeCluster) or containers.
 // A new file is a unit test unless it is listed here (or lives under test/).
-const INTEGRATION = [
+export const INTEGRATION = [
   "test/**/*.test.ts",
   "infra/cluster/local-cluster.test.ts",
   "infra/cluster/compose-cluster.test.ts",
   "loadtest/harness/scenarios.test.ts",
   "loadtest/bench/bench.test.ts",
 ];
+
+export const UNIT = ["services/**/*.test.ts", "infra/**/*.test.ts", "loadtest/**/*.test.ts"];
 
 export default defineConfig({
   test: {
@@ -25,7 +27,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: "unit",
-          include: ["services/**/*.test.ts", "infra/**/*.test.ts", "loadtest/**/*.test.ts"],
+          include: UNIT,
           exclude: [...configDefaults.exclude, ...INTEGRATION],
           // test/redis-server.ts: a local redis-server (tens of ms) rather than a container,
           // except under REQUIRE_DOCKER=1 (CI), where session.test.ts runs on the real image.
