@@ -93,9 +93,9 @@ typecheck: deps
 
 .PHONY: lint test-unit
 
+# Both always run, so one pass shows every finding.
 lint: deps ## ESLint (typescript-eslint, type-aware) and Prettier's check over the tree
-	npx eslint .
-	npx prettier --check --log-level warn .
+	@npx eslint .; e=$$?; npx prettier --check --log-level warn .; p=$$?; exit $$(( e || p ))
 
 # vitest.config.ts: the unit project needs no nginx, no cluster and no Docker (a local redis-server).
 test-unit: deps ## the fast tier, in seconds: pure tests and the app in-process on port 0
