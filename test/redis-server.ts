@@ -52,8 +52,9 @@ async function fromContainer(password: string): Promise<Base> {
   // has no business on the machine's other interfaces.
   class LoopbackRedisContainer extends RedisContainer {
     override async start() {
-      for (const bindings of Object.values(this.hostConfig.PortBindings ?? {})) {
-        for (const b of bindings as { HostIp?: string }[]) b.HostIp = "127.0.0.1";
+      const portBindings = (this.hostConfig.PortBindings ?? {}) as Record<string, { HostIp?: string }[]>;
+      for (const bindings of Object.values(portBindings)) {
+        for (const b of bindings) b.HostIp = "127.0.0.1";
       }
       return super.start();
     }
