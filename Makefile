@@ -91,6 +91,19 @@ bench-compare: deps system-deps ## the exactly-once path at git ref BASE vs this
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit
 
-test: deps system-deps docker-deps typecheck ## run every test (unit, integration with real processes and containers)
+.PHONY: lint test-unit
+
+# Both always run, so one pass shows every finding.
+lint: deps ## ESLint (typescript-eslint, type-aware) and Prettier's check over the tree
+	@npx eslint .; e=$$?; npx prettier --check --log-level warn .; p=$$?; exit $$(( e || p ))
+
+# vitest.config.ts: the unit project needs no nginx, no cluster and no Docker (a local redis-server).
+test-unit: deps ## the fast tier, in seconds: pure tests and the app in-process on port 0
+	@infra/ensure-system-deps.sh redis-server
+	@rm -f loadtest/reports/vitest.json
+	@npx vitest run --project unit; status=$$?; node infra/test-summary.ts loadtest/reports/vitest.json; exit $$status
+
+# Lint and typecheck first (seconds), then one vitest run: the unit project, then integration.
+test: deps system-deps docker-deps lint typecheck ## run every test (unit, integration with real processes and containers)
 	@rm -f loadtest/reports/vitest.json
 	@npx vitest run; status=$$?; node infra/test-summary.ts loadtest/reports/vitest.json; exit $$status

@@ -1,5 +1,7 @@
 // A throw-away Redis for the Redis-layer tests: a container from testcontainers (REDIS_IMAGE,
 // or its offline stand-in) when a Docker engine answers, else a local redis-server process.
+// TEST_REDIS=process (the unit project's default) or { kind: "process" } always takes the
+// local process: it starts in tens of milliseconds, a container in seconds.
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
@@ -50,8 +52,9 @@ async function fromContainer(password: string): Promise<Base> {
   // has no business on the machine's other interfaces.
   class LoopbackRedisContainer extends RedisContainer {
     override async start() {
-      for (const bindings of Object.values(this.hostConfig.PortBindings ?? {})) {
-        for (const b of bindings as { HostIp?: string }[]) b.HostIp = "127.0.0.1";
+      const portBindings = (this.hostConfig.PortBindings ?? {}) as Record<string, { HostIp?: string }[]>;
+      for (const bindings of Object.values(portBindings)) {
+        for (const b of bindings) b.HostIp = "127.0.0.1";
       }
       return super.start();
     }
@@ -94,11 +97,20 @@ async function fromProcess(password: string): Promise<Base> {
   return { kind: "process", host: "127.0.0.1", port, password, up, down, stop: down };
 }
 
+export type TestRedisKind = "auto" | "process" | "container";
+
+function kindFromEnv(): TestRedisKind {
+  const v = process.env.TEST_REDIS ?? "auto";
+  if (v === "auto" || v === "process" || v === "container") return v;
+  throw new Error(`TEST_REDIS must be auto, process or container, not ${JSON.stringify(v)}`);
+}
+
 /** Starts a Redis with a random password; stop it (or `await using`) when done. */
-export async function startTestRedis(): Promise<TestRedis> {
+export async function startTestRedis(opts: { kind?: TestRedisKind } = {}): Promise<TestRedis> {
   const password = randomBytes(18).toString("base64url");
-  const useDocker = dockerAvailable();
-  if (!useDocker && process.env.REQUIRE_DOCKER === "1") throw new Error("REQUIRE_DOCKER=1 but no Docker engine answers: the Redis tests cannot get a container");
+  const kind = opts.kind ?? kindFromEnv();
+  const useDocker = kind === "container" || (kind === "auto" && dockerAvailable());
+  if (kind === "auto" && !useDocker && process.env.REQUIRE_DOCKER === "1") throw new Error("REQUIRE_DOCKER=1 but no Docker engine answers: the Redis tests cannot get a container");
   const base = useDocker ? await fromContainer(password) : await fromProcess(password);
   const admin = new Redis({ host: base.host, port: base.port, password, maxRetriesPerRequest: 1, retryStrategy: () => 100 });
   admin.on("error", () => {});
