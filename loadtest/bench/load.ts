@@ -1,13 +1,11 @@
 // One measured load run: autocannon (programmatic API) or wrk, with a warm-up, latency
 // percentiles from every response's own time, and CPU time per request per component.
-import { execFile } from "node:child_process";
 import { loadavg } from "node:os";
-import { promisify } from "node:util";
 import autocannon from "autocannon";
+import { run } from "../lib/process.ts";
+import { percentile } from "../lib/stats.ts";
 import { CpuMeter, type Component } from "./procs.ts";
 import { setupClientFor, type BenchRequest, type VisitorMode } from "./visitors.ts";
-
-const run = promisify(execFile);
 
 export type LoadSpec = {
   url: string;
@@ -38,12 +36,6 @@ export type LoadResult = {
   /** read+write system calls each component made during the measured part. */
   syscalls: Record<string, number>;
 };
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
-  return sorted[Math.max(0, i)]!;
-}
 
 /** A growable array of response times in ms (autocannon's own histogram has 1 ms buckets). */
 class Latencies {
@@ -139,10 +131,9 @@ function toMs(v: string, unit: string): number {
 export async function wrkRun(url: string, connections: number, seconds: number): Promise<WrkResult> {
   let stdout: string;
   try {
-    ({ stdout } = await run("wrk", ["-t2", `-c${connections}`, `-d${seconds}s`, "--latency", "--timeout", "10s", url], { timeout: (seconds + 20) * 1000 }));
+    stdout = await run("wrk", ["-t2", `-c${connections}`, `-d${seconds}s`, "--latency", "--timeout", "10s", url], { timeoutMs: (seconds + 20) * 1000 });
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === "ENOENT") return { missing: "wrk is not installed (apt-get install wrk; make bench does it as root)" };
+    if (((err as Error).cause as NodeJS.ErrnoException | undefined)?.code === "ENOENT") return { missing: "wrk is not installed (apt-get install wrk; make bench does it as root)" };
     throw err;
   }
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]);

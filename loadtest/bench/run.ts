@@ -16,8 +16,9 @@ import { commandCalls, compactAof, dbsize, fillSessions, flushAll, info, LAYOUTS
 import { renderMarkdown, renderSvg } from "./report.ts";
 import type { BenchRequest, VisitorMode } from "./visitors.ts";
 import { freePort } from "../../infra/cluster/ports.ts";
+import { fileStamp, onInterrupt, repoRoot } from "../lib/process.ts";
+import { mean, median } from "../lib/stats.ts";
 
-const repoRoot = resolve(import.meta.dirname, "../..");
 const QUICK = process.env.QUICK === "1" || process.argv.includes("--quick");
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 1 : 10));
@@ -61,12 +62,10 @@ async function cleanupAll(): Promise<void> {
   for (const c of [...cleanups].reverse()) await c().catch((e) => console.error(`cleanup: ${(e as Error).message}`));
   cleanups.clear();
 }
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.once(sig, () => {
-    console.error(`\n${sig}: stopping everything the benchmark started...`);
-    void cleanupAll().finally(() => process.exit(130));
-  });
-}
+onInterrupt((signal) => {
+  console.error(`\n${signal}: stopping everything the benchmark started...`);
+  return cleanupAll();
+});
 
 
 const workDir = mkdtempSync(join(tmpdir(), "bench-"));
@@ -95,11 +94,6 @@ type RunningCluster = Awaited<ReturnType<typeof startCluster>>;
 const results: ScenarioResult[] = [];
 const b0Runs: LoadResult[] = [];
 const b1Runs: LoadResult[] = [];
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const b0 = () => mean(b0Runs.map((r) => r.rps));
 const b1 = () => mean(b1Runs.map((r) => r.rps));
 let step = 0;
@@ -278,7 +272,7 @@ async function main(): Promise<void> {
   const finished = new Date();
   const report = buildReport({ started, finished, load0, wrk, growth, profile });
   mkdirSync(OUT, { recursive: true });
-  const stamp = started.toISOString().replace(/[:.]/g, "-").slice(0, 19);
+  const stamp = fileStamp(started);
   const md = renderMarkdown(report);
   const svg = renderSvg(report);
   for (const name of [`bench-${stamp}`, "bench-latest"]) {

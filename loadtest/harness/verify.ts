@@ -5,6 +5,7 @@
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { chooseKind } from "../../infra/cluster/open.ts";
+import { fileStamp, onInterrupt } from "../lib/process.ts";
 import { failureLines, verdictTable, writeReports } from "./report.ts";
 import { activeClusters, runScenario, type ScenarioResult } from "./run.ts";
 import { findScenario, scenarios } from "./scenarios.ts";
@@ -52,8 +53,7 @@ async function main(): Promise<number> {
     results.push(r);
   }
 
-  const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
-  const summary = writeReports(results, resolve(values.reports, `${stamp}-${counter}`));
+  const summary = writeReports(results, resolve(values.reports, `${fileStamp()}-${counter}`));
   console.log(`\n${verdictTable(results)}\n`);
   for (const line of [...failureLines(results), ...errors]) console.log(`  ${line}`);
   console.log(`\nreports: ${summary} (and a .json, .md and .svg timeline per scenario)`);
@@ -62,13 +62,10 @@ async function main(): Promise<number> {
   return failed.length ? 1 : 0;
 }
 
-// The cluster's processes are detached: on Ctrl-C, stop them before leaving.
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    console.error(`\nverify: ${signal}, stopping ${activeClusters.size} cluster(s)...`);
-    void Promise.allSettled([...activeClusters].map((c) => c.stop())).then(() => process.exit(130));
-  });
-}
+onInterrupt((signal) => {
+  console.error(`\nverify: ${signal}, stopping ${activeClusters.size} cluster(s)...`);
+  return Promise.allSettled([...activeClusters].map((c) => c.stop()));
+});
 
 main().then((code) => {
   process.exitCode = code;
