@@ -80,13 +80,13 @@ verify: deps system-deps ## prove no count is lost or doubled under faults (SCEN
 	  --cluster "$(if $(filter auto,$(CLUSTER)),local,$(CLUSTER))" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
 
 compare-counters: deps system-deps ## COUNTER=session vs atomic side by side: lost updates, SIGKILL x10, throughput ratio
-	@node loadtest/harness/compare.ts --cluster "$(if $(filter auto,$(CLUSTER)),local,$(CLUSTER))"
+	@node loadtest/harness/compare-counters.ts --cluster "$(if $(filter auto,$(CLUSTER)),local,$(CLUSTER))"
 
 bench: deps system-deps ## benchmarks as ratios to baselines run alongside (QUICK=1: a short run); report in loadtest/reports/
-	@QUICK=$(QUICK) node loadtest/bench/run.ts
+	@QUICK=$(QUICK) node loadtest/bench/bench.ts
 
 bench-compare: deps system-deps ## the exactly-once path at git ref BASE vs this checkout, runs interleaved: what a change gained
-	@BASE=$(BASE) node loadtest/bench/compare.ts
+	@BASE=$(BASE) node loadtest/bench/bench-compare.ts
 
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { repoRoot } from "../lib/process.ts";
-import type { Report } from "./run.ts";
+import type { Report } from "./bench.ts";
 
 const out = mkdtempSync(join(tmpdir(), "bench-report-"));
 

@@ -6,8 +6,8 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { chooseKind } from "../../infra/cluster/open.ts";
 import { fileStamp, onInterrupt } from "../lib/process.ts";
-import { failureLines, verdictTable, writeReports } from "./report.ts";
-import { activeClusters, runScenario, type ScenarioResult } from "./run.ts";
+import { failureLines, verdictTable, writeReports } from "./verify-report.ts";
+import { activeClusters, runScenario, type ScenarioResult } from "./run-scenario.ts";
 import { findScenario, scenarios } from "./scenarios.ts";
 
 const { values } = parseArgs({

@@ -10,7 +10,7 @@ import { createCluster, type ClusterKind } from "../../infra/cluster/open.ts";
 import { Visitor } from "../client/visitor.ts";
 import { check, type Verdict } from "./checker.ts";
 import type { FaultEvent, History } from "./history.ts";
-import { Load } from "./load.ts";
+import { Load } from "./virtual-users.ts";
 import type { FaultContext, Scenario } from "./scenarios.ts";
 
 export type RunOptions = {

@@ -11,7 +11,7 @@ import type { Cluster } from "../../infra/cluster/cluster.ts";
 import { chooseKind, createCluster } from "../../infra/cluster/open.ts";
 import { fileStamp, onInterrupt } from "../lib/process.ts";
 import { median, percentOf } from "../lib/stats.ts";
-import { activeClusters, runScenario, type RunOptions, type ScenarioResult } from "./run.ts";
+import { activeClusters, runScenario, type RunOptions, type ScenarioResult } from "./run-scenario.ts";
 import { findScenario, type Scenario } from "./scenarios.ts";
 
 const { values } = parseArgs({

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Cluster } from "../../infra/cluster/cluster.ts";
-import { loadRun, type LoadResult } from "./load.ts";
+import { loadRun, type LoadResult } from "./load-run.ts";
 import { clusterComponents } from "./procs.ts";
 import { info } from "./redis-stats.ts";
 import type { BenchRequest } from "./visitors.ts";
