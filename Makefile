@@ -1,8 +1,9 @@
 # Every command the README shows is a target here. Each target bootstraps what it needs:
 # Node 24 (from npm when the machine's node is older than 22.12), npm packages, and
 # redis-server/nginx (apt-get when root on Debian, otherwise the command to run).
-# CLUSTER=auto (default) runs the cluster in Docker Compose when a Docker engine answers,
-# as local processes otherwise; CLUSTER=compose or CLUSTER=local picks one.
+# CLUSTER=auto (default) runs clusters in Docker Compose when a Docker engine answers, as
+# local processes otherwise, in every target (up, verify, compare-counters); CLUSTER=compose
+# or CLUSTER=local picks one. `make bench` always runs local processes (it reads their CPU time).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -66,8 +67,16 @@ kill: deps ## stop replica REPLICA with SIGNAL=TERM (graceful) or KILL
 start: deps ## start replica REPLICA again
 	@$(CLI) start --replica $(REPLICA)
 
-scale: deps ## change the number of replicas to N
+# REPLICAS, as for `make up`; the old N= still works, with a warning.
+scale: deps ## change the number of replicas to REPLICAS; nginx follows
+ifneq ($(N),)
+	@echo "make scale: N= is deprecated, use REPLICAS=$(N)" >&2
 	@$(CLI) scale --replicas $(N)
+else ifeq ($(origin REPLICAS),file)
+	@echo "make scale: say how many, e.g. make scale REPLICAS=5" >&2; exit 2
+else
+	@$(CLI) scale --replicas $(REPLICAS)
+endif
 
 restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives through AOF
 	@$(CLI) restart-redis --signal $(SIGNAL)
@@ -75,12 +84,12 @@ restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives th
 config: deps ## check the app's configuration from the environment (as a replica would)
 	@node services/app/src/check-config.ts
 
-verify: deps system-deps ## prove no count is lost or doubled under faults (SCENARIO= COUNTER= USERS= DURATION= CLUSTER=)
+verify: deps system-deps docker-deps ## prove no count is lost or doubled under faults (SCENARIO= COUNTER= USERS= DURATION= CLUSTER=)
 	@node loadtest/harness/verify.ts --scenario "$(SCENARIO)" --counter "$(COUNTER)" --users "$(USERS)" --duration "$(DURATION)" \
-	  --cluster "$(if $(filter auto,$(CLUSTER)),local,$(CLUSTER))" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
+	  --cluster "$(CLUSTER)" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
 
-compare-counters: deps system-deps ## COUNTER=session vs atomic side by side: lost updates, SIGKILL x10, throughput ratio
-	@node loadtest/harness/compare-counters.ts --cluster "$(if $(filter auto,$(CLUSTER)),local,$(CLUSTER))"
+compare-counters: deps system-deps docker-deps ## COUNTER=session vs atomic side by side: lost updates, SIGKILL x10, throughput ratio
+	@node loadtest/harness/compare-counters.ts --cluster "$(CLUSTER)"
 
 bench: deps system-deps ## benchmarks as ratios to baselines run alongside (QUICK=1: a short run); report in loadtest/reports/
 	@QUICK=$(QUICK) node loadtest/bench/bench.ts

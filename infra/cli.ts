@@ -52,10 +52,8 @@ async function running(): Promise<Cluster> {
 
 async function printReplicas(c: Cluster): Promise<void> {
   const rows = await c.replicas();
-  // Compose replicas have a container name and no URL of their own (no published port).
-  const where = (r: (typeof rows)[number]) => r.container ?? r.url ?? "-";
-  console.log(`${"REPLICA".padEnd(8)} ${"NAME".padEnd(24)} ${"STATE".padEnd(8)} ${c.kind === "compose" ? "CONTAINER" : "URL"}`);
-  for (const r of rows) console.log(`${String(r.index).padEnd(8)} ${r.name.padEnd(24)} ${(r.running ? "running" : "stopped").padEnd(8)} ${where(r)}`);
+  console.log(`${"REPLICA".padEnd(8)} ${"NAME".padEnd(8)} ${"STATE".padEnd(8)} ${"X-REPLICA".padEnd(14)} ${c.kind === "compose" ? "CONTAINER" : "URL"}`);
+  for (const r of rows) console.log(`${String(r.index).padEnd(8)} ${r.name.padEnd(8)} ${(r.running ? "running" : "stopped").padEnd(8)} ${r.replicaId.padEnd(14)} ${r.detail}`);
 }
 
 async function main(): Promise<void> {
@@ -64,15 +62,14 @@ async function main(): Promise<void> {
     case "up": {
       if (await attachCluster()) throw new Error("a cluster is already up; `make down` first, or `make ps` to see it");
       const kind = chooseKind();
-      const cluster = await createCluster(kind, {
-        replicas: intOption("replicas", values.replicas, 3),
-        port: intOption("port", values.port, 8080),
-        log: (line) => console.log(`  ${line}`),
-      });
+      const common = { replicas: intOption("replicas", values.replicas, 3), port: intOption("port", values.port, 8080) };
+      // Compose reports its image pulls and builds, which can take minutes.
+      const cluster = kind === "compose" ? createCluster(kind, { ...common, log: (line) => console.log(`  ${line}`) }) : createCluster(kind, common);
       const why = kind === "local" && (process.env.CLUSTER ?? "auto") === "auto" ? " (no Docker engine answered)" : "";
       console.log(`starting ${kind === "local" ? "local processes" : "Docker Compose"}${why}...`);
       await cluster.start();
-      const names = (await cluster.replicas()).map((r) => (r.container ? `${r.container} (${r.name})` : r.name));
+      // In Compose a replica reports its container's hostname, not its name: show both.
+      const names = (await cluster.replicas()).map((r) => (r.replicaId === r.name ? r.name : `${r.name} (${r.detail}, X-Replica ${r.replicaId})`));
       console.log(`cluster up (${kind}): ${cluster.baseUrl()}`);
       console.log(`replicas: ${names.join(", ")}`);
       console.log(`try: curl -c jar -b jar ${cluster.baseUrl()}/counter`);

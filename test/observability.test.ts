@@ -25,7 +25,7 @@ afterAll(async () => {
 async function scrape(): Promise<Sample[]> {
   const all: Sample[] = [];
   for (const r of await cluster.replicas()) {
-    if (!r.running || !r.url) continue;
+    if (!r.running) continue;
     const res = await fetch(`${r.url}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
@@ -77,7 +77,7 @@ describe("GET /metrics on each replica", () => {
     expect(delta("session_store_errors_total")).toBe(0);
 
     // Every replica took a share (round-robin), and labels each series with its name.
-    const names = (await cluster.replicas()).map((r) => r.name);
+    const names = (await cluster.replicas()).map((r) => r.replicaId);
     for (const name of names) expect(sum(after, "http_requests_total", { replica: name, route: "/api/counter" })).toBeGreaterThan(0);
     // The default process metrics are there too.
     for (const name of ["process_cpu_seconds_total", "nodejs_eventloop_lag_seconds", "nodejs_heap_size_used_bytes"]) {

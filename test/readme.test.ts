@@ -83,7 +83,7 @@ describe("README", () => {
       const port = await freePort();
       const up = await make("up", `PORT=${port}`);
       expect(up.stdout).toContain(`cluster up (compose): http://127.0.0.1:${port}`);
-      expect(up.stdout).toMatch(/^replicas: .+_app_1 \(\w{12}\), .+_app_2 \(\w{12}\), .+_app_3 \(\w{12}\)$/m);
+      expect(up.stdout).toMatch(/^replicas: app-1 \(\S+app.1, X-Replica \w{12}\), app-2 \(\S+app.2, X-Replica \w{12}\), app-3 \(\S+app.3, X-Replica \w{12}\)$/m);
 
       const v = new Visitor(`http://127.0.0.1:${port}`);
       const first = [await v.get("/counter"), await v.get("/counter"), await v.get("/counter"), await v.get("/counter")];

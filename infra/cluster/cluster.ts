@@ -4,6 +4,7 @@
 
 export type Signal = "SIGTERM" | "SIGKILL";
 
+/** What every driver honours; each driver's own options are in its own type. */
 export type ClusterOptions = {
   /** Number of app replicas (default 3). */
   replicas?: number;
@@ -11,26 +12,24 @@ export type ClusterOptions = {
   port?: number;
   /** Extra environment for every replica (STORE, COUNTER, SESSION_SECRETS, ...). */
   appEnv?: Record<string, string>;
-  /**
-   * nginx's limit on requests without a session cookie (the ones that can create a session),
-   * per client address. `rate` per second, `burst` on top; rate 0 turns the limit off. The
-   * default is each driver's: see the README ("Sessions and security").
-   */
-  newSessionLimit?: NewSessionLimit;
 };
 
+/** nginx's limit on requests that can create a session, per client address: `rate` per second, `burst` on top. */
 export type NewSessionLimit = { rate: number; burst: number };
 
 export type ReplicaInfo = {
   /** 1-based, stable across restarts; what `make kill REPLICA=n` takes. */
   index: number;
-  /** The replica id the app reports in X-Replica. */
+  /** `app-<index>` in every driver. */
   name: string;
+  /**
+   * The id the replica reports in X-Replica and in its metrics' `replica` label: its name for
+   * local processes, the container's hostname (short container id) in Compose.
+   */
+  replicaId: string;
   running: boolean;
-  /** Direct URL of the replica (bypassing nginx), for /metrics and /readyz. */
-  url: string | undefined;
-  /** The container's name, where the replica is one (Compose). */
-  container?: string;
+  /** Where it runs, for people: the container's name (Compose) or its direct URL (local). */
+  detail: string;
 };
 
 export interface Cluster {

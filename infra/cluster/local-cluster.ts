@@ -34,7 +34,15 @@ export type LocalClusterOptions = ClusterOptions & {
   dir: string;
   /** nginx keeps idle connections to the replicas (default); false shows what that is worth (`make bench`). */
   upstreamKeepalive?: boolean;
+  /**
+   * nginx's limit on requests without a session cookie; rate 0 turns it off. Default:
+   * NEW_SESSION_RATE / NEW_SESSION_BURST, else off (see newSessionLimitFrom).
+   */
+  newSessionLimit?: NewSessionLimit;
 };
+
+/** A local replica also answers on a port of its own, so callers holding a LocalCluster get its URL. */
+export type LocalReplicaInfo = ReplicaInfo & { url: string };
 
 /**
  * Off unless asked for (option, or NEW_SESSION_RATE / NEW_SESSION_BURST): every client of a
@@ -280,12 +288,14 @@ export class LocalCluster implements Cluster {
     return r;
   }
 
-  async replicas(): Promise<ReplicaInfo[]> {
+  async replicas(): Promise<LocalReplicaInfo[]> {
     return this.#state.replicas.map((r) => ({
       index: r.index,
       name: r.name,
+      replicaId: r.name,
       running: alive(r.pid, this.dir),
       url: `http://127.0.0.1:${r.port}`,
+      detail: `http://127.0.0.1:${r.port}`,
     }));
   }
 

@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Cluster } from "../../infra/cluster/cluster.ts";
+import type { LocalCluster } from "../../infra/cluster/local-cluster.ts";
 import { loadRun, type LoadResult } from "./load-run.ts";
 import { clusterComponents } from "./procs.ts";
 import { info } from "./redis-stats.ts";
@@ -27,11 +27,13 @@ const envOf = (v: string | undefined) => Object.fromEntries((v ?? "").split(",")
 const APP_ENV = envOf(process.env.APP_ENV);
 const APP_ENV_B = envOf(process.env.APP_ENV_B);
 
-type LocalClusterModule = { LocalCluster: { create(o: { dir: string; replicas: number; appEnv?: Record<string, string> }): Cluster & { dir: string } } };
+// BASE's own driver (typed as today's: only create, start, stop, dir, redisCommand and a
+// replica's url are used, which every version has).
+type LocalClusterModule = { LocalCluster: { create(o: { dir: string; replicas: number; appEnv?: Record<string, string> }): LocalCluster } };
 
 const work = mkdtempSync(join(tmpdir(), "bench-compare-"));
 const baseTree = join(work, "base");
-const started: (Cluster & { dir: string })[] = [];
+const started: LocalCluster[] = [];
 
 async function side(name: string, root: string, extraEnv: Record<string, string> = {}) {
   const { LocalCluster } = (await import(join(root, "infra/cluster/local-cluster.ts"))) as LocalClusterModule;
@@ -40,7 +42,7 @@ async function side(name: string, root: string, extraEnv: Record<string, string>
   await cluster.start();
   const redisPid = Number((await info(cluster, "server")).process_id);
   const components = clusterComponents(cluster.dir, redisPid);
-  const url = VIA === "direct" ? (await cluster.replicas())[0]!.url! : cluster.baseUrl();
+  const url = VIA === "direct" ? (await cluster.replicas())[0]!.url : cluster.baseUrl();
   return { name, cluster, components, url, runs: [] as LoadResult[] };
 }
 

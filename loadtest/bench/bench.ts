@@ -216,7 +216,7 @@ async function main(): Promise<void> {
   // The seed's counter (read the session, add, save it back), direct and through nginx.
   if (only("session")) {
     const c = await startCluster("session", { replicas: 3, appEnv: { COUNTER: "session" } });
-    const direct = (await c.cluster.replicas())[0]!.url!;
+    const direct = (await c.cluster.replicas())[0]!.url;
     await measure({ ...base, id: "direct-session", label: "1 replica direct, COUNTER=session, GET /counter", group: "direct", replicas: 1, counter: "session", store: "redis", visitors: "returning", request: "GET /counter" }, { url: direct, request: SEED_GET, visitors: "returning" }, c.components, c.cluster);
     await measure({ ...base, id: "nginx3-session", label: "nginx + 3 replicas, COUNTER=session, GET /counter", group: "nginx", replicas: 3, counter: "session", store: "redis", visitors: "returning", keepalive: true, request: "GET /counter" }, { url: c.cluster.baseUrl(), request: SEED_GET, visitors: "returning" }, c.components, c.cluster);
     await c.stop();
@@ -236,7 +236,7 @@ async function main(): Promise<void> {
     await measure({ ...d, id: "nginx2-keyed", label: "nginx + 2 replicas, exactly-once", group: "nginx", replicas: 2, visitors: "returning" }, { url, ...keyed, visitors: "returning" }, c.components, c.cluster);
     await c.cluster.scale(1);
     await measure({ ...d, id: "nginx1-keyed", label: "nginx + 1 replica, exactly-once", group: "nginx", replicas: 1, visitors: "returning" }, { url, ...keyed, visitors: "returning" }, c.components, c.cluster);
-    const direct = (await c.cluster.replicas())[0]!.url!;
+    const direct = (await c.cluster.replicas())[0]!.url;
     await measure({ ...d, id: "direct-atomic", label: "1 replica direct, COUNTER=atomic, GET /counter", group: "direct", replicas: 1, keepalive: null, visitors: "returning", request: "GET /counter" }, { url: direct, request: SEED_GET, visitors: "returning" }, c.components, c.cluster);
     await measure({ ...d, id: "direct-keyed", label: "1 replica direct, exactly-once (POST + key)", group: "direct", replicas: 1, keepalive: null, visitors: "returning" }, { url: direct, ...keyed, visitors: "returning" }, c.components, c.cluster);
     }
@@ -252,7 +252,7 @@ async function main(): Promise<void> {
 
   if (only("memory")) {
     const c = await startCluster("memory", { replicas: 1, appEnv: { STORE: "memory", COUNTER: "session" } });
-    const direct = (await c.cluster.replicas())[0]!.url!;
+    const direct = (await c.cluster.replicas())[0]!.url;
     await measure({ ...base, id: "direct-memory", label: "1 replica direct, MemoryStore, GET /counter", group: "direct", replicas: 1, counter: "session", store: "memory", visitors: "returning", request: "GET /counter" }, { url: direct, request: SEED_GET, visitors: "returning" }, c.components, undefined, c.cluster);
     await c.stop();
   }
@@ -380,7 +380,7 @@ async function profileReplica(): Promise<(ProfileSummary & { seconds: number; fi
   mkdirSync(profDir, { recursive: true });
   const already = new Set(readdirSync(profDir));
   const c = await startCluster("profile", { replicas: 1, appEnv: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` } });
-  const direct = (await c.cluster.replicas())[0]!.url!;
+  const direct = (await c.cluster.replicas())[0]!.url;
   const r = await loadRun({ url: direct, request: KEYED_POST, uniqueIdempotencyKey: true, visitors: "returning", connections: CONNECTIONS, seconds: SECONDS, warmupSeconds: WARMUP }, c.components);
   progress("profile: 1 replica direct, exactly-once, --cpu-prof", r);
   await c.stop();

@@ -16,7 +16,7 @@ import { findScenario, type Scenario } from "./scenarios.ts";
 
 const { values } = parseArgs({
   options: {
-    cluster: { type: "string", default: process.env.CLUSTER || "local" },
+    cluster: { type: "string", default: process.env.CLUSTER || "auto" },
     users: { type: "string", default: process.env.USERS || "10" },
     increments: { type: "string", default: process.env.INCREMENTS || "200" },
     kills: { type: "string", default: process.env.KILLS || "10" },

@@ -1,6 +1,6 @@
 // `make verify`: runs the named scenarios (all by default) against fresh clusters, prints
 // progress and a verdict table, writes reports, and exits 1 when any scenario fails.
-// Knobs (environment or flags): SCENARIO, CLUSTER=local|compose, COUNTER=atomic|session,
+// Knobs (environment or flags): SCENARIO, CLUSTER=auto|local|compose, COUNTER=atomic|session,
 // USERS, DURATION (seconds per scenario), CONCURRENCY (overrides the scenario's).
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -13,7 +13,7 @@ import { findScenario, scenarios } from "./scenarios.ts";
 const { values } = parseArgs({
   options: {
     scenario: { type: "string", default: process.env.SCENARIO || "all" },
-    cluster: { type: "string", default: process.env.CLUSTER || "local" },
+    cluster: { type: "string", default: process.env.CLUSTER || "auto" },
     counter: { type: "string", default: process.env.COUNTER || "atomic" },
     users: { type: "string", default: process.env.USERS || "50" },
     duration: { type: "string", default: process.env.DURATION || "10" },
