@@ -67,15 +67,17 @@ kill: deps ## stop replica REPLICA with SIGNAL=TERM (graceful) or KILL
 start: deps ## start replica REPLICA again
 	@$(CLI) start --replica $(REPLICA)
 
-# REPLICAS, as for `make up`; the old N= still works, with a warning.
+# REPLICAS, as for `make up`, but given explicitly (not the default 3); the old N= still
+# works, with a warning.
+SCALE_TO := $(if $(filter file,$(origin REPLICAS)),,$(REPLICAS))
 scale: deps ## change the number of replicas to REPLICAS; nginx follows
 ifneq ($(N),)
 	@echo "make scale: N= is deprecated, use REPLICAS=$(N)" >&2
 	@$(CLI) scale --replicas $(N)
-else ifeq ($(origin REPLICAS),file)
+else ifeq ($(SCALE_TO),)
 	@echo "make scale: say how many, e.g. make scale REPLICAS=5" >&2; exit 2
 else
-	@$(CLI) scale --replicas $(REPLICAS)
+	@$(CLI) scale --replicas $(SCALE_TO)
 endif
 
 restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives through AOF
