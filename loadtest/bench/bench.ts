@@ -116,9 +116,8 @@ function progress(label: string, r: LoadResult, extra = ""): void {
 
 type Def = Omit<ScenarioResult, "result" | "cpuUsPerReq" | "redisPerReq" | "ratioB1" | "ratioB0">;
 
-// Fresh Node processes run slower for their first seconds (JIT, heap sizing): in three full
-// runs, the first scenario on a new cluster measured 20-50% below the same workload repeated
-// later on it. So a cluster's first measurement gets a longer warm-up.
+// Fresh Node processes run slower for their first seconds (JIT, heap sizing), so a cluster's
+// first measurement gets a longer warm-up.
 const WARMUP_FRESH = QUICK ? 0 : 8;
 const warmed = new WeakSet<object>();
 

@@ -14,7 +14,7 @@ export type LoadSpec = {
   connections: number;
   seconds: number;
   warmupSeconds: number;
-  /** Put a unique Idempotency-Key on every request (visitors.ts writes it in place). */
+  /** Put a unique Idempotency-Key on every request (see visitors.ts). */
   uniqueIdempotencyKey?: boolean;
 };
 
@@ -65,10 +65,10 @@ function options(spec: LoadSpec, seconds: number): autocannon.Options {
     timeout: 10,
     requests: [request],
     // nginx closes a client connection after keepalive_requests (1000) with Connection: close,
-    // which autocannon ignores: now and then it has already written the next request and gets
-    // a reset (5 ECONNRESET in 1M requests through nginx; none in 1.1M with this). A real
-    // client honours the header, so reconnecting first measures what clients see. (autocannon
-    // leaves the response it answers by reconnecting out of its counts: 1 in 900.)
+    // which autocannon ignores, so it may have written the next request already and get a
+    // reset. A real client honours the header: reconnecting before nginx closes measures what
+    // clients see. (autocannon leaves the response it answers by reconnecting out of its
+    // counts: 1 in 900.)
     reconnectRate: 900,
     ...(setupClient ? { setupClient } : {}),
   };
