@@ -8,7 +8,6 @@ import { join } from "node:path";
 import type { LocalCluster } from "../../infra/cluster/local-cluster.ts";
 import { loadRun, type LoadResult } from "./load-run.ts";
 import { clusterComponents } from "./procs.ts";
-import { info } from "./redis-stats.ts";
 import type { BenchRequest } from "./visitors.ts";
 import { repoRoot } from "../lib/process.ts";
 import { geometricMean, median, percentChange } from "../lib/stats.ts";
@@ -40,8 +39,7 @@ async function side(name: string, root: string, extraEnv: Record<string, string>
   const cluster = LocalCluster.create({ dir: join(work, `cluster-${name}`), replicas: REPLICAS, appEnv: { LOG_LEVEL: "info", ...APP_ENV, ...extraEnv } });
   started.push(cluster);
   await cluster.start();
-  const redisPid = Number((await info(cluster, "server")).process_id);
-  const components = clusterComponents(cluster.dir, redisPid);
+  const components = await clusterComponents(cluster);
   const url = VIA === "direct" ? (await cluster.replicas())[0]!.url : cluster.baseUrl();
   return { name, cluster, components, url, runs: [] as LoadResult[] };
 }

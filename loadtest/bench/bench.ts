@@ -12,7 +12,7 @@ import { startHello, startNginx200, startNginxOverHello, type Baseline } from ".
 import { summarizeProfile, type ProfileSummary } from "./cpu-profile.ts";
 import { loadRun, wrkRun, type LoadResult, type LoadSpec, type WrkResult } from "./load-run.ts";
 import { clusterComponents, type Component } from "./procs.ts";
-import { commandCalls, compactAof, dbsize, fillSessions, flushAll, info, LAYOUTS, perRequest, sampleSession, usedMemory, weighLayout, type Layout } from "./redis-stats.ts";
+import { commandCalls, compactAof, dbsize, fillSessions, flushAll, LAYOUTS, perRequest, sampleSession, usedMemory, weighLayout, type Layout } from "./redis-stats.ts";
 import { renderMarkdown, renderSvg } from "./bench-report.ts";
 import type { BenchRequest, VisitorMode } from "./visitors.ts";
 import { freePort } from "../../infra/cluster/ports.ts";
@@ -76,8 +76,7 @@ async function startCluster(name: string, opts: { replicas: number; appEnv?: Rec
   const stop = () => cluster.stop();
   cleanups.add(stop);
   await cluster.start();
-  const redisPid = Number((await info(cluster, "server")).process_id);
-  const components = clusterComponents(cluster.dir, redisPid);
+  const components = await clusterComponents(cluster);
   return {
     cluster,
     components,
