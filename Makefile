@@ -1,9 +1,8 @@
 # Every command the README shows is a target here. Each target bootstraps what it needs:
 # Node 24 (from npm when the machine's node is older than 22.12), npm packages, and
 # redis-server/nginx (apt-get when root on Debian, otherwise the command to run).
-# CLUSTER=auto (default) runs clusters in Docker Compose when a Docker engine answers, as
-# local processes otherwise, in every target (up, verify, compare-counters); CLUSTER=compose
-# or CLUSTER=local picks one. `make bench` always runs local processes (it reads their CPU time).
+# CLUSTER=auto (default): Docker Compose when a Docker engine answers, else local processes, for up, verify and
+# compare-counters alike; CLUSTER=compose or CLUSTER=local picks one. (make bench always runs local processes.)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -67,18 +66,8 @@ kill: deps ## stop replica REPLICA with SIGNAL=TERM (graceful) or KILL
 start: deps ## start replica REPLICA again
 	@$(CLI) start --replica $(REPLICA)
 
-# REPLICAS, as for `make up`, but given explicitly (not the default 3); the old N= still
-# works, with a warning.
-SCALE_TO := $(if $(filter file,$(origin REPLICAS)),,$(REPLICAS))
-scale: deps ## change the number of replicas to REPLICAS; nginx follows
-ifneq ($(N),)
-	@echo "make scale: N= is deprecated, use REPLICAS=$(N)" >&2
-	@$(CLI) scale --replicas $(N)
-else ifeq ($(SCALE_TO),)
-	@echo "make scale: say how many, e.g. make scale REPLICAS=5" >&2; exit 2
-else
-	@$(CLI) scale --replicas $(SCALE_TO)
-endif
+scale: deps ## change the number of replicas to REPLICAS, given explicitly (N= is deprecated); nginx follows
+	@$(CLI) scale --replicas "$(if $(filter file,$(origin REPLICAS)),,$(REPLICAS))" $(if $(N),--deprecated-n "$(N)")
 
 restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives through AOF
 	@$(CLI) restart-redis --signal $(SIGNAL)

@@ -24,7 +24,7 @@ describe("make's cluster variables", { timeout: 120_000 }, () => {
   it("make scale asks for REPLICAS when given no count", () => {
     for (const r of [make("scale"), make("scale", "REPLICAS=")]) {
       expect(r.status).toBe(2);
-      expect(r.stderr).toContain("make scale REPLICAS=5");
+      expect(r.stderr).toContain("say how many replicas, e.g. make scale REPLICAS=5");
     }
   });
 

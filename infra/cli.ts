@@ -22,6 +22,7 @@ const { positionals, values } = parseArgs({
   options: {
     replicas: { type: "string" },
     replica: { type: "string" },
+    "deprecated-n": { type: "string" },
     port: { type: "string" },
     signal: { type: "string", default: "TERM" },
     lines: { type: "string", default: "40" },
@@ -52,8 +53,9 @@ async function running(): Promise<Cluster> {
 
 async function printReplicas(c: Cluster): Promise<void> {
   const rows = await c.replicas();
-  console.log(`${"REPLICA".padEnd(8)} ${"NAME".padEnd(8)} ${"STATE".padEnd(8)} ${"X-REPLICA".padEnd(14)} ${c.kind === "compose" ? "CONTAINER" : "URL"}`);
-  for (const r of rows) console.log(`${String(r.index).padEnd(8)} ${r.name.padEnd(8)} ${(r.running ? "running" : "stopped").padEnd(8)} ${r.replicaId.padEnd(14)} ${r.detail}`);
+  const line = (cells: string[]) => console.log(cells.map((cell, i) => cell.padEnd([8, 8, 8, 14, 0][i]!)).join(" "));
+  line(["REPLICA", "NAME", "STATE", "X-REPLICA", c.kind === "compose" ? "CONTAINER" : "URL"]);
+  for (const r of rows) line([String(r.index), r.name, r.running ? "running" : "stopped", r.replicaId, r.detail]);
 }
 
 async function main(): Promise<void> {
@@ -62,14 +64,19 @@ async function main(): Promise<void> {
     case "up": {
       if (await attachCluster()) throw new Error("a cluster is already up; `make down` first, or `make ps` to see it");
       const kind = chooseKind();
-      const common = { replicas: intOption("replicas", values.replicas, 3), port: intOption("port", values.port, 8080) };
+      const common = {
+        replicas: intOption("replicas", values.replicas, 3),
+        port: intOption("port", values.port, 8080),
+      };
       // Compose reports its image pulls and builds, which can take minutes.
-      const cluster = kind === "compose" ? createCluster(kind, { ...common, log: (line) => console.log(`  ${line}`) }) : createCluster(kind, common);
+      const log = (line: string) => console.log(`  ${line}`);
+      const cluster = kind === "compose" ? createCluster(kind, { ...common, log }) : createCluster(kind, common);
       const why = kind === "local" && (process.env.CLUSTER ?? "auto") === "auto" ? " (no Docker engine answered)" : "";
       console.log(`starting ${kind === "local" ? "local processes" : "Docker Compose"}${why}...`);
       await cluster.start();
       // In Compose a replica reports its container's hostname, not its name: show both.
-      const names = (await cluster.replicas()).map((r) => (r.replicaId === r.name ? r.name : `${r.name} (${r.detail}, X-Replica ${r.replicaId})`));
+      const names = (await cluster.replicas()).map((r) =>
+        r.replicaId === r.name ? r.name : `${r.name} (${r.detail}, X-Replica ${r.replicaId})`);
       console.log(`cluster up (${kind}): ${cluster.baseUrl()}`);
       console.log(`replicas: ${names.join(", ")}`);
       console.log(`try: curl -c jar -b jar ${cluster.baseUrl()}/counter`);
@@ -99,8 +106,12 @@ async function main(): Promise<void> {
       return console.log(`replica ${n} started and ready`);
     }
     case "scale": {
+      // `make scale N=5` came before REPLICAS; it still works, with a warning.
+      const old = values["deprecated-n"];
+      if (old) console.error(`make scale: N= is deprecated, use REPLICAS=${old}`);
+      if (!old && !values.replicas) throw new Error("say how many replicas, e.g. make scale REPLICAS=5");
+      const n = old ? intOption("replicas", old) : intOption("replicas", values.replicas);
       const c = await running();
-      const n = intOption("replicas", values.replicas);
       await c.scale(n);
       return printReplicas(c);
     }

@@ -37,7 +37,10 @@ type Where = { dir?: string };
 export function createCluster(kind: "local", opts: Omit<LocalClusterOptions, "dir"> & Where): LocalCluster;
 export function createCluster(kind: "compose", opts: Omit<ComposeClusterOptions, "dir"> & Where): ComposeCluster;
 export function createCluster(kind: ClusterKind, opts: ClusterOptions & Where): Cluster;
-export function createCluster(kind: ClusterKind, opts: (Omit<LocalClusterOptions, "dir"> | Omit<ComposeClusterOptions, "dir">) & Where): Cluster {
+export function createCluster(
+  kind: ClusterKind,
+  opts: (Omit<LocalClusterOptions, "dir"> | Omit<ComposeClusterOptions, "dir">) & Where,
+): Cluster {
   if (kind === "local") return LocalCluster.create({ ...opts, dir: opts.dir ?? LOCAL_DIR });
   const o = opts as Omit<ComposeClusterOptions, "dir"> & Where;
   const project = o.project ?? (o.dir ? defaultProjectName(`esc-${basename(o.dir)}`) : undefined);

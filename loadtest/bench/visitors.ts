@@ -32,7 +32,11 @@ export type VisitorOptions = {
  * `context`, because autocannon resets that context every time the request list loops
  * (with one request, after every response), which would make each request a new visitor.
  */
-export function setupClientFor(mode: VisitorMode, requests: readonly BenchRequest[], opts: VisitorOptions = {}): ((client: Client) => void) | undefined {
+export function setupClientFor(
+  mode: VisitorMode,
+  requests: readonly BenchRequest[],
+  opts: VisitorOptions = {},
+): ((client: Client) => void) | undefined {
   if (mode === "new" && !opts.uniqueKeys) return undefined;
   return (client: Client) => {
     let cookie: string | undefined;
@@ -42,7 +46,8 @@ export function setupClientFor(mode: VisitorMode, requests: readonly BenchReques
     const withCookie = (headers: Record<string, string> | undefined) =>
       cookie && mode === "returning" ? { ...headers, cookie } : { ...headers };
     // Only a returning visitor reads its responses (autocannon parses the headers for it).
-    const onResponse = (_status: number, _body: string, _context: unknown, headers: Record<string, string | string[]>) => {
+    type Headers = Record<string, string | string[]>;
+    const onResponse = (_status: number, _body: string, _context: unknown, headers: Headers) => {
       const next = setCookieOf(headers);
       if (next === undefined || next === cookie) return;
       cookie = next;
