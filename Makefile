@@ -1,8 +1,8 @@
 # Every command the README shows is a target here. Each target bootstraps what it needs:
 # Node 24 (from npm when the machine's node is older than 22.12), npm packages, and
 # redis-server/nginx (apt-get when root on Debian, otherwise the command to run).
-# CLUSTER=auto (default) runs the cluster in Docker Compose when a Docker engine answers,
-# as local processes otherwise; CLUSTER=compose or CLUSTER=local picks one.
+# CLUSTER=auto (default): Docker Compose when a Docker engine answers, else local processes, for up, verify and
+# compare-counters alike; CLUSTER=compose or CLUSTER=local picks one. (make bench always runs local processes.)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -66,8 +66,8 @@ kill: deps ## stop replica REPLICA with SIGNAL=TERM (graceful) or KILL
 start: deps ## start replica REPLICA again
 	@$(CLI) start --replica $(REPLICA)
 
-scale: deps ## change the number of replicas to N
-	@$(CLI) scale --replicas $(N)
+scale: deps ## change the number of replicas to REPLICAS, given explicitly (N= is deprecated); nginx follows
+	@$(CLI) scale --replicas "$(if $(filter file,$(origin REPLICAS)),,$(REPLICAS))" $(if $(N),--deprecated-n "$(N)")
 
 restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives through AOF
 	@$(CLI) restart-redis --signal $(SIGNAL)
@@ -75,18 +75,18 @@ restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives th
 config: deps ## check the app's configuration from the environment (as a replica would)
 	@node services/app/src/check-config.ts
 
-verify: deps system-deps ## prove no count is lost or doubled under faults (SCENARIO= COUNTER= USERS= DURATION= CLUSTER=)
+verify: deps system-deps docker-deps ## prove no count is lost or doubled under faults (SCENARIO= COUNTER= USERS= DURATION= CLUSTER=)
 	@node loadtest/harness/verify.ts --scenario "$(SCENARIO)" --counter "$(COUNTER)" --users "$(USERS)" --duration "$(DURATION)" \
-	  --cluster "$(if $(filter auto,$(CLUSTER)),local,$(CLUSTER))" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
+	  --cluster "$(CLUSTER)" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
 
-compare-counters: deps system-deps ## COUNTER=session vs atomic side by side: lost updates, SIGKILL x10, throughput ratio
-	@node loadtest/harness/compare.ts --cluster "$(if $(filter auto,$(CLUSTER)),local,$(CLUSTER))"
+compare-counters: deps system-deps docker-deps ## COUNTER=session vs atomic side by side: lost updates, SIGKILL x10, throughput ratio
+	@node loadtest/harness/compare-counters.ts --cluster "$(CLUSTER)"
 
 bench: deps system-deps ## benchmarks as ratios to baselines run alongside (QUICK=1: a short run); report in loadtest/reports/
-	@QUICK=$(QUICK) node loadtest/bench/run.ts
+	@QUICK=$(QUICK) node loadtest/bench/bench.ts
 
 bench-compare: deps system-deps ## the exactly-once path at git ref BASE vs this checkout, runs interleaved: what a change gained
-	@BASE=$(BASE) node loadtest/bench/compare.ts
+	@BASE=$(BASE) node loadtest/bench/bench-compare.ts
 
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit

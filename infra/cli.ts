@@ -2,6 +2,7 @@
 // through the Cluster interface, so every command works the same locally and in Compose.
 import { parseArgs } from "node:util";
 import type { Cluster, Signal } from "./cluster/cluster.ts";
+import type { LocalReplicaInfo } from "./cluster/local-cluster.ts";
 import { buildAppImage, resolveBaseImages } from "./images/images.ts";
 import { attachCluster, chooseKind, createCluster } from "./cluster/open.ts";
 
@@ -22,6 +23,7 @@ const { positionals, values } = parseArgs({
   options: {
     replicas: { type: "string" },
     replica: { type: "string" },
+    "deprecated-n": { type: "string" },
     port: { type: "string" },
     signal: { type: "string", default: "TERM" },
     lines: { type: "string", default: "40" },
@@ -52,11 +54,15 @@ async function running(): Promise<Cluster> {
 
 async function printReplicas(c: Cluster): Promise<void> {
   const rows = await c.replicas();
-  // Compose replicas have a container name and no URL of their own (no published port).
+  const line = (cells: string[]) => console.log(cells.map((cell, i) => cell.padEnd([8, 8, 8, 14, 24, 0][i]!)).join(" "));
+  if (c.kind === "compose") {
+    line(["REPLICA", "NAME", "STATE", "X-REPLICA", "CONTAINER"]);
+    for (const r of rows) line([String(r.index), r.name, r.running ? "running" : "stopped", r.replicaId, r.detail]);
+    return;
+  }
   // Local replicas: the public URL, then the operator one (/healthz, /readyz, /metrics).
-  const where = (r: (typeof rows)[number]) => r.container ?? `${(r.url ?? "-").padEnd(24)} ${r.opsUrl ?? "-"}`;
-  console.log(`${"REPLICA".padEnd(8)} ${"NAME".padEnd(24)} ${"STATE".padEnd(8)} ${c.kind === "compose" ? "CONTAINER" : `${"URL".padEnd(24)} OPS URL`}`);
-  for (const r of rows) console.log(`${String(r.index).padEnd(8)} ${r.name.padEnd(24)} ${(r.running ? "running" : "stopped").padEnd(8)} ${where(r)}`);
+  line(["REPLICA", "NAME", "STATE", "X-REPLICA", "URL", "OPS URL"]);
+  for (const r of rows as LocalReplicaInfo[]) line([String(r.index), r.name, r.running ? "running" : "stopped", r.replicaId, r.url, r.opsUrl]);
 }
 
 async function main(): Promise<void> {
@@ -65,15 +71,19 @@ async function main(): Promise<void> {
     case "up": {
       if (await attachCluster()) throw new Error("a cluster is already up; `make down` first, or `make ps` to see it");
       const kind = chooseKind();
-      const cluster = await createCluster(kind, {
+      const common = {
         replicas: intOption("replicas", values.replicas, 3),
         port: intOption("port", values.port, 8080),
-        log: (line) => console.log(`  ${line}`),
-      });
+      };
+      // Compose reports its image pulls and builds, which can take minutes.
+      const log = (line: string) => console.log(`  ${line}`);
+      const cluster = kind === "compose" ? createCluster(kind, { ...common, log }) : createCluster(kind, common);
       const why = kind === "local" && (process.env.CLUSTER ?? "auto") === "auto" ? " (no Docker engine answered)" : "";
       console.log(`starting ${kind === "local" ? "local processes" : "Docker Compose"}${why}...`);
       await cluster.start();
-      const names = (await cluster.replicas()).map((r) => (r.container ? `${r.container} (${r.name})` : r.name));
+      // In Compose a replica reports its container's hostname, not its name: show both.
+      const names = (await cluster.replicas()).map((r) =>
+        r.replicaId === r.name ? r.name : `${r.name} (${r.detail}, X-Replica ${r.replicaId})`);
       console.log(`cluster up (${kind}): ${cluster.baseUrl()}`);
       console.log(`replicas: ${names.join(", ")}`);
       console.log(`try: curl -c jar -b jar ${cluster.baseUrl()}/counter`);
@@ -103,8 +113,12 @@ async function main(): Promise<void> {
       return console.log(`replica ${n} started and ready`);
     }
     case "scale": {
+      // `make scale N=5` came before REPLICAS; it still works, with a warning.
+      const old = values["deprecated-n"];
+      if (old) console.error(`make scale: N= is deprecated, use REPLICAS=${old}`);
+      if (!old && !values.replicas) throw new Error("say how many replicas, e.g. make scale REPLICAS=5");
+      const n = old ? intOption("replicas", old) : intOption("replicas", values.replicas);
       const c = await running();
-      const n = intOption("replicas", values.replicas);
       await c.scale(n);
       return printReplicas(c);
     }

@@ -59,19 +59,19 @@ export function clusterScenarios(label: string, make: ClusterFactory, timeouts =
       const during = await counts(v, 10);
       expect(during.statuses.every((s) => s === 200)).toBe(true);
       expect(during.counts).toEqual(range(6, 15));
-      expect(during.replicas).not.toContain(victim!.name);
+      expect(during.replicas).not.toContain(victim!.replicaId);
       await cluster.startReplica(2);
       // nginx skips a failed replica for fail_timeout (2 s), then tries it again.
       const after: string[] = [];
       let expected = 16;
       const until = Date.now() + 10_000;
-      while (!after.includes(victim!.name) && Date.now() < until) {
+      while (!after.includes(victim!.replicaId) && Date.now() < until) {
         const r = await v.get("/counter");
         expect(r.text).toBe(`count is ${expected++}`);
         after.push(r.replica!);
         await sleep(100);
       }
-      expect(after).toContain(victim!.name);
+      expect(after).toContain(victim!.replicaId);
     });
 
     it("fails no request while a replica drains on SIGTERM", async () => {
@@ -141,7 +141,7 @@ export function clusterScenarios(label: string, make: ClusterFactory, timeouts =
       // After scale(n) returns, requests must reach exactly the running replicas: polls with
       // fresh sessions until each was seen (bounded), then checks nothing else answered.
       const expectServedByRunning = async () => {
-        const running = new Set((await cluster.replicas()).filter((r) => r.running).map((r) => r.name));
+        const running = new Set((await cluster.replicas()).filter((r) => r.running).map((r) => r.replicaId));
         const seen = new Set<string>();
         for (let i = 0; i < 100 && seen.size < running.size; i++) seen.add((await new Visitor(cluster.baseUrl()).get("/api/session")).replica!);
         expect([...seen].sort()).toEqual([...running].sort());

@@ -77,7 +77,7 @@ describe("GET /metrics on each replica", () => {
     expect(delta("session_store_errors_total")).toBe(0);
 
     // Every replica took a share (round-robin), and labels each series with its name.
-    const names = (await cluster.replicas()).map((r) => r.name);
+    const names = (await cluster.replicas()).map((r) => r.replicaId);
     for (const name of names) expect(sum(after, "http_requests_total", { replica: name, route: "/api/counter" })).toBeGreaterThan(0);
     // The default process metrics are there too.
     for (const name of ["process_cpu_seconds_total", "nodejs_eventloop_lag_seconds", "nodejs_heap_size_used_bytes"]) {

@@ -91,9 +91,9 @@ describe("the page at /", () => {
     const stripNames = await page.locator("#strip li").evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.replica));
     expect(new Set(stripNames.filter(Boolean)).size).toBeGreaterThanOrEqual(2);
 
-    const victim = (await cluster.replicas()).find((r) => r.name === served.at(-1))!;
+    const victim = (await cluster.replicas()).find((r) => r.replicaId === served.at(-1))!;
     await cluster.killReplica(victim.index, "SIGKILL");
-    for (let n = 7; n <= 12; n++) expect(await increment(n)).not.toBe(victim.name);
+    for (let n = 7; n <= 12; n++) expect(await increment(n)).not.toBe(victim.replicaId);
     expect(await page.locator("#error").textContent()).toBe("");
     // nginx moved each click to a live replica itself; the page never saw a failure.
     expect(await page.locator("#strip li.failed").count()).toBe(0);

@@ -228,7 +228,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     // The control: a replica does trust its one proxy hop, so what nginx sends for a request
     // that came over HTTPS ($scheme = https) gets a Secure cookie.
     const [replica] = await cluster.replicas();
-    const direct = await new TrackedVisitor(replica!.url!).increment(undefined, { headers: { "X-Forwarded-Proto": "https" } });
+    const direct = await new TrackedVisitor(replica!.url).increment(undefined, { headers: { "X-Forwarded-Proto": "https" } });
     expect(direct.headers.getSetCookie()[0]).toMatch(/;\s*Secure/);
   });
 

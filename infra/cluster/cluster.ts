@@ -4,6 +4,7 @@
 
 export type Signal = "SIGTERM" | "SIGKILL";
 
+/** What every driver honours; each driver's own options are in its own type. */
 export type ClusterOptions = {
   /** Number of app replicas (default 3). */
   replicas?: number;
@@ -25,15 +26,16 @@ export type ClientLimits = { rate: number; burst: number; connections: number };
 export type ReplicaInfo = {
   /** 1-based, stable across restarts; what `make kill REPLICA=n` takes. */
   index: number;
-  /** The replica id the app reports in X-Replica. */
+  /** `app-<index>` in every driver. */
   name: string;
+  /**
+   * The id the replica reports in X-Replica and in its metrics' `replica` label: its name for
+   * local processes, the container's hostname (short container id) in Compose.
+   */
+  replicaId: string;
   running: boolean;
-  /** Direct URL of the replica's public listener (bypassing nginx). */
-  url: string | undefined;
-  /** URL of the replica's operator listener (/healthz, /readyz, /metrics), which nginx never proxies to. */
-  opsUrl: string | undefined;
-  /** The container's name, where the replica is one (Compose). */
-  container?: string;
+  /** Where it runs, for people: the container's name (Compose) or its direct URL (local). */
+  detail: string;
 };
 
 export interface Cluster {

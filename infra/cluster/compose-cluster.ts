@@ -201,7 +201,13 @@ export class ComposeCluster implements Cluster {
   async replicas(): Promise<ReplicaInfo[]> {
     // The app names itself after its hostname, which Docker sets to the short container id;
     // that is what X-Replica carries. The container name is what `docker compose ps` shows.
-    return (await this.#containers("app")).map((c) => ({ index: c.number, name: c.hostname, container: c.name, running: c.running, url: undefined, opsUrl: undefined }));
+    return (await this.#containers("app")).map((c) => ({
+      index: c.number,
+      name: `app-${c.number}`,
+      replicaId: c.hostname,
+      running: c.running,
+      detail: c.name,
+    }));
   }
 
   async probeReplica(index: number, path: string): Promise<number> {

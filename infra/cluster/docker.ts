@@ -10,14 +10,14 @@ export type RunOptions = {
   cwd?: string;
 };
 
-/** Runs a command and returns its stdout; a failure throws with the command and its stderr. */
+/** Runs a command and returns its stdout; a failure throws with the command and its stderr (`cause`: the exec error, with its code). */
 export function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(file, args, { timeout: opts.timeoutMs ?? 60_000, env: opts.env ?? process.env, cwd: opts.cwd, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       if (!err) return resolve(stdout);
       const why = (stderr || stdout || err.message).trim().split("\n").slice(-15).join("\n");
       const timedOut = err.killed && err.signal === "SIGTERM" ? ` (killed after ${opts.timeoutMs ?? 60_000} ms)` : "";
-      reject(new Error(`\`${[file, ...args].join(" ")}\` failed${timedOut}:\n${why}`));
+      reject(new Error(`\`${[file, ...args].join(" ")}\` failed${timedOut}:\n${why}`, { cause: err }));
     });
   });
 }

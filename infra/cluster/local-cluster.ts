@@ -50,6 +50,9 @@ export type LocalClusterOptions = ClusterOptions & {
   tls?: { cert: string; key: string };
 };
 
+/** A local replica also answers on ports of its own, so callers holding a LocalCluster get its URLs. */
+export type LocalReplicaInfo = ReplicaInfo & { url: string; opsUrl: string };
+
 /** True while `pid` runs (a zombie counts as gone) and its command line contains `marker`. */
 function alive(pid: number | undefined, marker: string): boolean {
   if (!pid) return false;
@@ -320,13 +323,15 @@ export class LocalCluster implements Cluster {
     return r;
   }
 
-  async replicas(): Promise<ReplicaInfo[]> {
+  async replicas(): Promise<LocalReplicaInfo[]> {
     return this.#state.replicas.map((r) => ({
       index: r.index,
       name: r.name,
+      replicaId: r.name,
       running: alive(r.pid, this.dir),
       url: `http://127.0.0.1:${r.port}`,
       opsUrl: `http://127.0.0.1:${r.opsPort}`,
+      detail: `http://127.0.0.1:${r.port}`,
     }));
   }
 

@@ -1,10 +1,10 @@
 // Picks the Cluster implementation: CLUSTER=local|compose, or auto (Compose when a Docker
 // engine answers, local processes otherwise), and finds the one `make up` left running.
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import type { Cluster, ClusterOptions } from "./cluster.ts";
-import { ComposeCluster } from "./compose-cluster.ts";
-import { dockerAvailable } from "./docker.ts";
-import { LocalCluster } from "./local-cluster.ts";
+import { ComposeCluster, type ComposeClusterOptions } from "./compose-cluster.ts";
+import { defaultProjectName, dockerAvailable } from "./docker.ts";
+import { LocalCluster, type LocalClusterOptions } from "./local-cluster.ts";
 
 export { dockerAvailable };
 
@@ -26,9 +26,25 @@ export function chooseKind(requested = process.env.CLUSTER || "auto"): ClusterKi
   return dockerAvailable() ? "compose" : "local";
 }
 
-export async function createCluster(kind: ClusterKind, opts: ClusterOptions & { dir?: string; log?: (line: string) => void }): Promise<Cluster> {
-  if (kind === "compose") return ComposeCluster.create({ ...opts, dir: opts.dir ?? COMPOSE_DIR });
-  return LocalCluster.create({ ...opts, dir: opts.dir ?? LOCAL_DIR });
+type Where = { dir?: string };
+
+/**
+ * A new cluster of `kind`; nothing runs until start(). Without `dir` it is the one `make up`
+ * keeps in RUN_DIR. A Compose cluster in a folder of its own (tests, `make verify`) also gets
+ * a project of its own, named after the folder, so it never touches the one `make up` started.
+ * Driver-only options type-check only with that driver's kind.
+ */
+export function createCluster(kind: "local", opts: Omit<LocalClusterOptions, "dir"> & Where): LocalCluster;
+export function createCluster(kind: "compose", opts: Omit<ComposeClusterOptions, "dir"> & Where): ComposeCluster;
+export function createCluster(kind: ClusterKind, opts: ClusterOptions & Where): Cluster;
+export function createCluster(
+  kind: ClusterKind,
+  opts: (Omit<LocalClusterOptions, "dir"> | Omit<ComposeClusterOptions, "dir">) & Where,
+): Cluster {
+  if (kind === "local") return LocalCluster.create({ ...opts, dir: opts.dir ?? LOCAL_DIR });
+  const o = opts as Omit<ComposeClusterOptions, "dir"> & Where;
+  const project = o.project ?? (o.dir ? defaultProjectName(`esc-${basename(o.dir)}`) : undefined);
+  return ComposeCluster.create({ ...o, dir: o.dir ?? COMPOSE_DIR, ...(project ? { project } : {}) });
 }
 
 /** The cluster `make up` started, or undefined when none is up. */

@@ -1,15 +1,13 @@
 // The two baselines every `make bench` figure is divided by, started as bare processes:
 // B0 a separate nginx whose only location is `return 200` (same shared settings and access
 // log as the cluster's nginx), B1 the bare Express hello-world (hello.ts).
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { promisify } from "node:util";
 import { waitFor, httpStatus } from "../../infra/cluster/wait.ts";
+import { run } from "../lib/process.ts";
 import { findProcesses } from "./procs.ts";
 import { loadBalancerHttp, localNginxConf } from "../../infra/cluster/local-cluster.ts";
-
-const run = promisify(execFile);
 
 export type Baseline = { url: string; pids: () => number[]; stop: () => Promise<void> };
 

@@ -3,11 +3,11 @@
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Report } from "./run.ts";
+import { repoRoot } from "../lib/process.ts";
+import type { Report } from "./bench.ts";
 
-const repoRoot = resolve(import.meta.dirname, "../..");
 const out = mkdtempSync(join(tmpdir(), "bench-report-"));
 
 describe("make bench QUICK=1", { timeout: 240_000 }, () => {

@@ -1,6 +1,8 @@
 // CPU time of processes from /proc/<pid>/stat, so a benchmark can charge each component
 // (replicas, nginx, redis, load generator) its CPU per request, the steadiest cost figure on a shared box.
 import { readdirSync, readFileSync } from "node:fs";
+import type { Cluster } from "../../infra/cluster/cluster.ts";
+import { info } from "./redis-stats.ts";
 
 /** Clock ticks per second of utime/stime in /proc/<pid>/stat; 100 on every Linux we run on. */
 const CLK_TCK = 100;
@@ -69,11 +71,12 @@ export function cpuMs(pids: readonly number[]): number {
 
 export type Component = { name: string; pids: () => number[] };
 
-/** The measured parts of a local cluster: its replicas and nginx by their command lines, Redis by the pid it reports. */
-export function clusterComponents(clusterDir: string, redisPid: number): Component[] {
+/** The measured parts of a started local cluster: its replicas and nginx by their command lines, Redis by the pid it reports. */
+export async function clusterComponents(cluster: Pick<Cluster, "redisCommand"> & { dir: string }): Promise<Component[]> {
+  const redisPid = Number((await info(cluster, "server")).process_id);
   return [
-    { name: "node", pids: () => findProcesses(`--cluster-dir=${clusterDir}`) },
-    { name: "nginx", pids: () => findProcesses(`${clusterDir}/nginx/nginx.conf`) },
+    { name: "node", pids: () => findProcesses(`--cluster-dir=${cluster.dir}`) },
+    { name: "nginx", pids: () => findProcesses(`${cluster.dir}/nginx/nginx.conf`) },
     { name: "redis", pids: () => [redisPid] },
   ];
 }

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Cluster } from "../../infra/cluster/cluster.ts";
 
-export async function info(cluster: Cluster, section: string): Promise<Record<string, string>> {
+export async function info(cluster: Pick<Cluster, "redisCommand">, section: string): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const line of (await cluster.redisCommand("INFO", section)).split(/\r?\n/)) {
     const i = line.indexOf(":");

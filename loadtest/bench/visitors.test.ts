@@ -70,7 +70,7 @@ describe("benchmark visitors", { timeout: 30_000 }, () => {
       expect(s.keys.length).toBe(210);
       expect(new Set(s.keys).size).toBe(210);
       for (const k of s.keys) expect(parseIdempotencyKey(k)).toBe(k);
-      // The keys change in place; the cookie logic is untouched.
+      // Keys or not, a returning connection keeps its one session.
       expect(s.stats().issued - before).toBe(mode === "returning" ? 7 : 210);
     }
   });

@@ -1,6 +1,7 @@
 // The consistency checker: pure functions from a recorded History to one verdict per
 // property, with the figures behind it. Nothing here talks to a cluster.
 import { okAttempt, opOutcome, type History, type Op } from "./history.ts";
+import { percentOf } from "../lib/stats.ts";
 
 export type Expectations = {
   /** The scenario promises that no attempt fails or ends indeterminate (a graceful drain). */
@@ -67,8 +68,6 @@ function byUser(h: History): Map<number, UserOps> {
   return users;
 }
 
-const pct = (n: number, of: number) => (of === 0 ? "0%" : `${((100 * n) / of).toFixed(of >= 1000 ? 2 : 1)}%`);
-
 /** Per session: acknowledged <= final <= acknowledged + indeterminate (Jepsen's counter checker). */
 export function tallySessions(h: History): SessionTally[] {
   const out: SessionTally[] = [];
@@ -113,7 +112,7 @@ export function checkBounds(sessions: SessionTally[]): Check {
     ok: bad === 0,
     summary: bad === 0
       ? `acknowledged <= final <= acknowledged + indeterminate in all ${sessions.length} sessions`
-      : `${bad} of ${sessions.length} sessions out of bounds: ${lost} acknowledged increments lost (${pct(lost, acked)}), ${dup} duplicated${unread ? `, ${unread} final counts unreadable` : ""}`,
+      : `${bad} of ${sessions.length} sessions out of bounds: ${lost} acknowledged increments lost (${percentOf(lost, acked)}), ${dup} duplicated${unread ? `, ${unread} final counts unreadable` : ""}`,
     figures: { sessions: sessions.length, violating: bad, lost, duplicated: dup, unread },
   };
 }
@@ -260,7 +259,7 @@ export function checkSpread(h: History): Check {
   const down = downIntervals(h);
   const fair = total / Math.max(1, h.replicas.length);
   const starved = [...served].filter(([r, n]) => n === 0 || (!down.has(r) && n < fair / 2)).map(([r]) => r);
-  const shares = [...served].map(([r, n]) => `${r} ${pct(n, total)}`).join(", ");
+  const shares = [...served].map(([r, n]) => `${r} ${percentOf(n, total)}`).join(", ");
   return {
     name: "spread",
     consistency: false,

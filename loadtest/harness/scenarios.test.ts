@@ -3,7 +3,7 @@
 // checker catches the negative controls (MemoryStore, the seed's counter under concurrency).
 import { describe, expect, it } from "vitest";
 import type { Check } from "./checker.ts";
-import { runScenario, type RunOptions, type ScenarioResult } from "./run.ts";
+import { runScenario, type RunOptions, type ScenarioResult } from "./run-scenario.ts";
 import { findScenario } from "./scenarios.ts";
 
 const base: RunOptions = {

@@ -13,10 +13,10 @@ export type FaultContext = {
    */
   mark(target: string, state: "down" | "up", label: string): void;
   /**
-   * Resolves once the load balancer routes requests to this replica again (bounded): nginx
-   * keeps a replica it saw fail out of rotation for fail_timeout even after it is ready.
+   * Resolves once the load balancer routes requests to this replica (its replicaId) again,
+   * bounded: nginx keeps a replica it saw fail out of rotation for fail_timeout even after it is ready.
    */
-  inRotation(name: string): Promise<boolean>;
+  inRotation(replicaId: string): Promise<boolean>;
 };
 
 export type Scenario = {
@@ -44,11 +44,11 @@ async function nth(cluster: Cluster, i: number): Promise<ReplicaInfo> {
 
 async function stopAndStart(ctx: FaultContext, i: number, signal: Signal, restartAt: number | undefined): Promise<void> {
   const r = await nth(ctx.cluster, i);
-  ctx.mark(r.name, "down", `${signal} ${r.name}`);
+  ctx.mark(r.replicaId, "down", `${signal} ${r.name}`);
   await ctx.cluster.killReplica(r.index, signal);
   if (restartAt !== undefined) await ctx.at(restartAt);
   await ctx.cluster.startReplica(r.index);
-  ctx.mark(r.name, "up", `${r.name} ready`);
+  ctx.mark(r.replicaId, "up", `${r.name} ready`);
 }
 
 export const scenarios: Scenario[] = [
@@ -86,7 +86,7 @@ export const scenarios: Scenario[] = [
         await stopAndStart(ctx, i, "SIGTERM", undefined);
         // As an orchestrator would: the next replica goes down only once this one takes
         // traffic again, or the load balancer is left with fewer replicas than planned.
-        await ctx.inRotation((await nth(ctx.cluster, i)).name);
+        await ctx.inRotation((await nth(ctx.cluster, i)).replicaId);
       }
     },
   },
@@ -96,10 +96,10 @@ export const scenarios: Scenario[] = [
     expect: {},
     faults: async (ctx) => {
       await ctx.at(0.3);
-      const names = (await ctx.cluster.replicas()).map((r) => r.name);
-      for (const name of names) ctx.mark(name, "down", `SIGTERM ${name}`);
+      const all = await ctx.cluster.replicas();
+      for (const r of all) ctx.mark(r.replicaId, "down", `SIGTERM ${r.name}`);
       await ctx.cluster.restartReplicas();
-      for (const name of names) ctx.mark(name, "up", `${name} ready`);
+      for (const r of all) ctx.mark(r.replicaId, "up", `${r.name} ready`);
     },
   },
   {

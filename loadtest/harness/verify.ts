@@ -1,18 +1,19 @@
 // `make verify`: runs the named scenarios (all by default) against fresh clusters, prints
 // progress and a verdict table, writes reports, and exits 1 when any scenario fails.
-// Knobs (environment or flags): SCENARIO, CLUSTER=local|compose, COUNTER=atomic|session,
+// Knobs (environment or flags): SCENARIO, CLUSTER=auto|local|compose, COUNTER=atomic|session,
 // USERS, DURATION (seconds per scenario), CONCURRENCY (overrides the scenario's).
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { chooseKind } from "../../infra/cluster/open.ts";
-import { failureLines, verdictTable, writeReports } from "./report.ts";
-import { activeClusters, runScenario, type ScenarioResult } from "./run.ts";
+import { fileStamp, onInterrupt } from "../lib/process.ts";
+import { failureLines, verdictTable, writeReports } from "./verify-report.ts";
+import { activeClusters, runScenario, type ScenarioResult } from "./run-scenario.ts";
 import { findScenario, scenarios } from "./scenarios.ts";
 
 const { values } = parseArgs({
   options: {
     scenario: { type: "string", default: process.env.SCENARIO || "all" },
-    cluster: { type: "string", default: process.env.CLUSTER || "local" },
+    cluster: { type: "string", default: process.env.CLUSTER || "auto" },
     counter: { type: "string", default: process.env.COUNTER || "atomic" },
     users: { type: "string", default: process.env.USERS || "50" },
     duration: { type: "string", default: process.env.DURATION || "10" },
@@ -52,8 +53,7 @@ async function main(): Promise<number> {
     results.push(r);
   }
 
-  const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
-  const summary = writeReports(results, resolve(values.reports, `${stamp}-${counter}`));
+  const summary = writeReports(results, resolve(values.reports, `${fileStamp()}-${counter}`));
   console.log(`\n${verdictTable(results)}\n`);
   for (const line of [...failureLines(results), ...errors]) console.log(`  ${line}`);
   console.log(`\nreports: ${summary} (and a .json, .md and .svg timeline per scenario)`);
@@ -62,13 +62,10 @@ async function main(): Promise<number> {
   return failed.length ? 1 : 0;
 }
 
-// The cluster's processes are detached: on Ctrl-C, stop them before leaving.
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    console.error(`\nverify: ${signal}, stopping ${activeClusters.size} cluster(s)...`);
-    void Promise.allSettled([...activeClusters].map((c) => c.stop())).then(() => process.exit(130));
-  });
-}
+onInterrupt((signal) => {
+  console.error(`\nverify: ${signal}, stopping ${activeClusters.size} cluster(s)...`);
+  return Promise.allSettled([...activeClusters].map((c) => c.stop()));
+});
 
 main().then((code) => {
   process.exitCode = code;

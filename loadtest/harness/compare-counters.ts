@@ -10,12 +10,14 @@ import { parseArgs } from "node:util";
 import type { Cluster } from "../../infra/cluster/cluster.ts";
 import { chooseKind, createCluster } from "../../infra/cluster/open.ts";
 import { LOAD_APP_ENV } from "../client/load-env.ts";
-import { activeClusters, runScenario, type RunOptions, type ScenarioResult } from "./run.ts";
+import { fileStamp, onInterrupt } from "../lib/process.ts";
+import { median, percentOf } from "../lib/stats.ts";
+import { activeClusters, runScenario, type RunOptions, type ScenarioResult } from "./run-scenario.ts";
 import { findScenario, type Scenario } from "./scenarios.ts";
 
 const { values } = parseArgs({
   options: {
-    cluster: { type: "string", default: process.env.CLUSTER || "local" },
+    cluster: { type: "string", default: process.env.CLUSTER || "auto" },
     users: { type: "string", default: process.env.USERS || "10" },
     increments: { type: "string", default: process.env.INCREMENTS || "200" },
     kills: { type: "string", default: process.env.KILLS || "10" },
@@ -39,8 +41,6 @@ const seconds = num("SECONDS_PER_ROUND", values.seconds);
 type Mode = { label: string; counter: "atomic" | "session"; keyed: boolean; cluster: Cluster };
 const quiet: Pick<RunOptions, "log" | "progressEverySeconds"> = { log: () => {}, progressEverySeconds: 0 };
 const plain: Scenario = { name: "load", title: "no faults", expect: {} };
-const pct = (n: number, of: number) => (of ? `${((100 * n) / of).toFixed(1)}%` : "-");
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function table(head: string[], rows: (string | number)[][]): string {
   return [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
@@ -63,7 +63,7 @@ async function main(): Promise<void> {
     await Promise.allSettled([...activeClusters].map((c) => c.stop()));
     activeClusters.clear();
   }
-  const dir = resolve(values.reports, `${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)}-compare`);
+  const dir = resolve(values.reports, `${fileStamp()}-compare`);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "compare.md"), `${out.join("\n")}\n`);
   writeFileSync(join(dir, "compare.json"), `${JSON.stringify(json, null, 2)}\n`);
@@ -87,9 +87,9 @@ async function measure(session: Cluster, atomic: Cluster, out: string[], json: R
       for (const m of [modes[0]!, modes[2]!]) {
         const r = await run(m, plain, { users: sessions, concurrency: c, opsPerUser: perSession });
         const t = r.verdict.totals;
-        lostRows.push([m.label, `${sessions} x ${perSession}`, c, t.acknowledged, t.final, t.lost, pct(t.lost, t.acknowledged), t.duplicated, r.verdict.consistent ? "consistent" : "**violated**"]);
+        lostRows.push([m.label, `${sessions} x ${perSession}`, c, t.acknowledged, t.final, t.lost, percentOf(t.lost, t.acknowledged), t.duplicated, r.verdict.consistent ? "consistent" : "**violated**"]);
         lostJson.push({ mode: m.label, sessions, perSession, concurrency: c, totals: t, consistent: r.verdict.consistent });
-        console.log(`lost updates: ${m.label.padEnd(15)} ${sessions} x ${perSession} C=${String(c).padEnd(3)} acknowledged ${t.acknowledged}, final ${t.final}, lost ${t.lost} (${pct(t.lost, t.acknowledged)})`);
+        console.log(`lost updates: ${m.label.padEnd(15)} ${sessions} x ${perSession} C=${String(c).padEnd(3)} acknowledged ${t.acknowledged}, final ${t.final}, lost ${t.lost} (${percentOf(t.lost, t.acknowledged)})`);
       }
     }
   }
@@ -143,11 +143,7 @@ async function measure(session: Cluster, atomic: Cluster, out: string[], json: R
   json.throughput = Object.fromEntries([...tput].map(([k, v]) => [k, v.map(Math.round)]));
 }
 
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.once(signal, () => {
-    void Promise.allSettled([...activeClusters].map((c) => c.stop())).then(() => process.exit(130));
-  });
-}
+onInterrupt(() => Promise.allSettled([...activeClusters].map((c) => c.stop())));
 
 main().catch((err: Error) => {
   console.error(`compare-counters: ${err.message}`);

@@ -1,6 +1,6 @@
 // Turns a `make bench` run into its Markdown report and an SVG bar chart (throughput as a
 // ratio to B1, and p50/p97.5/p99 latency per scenario), drawn by hand: no chart library.
-import type { Report } from "./run.ts";
+import type { Report } from "./bench.ts";
 
 const f0 = (n: number) => (Number.isFinite(n) ? n.toFixed(0) : "-");
 const f1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : "-");

@@ -3,7 +3,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import type { Check } from "./checker.ts";
-import type { ScenarioResult } from "./run.ts";
+import type { ScenarioResult } from "./run-scenario.ts";
 import { timelineSvg } from "./timeline.ts";
 
 const CHECKS: [name: string, short: string][] = [

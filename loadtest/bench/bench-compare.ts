@@ -4,15 +4,15 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import type { Cluster } from "../../infra/cluster/cluster.ts";
+import { join } from "node:path";
+import type { LocalCluster } from "../../infra/cluster/local-cluster.ts";
 import { LOAD_APP_ENV } from "../client/load-env.ts";
-import { loadRun, type LoadResult } from "./load.ts";
+import { loadRun, type LoadResult } from "./load-run.ts";
 import { clusterComponents } from "./procs.ts";
-import { info } from "./redis-stats.ts";
 import type { BenchRequest } from "./visitors.ts";
+import { repoRoot } from "../lib/process.ts";
+import { geometricMean, median, percentChange } from "../lib/stats.ts";
 
-const repoRoot = resolve(import.meta.dirname, "../..");
 const BASE = process.env.BASE || "HEAD";
 const ROUNDS = Number(process.env.ROUNDS ?? 4);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
@@ -27,28 +27,23 @@ const envOf = (v: string | undefined) => Object.fromEntries((v ?? "").split(",")
 const APP_ENV = envOf(process.env.APP_ENV);
 const APP_ENV_B = envOf(process.env.APP_ENV_B);
 
-type LocalClusterModule = { LocalCluster: { create(o: { dir: string; replicas: number; appEnv?: Record<string, string>; clientLimits?: false }): Cluster & { dir: string } } };
+// BASE's own driver (typed as today's: only create, start, stop, dir, redisCommand and a
+// replica's url are used, which every version has; an older one ignores clientLimits).
+type LocalClusterModule = { LocalCluster: { create(o: { dir: string; replicas: number; appEnv?: Record<string, string>; clientLimits?: false }): LocalCluster } };
 
 const work = mkdtempSync(join(tmpdir(), "bench-compare-"));
 const baseTree = join(work, "base");
-const started: (Cluster & { dir: string })[] = [];
+const started: LocalCluster[] = [];
 
 async function side(name: string, root: string, extraEnv: Record<string, string> = {}) {
   const { LocalCluster } = (await import(join(root, "infra/cluster/local-cluster.ts"))) as LocalClusterModule;
   const cluster = LocalCluster.create({ dir: join(work, `cluster-${name}`), replicas: REPLICAS, appEnv: { LOG_LEVEL: "info", ...LOAD_APP_ENV, ...APP_ENV, ...extraEnv }, clientLimits: false });
   started.push(cluster);
   await cluster.start();
-  const redisPid = Number((await info(cluster, "server")).process_id);
-  const components = clusterComponents(cluster.dir, redisPid);
-  const url = VIA === "direct" ? (await cluster.replicas())[0]!.url! : cluster.baseUrl();
+  const components = await clusterComponents(cluster);
+  const url = VIA === "direct" ? (await cluster.replicas())[0]!.url : cluster.baseUrl();
   return { name, cluster, components, url, runs: [] as LoadResult[] };
 }
-
-const mean = (xs: number[]) => xs.reduce((x, y) => x + y, 0) / xs.length;
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 async function main(): Promise<void> {
   const sha = execFileSync("git", ["rev-parse", "--short", BASE], { cwd: repoRoot, encoding: "utf8" }).trim();
@@ -78,16 +73,15 @@ async function main(): Promise<void> {
   const B = sum(b);
   // Each round's B/A pair saw nearly the same noise, so the geometric mean of the paired
   // ratios is steadier than a ratio of medians.
-  const paired = (f: (r: LoadResult) => number) => Math.exp(mean(a.runs.map((ra, i) => Math.log(f(b.runs[i]!) / f(ra)))));
+  const paired = (f: (r: LoadResult) => number) => geometricMean(a.runs.map((ra, i) => f(b.runs[i]!) / f(ra)));
   const nodePerReq = (r: LoadResult) => (r.cpuMs.node ?? 0) / r.requests;
-  const pct = (x: number, y: number) => `${y >= x ? "+" : ""}${(((y - x) / x) * 100).toFixed(1)}%`;
   console.log("\n| | req/s (median) | p99 ms (median) | node µs/req | nginx µs/req | redis µs/req | errors |");
   console.log("|---|--:|--:|--:|--:|--:|--:|");
   console.log(`| A ${BASE} | ${A.rps.toFixed(0)} | ${A.p99.toFixed(1)} | ${A.node.toFixed(0)} | ${A.nginx.toFixed(0)} | ${A.redis.toFixed(0)} | ${A.errors} |`);
   console.log(`| B this checkout | ${B.rps.toFixed(0)} | ${B.p99.toFixed(1)} | ${B.node.toFixed(0)} | ${B.nginx.toFixed(0)} | ${B.redis.toFixed(0)} | ${B.errors} |`);
-  console.log(`| B vs A | ${pct(A.rps, B.rps)} | ${pct(A.p99, B.p99)} | ${pct(A.node, B.node)} | ${pct(A.nginx, B.nginx)} | ${pct(A.redis, B.redis)} | |`);
+  console.log(`| B vs A | ${percentChange(A.rps, B.rps)} | ${percentChange(A.p99, B.p99)} | ${percentChange(A.node, B.node)} | ${percentChange(A.nginx, B.nginx)} | ${percentChange(A.redis, B.redis)} | |`);
   console.log(`\nread+write syscalls per request: node ${A.sysNode.toFixed(2)} -> ${B.sysNode.toFixed(2)}, nginx ${A.sysNginx.toFixed(2)} -> ${B.sysNginx.toFixed(2)}, redis ${A.sysRedis.toFixed(2)} -> ${B.sysRedis.toFixed(2)}`);
-  const g = (x: number) => `${x >= 1 ? "+" : ""}${((x - 1) * 100).toFixed(1)}%`;
+  const g = (ratio: number) => percentChange(1, ratio);
   console.log(`\npaired by round (geometric mean of B/A): req/s ${g(paired((r) => r.rps))}, p99 ${g(paired((r) => r.latencyMs.p99))}, node CPU per request ${g(paired(nodePerReq))}`);
 }
 

@@ -1,13 +1,11 @@
 // One measured load run: autocannon (programmatic API) or wrk, with a warm-up, latency
 // percentiles from every response's own time, and CPU time per request per component.
-import { execFile } from "node:child_process";
 import { loadavg } from "node:os";
-import { promisify } from "node:util";
 import autocannon from "autocannon";
+import { run } from "../lib/process.ts";
+import { percentile } from "../lib/stats.ts";
 import { CpuMeter, type Component } from "./procs.ts";
 import { setupClientFor, type BenchRequest, type VisitorMode } from "./visitors.ts";
-
-const run = promisify(execFile);
 
 export type LoadSpec = {
   url: string;
@@ -16,7 +14,7 @@ export type LoadSpec = {
   connections: number;
   seconds: number;
   warmupSeconds: number;
-  /** Put a unique Idempotency-Key on every request (visitors.ts writes it in place). */
+  /** Put a unique Idempotency-Key on every request (see visitors.ts). */
   uniqueIdempotencyKey?: boolean;
 };
 
@@ -38,12 +36,6 @@ export type LoadResult = {
   /** read+write system calls each component made during the measured part. */
   syscalls: Record<string, number>;
 };
-
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
-  return sorted[Math.max(0, i)]!;
-}
 
 /** A growable array of response times in ms (autocannon's own histogram has 1 ms buckets). */
 class Latencies {
@@ -73,10 +65,10 @@ function options(spec: LoadSpec, seconds: number): autocannon.Options {
     timeout: 10,
     requests: [request],
     // nginx closes a client connection after keepalive_requests (1000) with Connection: close,
-    // which autocannon ignores: now and then it has already written the next request and gets
-    // a reset (5 ECONNRESET in 1M requests through nginx; none in 1.1M with this). A real
-    // client honours the header, so reconnecting first measures what clients see. (autocannon
-    // leaves the response it answers by reconnecting out of its counts: 1 in 900.)
+    // which autocannon ignores, so it may have written the next request already and get a
+    // reset. A real client honours the header: reconnecting before nginx closes measures what
+    // clients see. (autocannon leaves the response it answers by reconnecting out of its
+    // counts: 1 in 900.)
     reconnectRate: 900,
     ...(setupClient ? { setupClient } : {}),
   };
@@ -139,10 +131,9 @@ function toMs(v: string, unit: string): number {
 export async function wrkRun(url: string, connections: number, seconds: number): Promise<WrkResult> {
   let stdout: string;
   try {
-    ({ stdout } = await run("wrk", ["-t2", `-c${connections}`, `-d${seconds}s`, "--latency", "--timeout", "10s", url], { timeout: (seconds + 20) * 1000 }));
+    stdout = await run("wrk", ["-t2", `-c${connections}`, `-d${seconds}s`, "--latency", "--timeout", "10s", url], { timeoutMs: (seconds + 20) * 1000 });
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code === "ENOENT") return { missing: "wrk is not installed (apt-get install wrk; make bench does it as root)" };
+    if (((err as Error).cause as NodeJS.ErrnoException | undefined)?.code === "ENOENT") return { missing: "wrk is not installed (apt-get install wrk; make bench does it as root)" };
     throw err;
   }
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]);

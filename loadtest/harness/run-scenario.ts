@@ -11,7 +11,7 @@ import { LOAD_APP_ENV } from "../client/load-env.ts";
 import { Visitor } from "../client/visitor.ts";
 import { check, type Verdict } from "./checker.ts";
 import type { FaultEvent, History } from "./history.ts";
-import { Load } from "./load.ts";
+import { Load } from "./virtual-users.ts";
 import type { FaultContext, Scenario } from "./scenarios.ts";
 
 export type RunOptions = {
@@ -112,7 +112,8 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
       log(`${tag} starting a ${o.kind} cluster (COUNTER=${counter}${s.appEnv ? `, ${Object.entries(s.appEnv).map(([k, v]) => `${k}=${v}`).join(", ")}` : ""})`);
       await cluster.start();
     }
-    const replicas = (await cluster.replicas()).map((r) => r.name);
+    // The ids responses carry in X-Replica, which the checker and the timeline go by.
+    const replicas = (await cluster.replicas()).map((r) => r.replicaId);
     if (!(await inRotation(cluster, replicas))) log(`${tag} not every replica answers through the load balancer yet; starting anyway`);
     const origin = performance.now();
     const clock = () => performance.now() - origin;

@@ -11,14 +11,15 @@ import { LOAD_APP_ENV } from "../client/load-env.ts";
 import { Visitor } from "../client/visitor.ts";
 import { startHello, startNginx200, startNginxOverHello, type Baseline } from "./baselines.ts";
 import { summarizeProfile, type ProfileSummary } from "./cpu-profile.ts";
-import { loadRun, wrkRun, type LoadResult, type LoadSpec, type WrkResult } from "./load.ts";
+import { loadRun, wrkRun, type LoadResult, type LoadSpec, type WrkResult } from "./load-run.ts";
 import { clusterComponents, type Component } from "./procs.ts";
-import { commandCalls, compactAof, dbsize, fillSessions, flushAll, info, LAYOUTS, perRequest, sampleSession, usedMemory, weighLayout, type Layout } from "./redis-stats.ts";
-import { renderMarkdown, renderSvg } from "./report.ts";
+import { commandCalls, compactAof, dbsize, fillSessions, flushAll, LAYOUTS, perRequest, sampleSession, usedMemory, weighLayout, type Layout } from "./redis-stats.ts";
+import { renderMarkdown, renderSvg } from "./bench-report.ts";
 import type { BenchRequest, VisitorMode } from "./visitors.ts";
 import { freePort } from "../../infra/cluster/ports.ts";
+import { fileStamp, onInterrupt, repoRoot } from "../lib/process.ts";
+import { mean, median } from "../lib/stats.ts";
 
-const repoRoot = resolve(import.meta.dirname, "../..");
 const QUICK = process.env.QUICK === "1" || process.argv.includes("--quick");
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? (QUICK ? 1 : 10));
@@ -62,12 +63,10 @@ async function cleanupAll(): Promise<void> {
   for (const c of [...cleanups].reverse()) await c().catch((e) => console.error(`cleanup: ${(e as Error).message}`));
   cleanups.clear();
 }
-for (const sig of ["SIGINT", "SIGTERM"] as const) {
-  process.once(sig, () => {
-    console.error(`\n${sig}: stopping everything the benchmark started...`);
-    void cleanupAll().finally(() => process.exit(130));
-  });
-}
+onInterrupt((signal) => {
+  console.error(`\n${signal}: stopping everything the benchmark started...`);
+  return cleanupAll();
+});
 
 
 const workDir = mkdtempSync(join(tmpdir(), "bench-"));
@@ -78,8 +77,7 @@ async function startCluster(name: string, opts: { replicas: number; appEnv?: Rec
   const stop = () => cluster.stop();
   cleanups.add(stop);
   await cluster.start();
-  const redisPid = Number((await info(cluster, "server")).process_id);
-  const components = clusterComponents(cluster.dir, redisPid);
+  const components = await clusterComponents(cluster);
   return {
     cluster,
     components,
@@ -96,11 +94,6 @@ type RunningCluster = Awaited<ReturnType<typeof startCluster>>;
 const results: ScenarioResult[] = [];
 const b0Runs: LoadResult[] = [];
 const b1Runs: LoadResult[] = [];
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 const b0 = () => mean(b0Runs.map((r) => r.rps));
 const b1 = () => mean(b1Runs.map((r) => r.rps));
 let step = 0;
@@ -123,9 +116,8 @@ function progress(label: string, r: LoadResult, extra = ""): void {
 
 type Def = Omit<ScenarioResult, "result" | "cpuUsPerReq" | "redisPerReq" | "ratioB1" | "ratioB0">;
 
-// Fresh Node processes run slower for their first seconds (JIT, heap sizing): in three full
-// runs, the first scenario on a new cluster measured 20-50% below the same workload repeated
-// later on it. So a cluster's first measurement gets a longer warm-up.
+// Fresh Node processes run slower for their first seconds (JIT, heap sizing), so a cluster's
+// first measurement gets a longer warm-up.
 const WARMUP_FRESH = QUICK ? 0 : 8;
 const warmed = new WeakSet<object>();
 
@@ -223,7 +215,7 @@ async function main(): Promise<void> {
   // The seed's counter (read the session, add, save it back), direct and through nginx.
   if (only("session")) {
     const c = await startCluster("session", { replicas: 3, appEnv: { COUNTER: "session" } });
-    const direct = (await c.cluster.replicas())[0]!.url!;
+    const direct = (await c.cluster.replicas())[0]!.url;
     await measure({ ...base, id: "direct-session", label: "1 replica direct, COUNTER=session, GET /counter", group: "direct", replicas: 1, counter: "session", store: "redis", visitors: "returning", request: "GET /counter" }, { url: direct, request: SEED_GET, visitors: "returning" }, c.components, c.cluster);
     await measure({ ...base, id: "nginx3-session", label: "nginx + 3 replicas, COUNTER=session, GET /counter", group: "nginx", replicas: 3, counter: "session", store: "redis", visitors: "returning", keepalive: true, request: "GET /counter" }, { url: c.cluster.baseUrl(), request: SEED_GET, visitors: "returning" }, c.components, c.cluster);
     await c.stop();
@@ -243,7 +235,7 @@ async function main(): Promise<void> {
     await measure({ ...d, id: "nginx2-keyed", label: "nginx + 2 replicas, exactly-once", group: "nginx", replicas: 2, visitors: "returning" }, { url, ...keyed, visitors: "returning" }, c.components, c.cluster);
     await c.cluster.scale(1);
     await measure({ ...d, id: "nginx1-keyed", label: "nginx + 1 replica, exactly-once", group: "nginx", replicas: 1, visitors: "returning" }, { url, ...keyed, visitors: "returning" }, c.components, c.cluster);
-    const direct = (await c.cluster.replicas())[0]!.url!;
+    const direct = (await c.cluster.replicas())[0]!.url;
     await measure({ ...d, id: "direct-atomic", label: "1 replica direct, COUNTER=atomic, GET /counter", group: "direct", replicas: 1, keepalive: null, visitors: "returning", request: "GET /counter" }, { url: direct, request: SEED_GET, visitors: "returning" }, c.components, c.cluster);
     await measure({ ...d, id: "direct-keyed", label: "1 replica direct, exactly-once (POST + key)", group: "direct", replicas: 1, keepalive: null, visitors: "returning" }, { url: direct, ...keyed, visitors: "returning" }, c.components, c.cluster);
     }
@@ -259,7 +251,7 @@ async function main(): Promise<void> {
 
   if (only("memory")) {
     const c = await startCluster("memory", { replicas: 1, appEnv: { STORE: "memory", COUNTER: "session" } });
-    const direct = (await c.cluster.replicas())[0]!.url!;
+    const direct = (await c.cluster.replicas())[0]!.url;
     await measure({ ...base, id: "direct-memory", label: "1 replica direct, MemoryStore, GET /counter", group: "direct", replicas: 1, counter: "session", store: "memory", visitors: "returning", request: "GET /counter" }, { url: direct, request: SEED_GET, visitors: "returning" }, c.components, undefined, c.cluster);
     await c.stop();
   }
@@ -279,7 +271,7 @@ async function main(): Promise<void> {
   const finished = new Date();
   const report = buildReport({ started, finished, load0, wrk, growth, profile });
   mkdirSync(OUT, { recursive: true });
-  const stamp = started.toISOString().replace(/[:.]/g, "-").slice(0, 19);
+  const stamp = fileStamp(started);
   const md = renderMarkdown(report);
   const svg = renderSvg(report);
   for (const name of [`bench-${stamp}`, "bench-latest"]) {
@@ -387,7 +379,7 @@ async function profileReplica(): Promise<(ProfileSummary & { seconds: number; fi
   mkdirSync(profDir, { recursive: true });
   const already = new Set(readdirSync(profDir));
   const c = await startCluster("profile", { replicas: 1, appEnv: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` } });
-  const direct = (await c.cluster.replicas())[0]!.url!;
+  const direct = (await c.cluster.replicas())[0]!.url;
   const r = await loadRun({ url: direct, request: KEYED_POST, uniqueIdempotencyKey: true, visitors: "returning", connections: CONNECTIONS, seconds: SECONDS, warmupSeconds: WARMUP }, c.components);
   progress("profile: 1 replica direct, exactly-once, --cpu-prof", r);
   await c.stop();
