@@ -10,6 +10,7 @@ export const INTEGRATION = [
   "test/**/*.test.ts",
   "infra/cluster/local-cluster.test.ts",
   "infra/cluster/compose-cluster.test.ts",
+  "infra/cluster/compose-security.test.ts",
   "loadtest/harness/scenarios.test.ts",
   "loadtest/bench/bench.test.ts",
 ];
