@@ -6,6 +6,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import ts from "typescript";
 import { parseAllDocuments } from "yaml";
 
 export const K8S_DIR = resolve(import.meta.dirname, "../deploy/k8s");
@@ -37,7 +38,8 @@ export function kustomizeVersion(): string {
   if (major < MIN_KUSTOMIZE_MAJOR) {
     throw new Error(
       `kubectl embeds kustomize ${version ?? "v2 or older"}; deploy/k8s needs v${MIN_KUSTOMIZE_MAJOR} or later, ` +
-        "which kubectl 1.21+ embeds (Debian 12's kubernetes-client is 1.20): install a newer kubectl or a standalone kustomize",
+        "which kubectl 1.21+ embeds (Debian 12's kubernetes-client is 1.20): " +
+        "install a newer kubectl or a standalone kustomize",
     );
   }
   return version!;
@@ -55,7 +57,8 @@ export function kubectlVersion(): string {
 export function stagedCopy(source = K8S_DIR): { dir: string; remove: () => void } {
   const dir = mkdtempSync(join(tmpdir(), "k8s-validate-"));
   cpSync(source, dir, { recursive: true, filter: (src) => !src.includes("/secrets/") || src.endsWith(".gitignore") });
-  for (const name of SECRET_FILES) writeFileSync(join(dir, "base/secrets", name), `placeholder-${name}-0123456789abcdef0123456789`);
+  for (const name of SECRET_FILES)
+    writeFileSync(join(dir, "base/secrets", name), `placeholder-${name}-0123456789abcdef0123456789`);
   return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
@@ -125,8 +128,58 @@ function unwrapSecretData(secret: K8sObject): K8sObject {
   return { ...secret, data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, v.replace(/[\r\n]/g, "")])) };
 }
 
+/** Schema problems of every object, then the fields no schema defines. */
 export async function validateAll(objects: readonly K8sObject[]): Promise<string[]> {
-  return (await Promise.all(objects.map(validateObject))).flat();
+  const schema = (await Promise.all(objects.map(validateObject))).flat();
+  // An object without a schema has no interface either: the first check already names it.
+  return [
+    ...schema,
+    ...unknownFieldProblems(
+      objects.filter((o) => !schema.some((p) => p.startsWith(`${o.kind}/${o.metadata?.name}: no`))),
+    ),
+  ];
+}
+
+const repoRoot = resolve(import.meta.dirname, "..");
+
+/**
+ * Fields the schema does not define (a misspelt `readinesProbe`, a field at the wrong level),
+ * which the schema validators above let through, as kubeconform does without -strict. Each
+ * object is type-checked as a literal of kubernetes-models' interface for its kind (generated
+ * from the same OpenAPI spec): TypeScript's excess-property check names every unknown field.
+ */
+export function unknownFieldProblems(objects: readonly K8sObject[]): string[] {
+  const file = join(repoRoot, "__k8s_strict_check__.ts");
+  const lines = objects.map(
+    (o, i) =>
+      `import type { I${o.kind} as T${i} } from "kubernetes-models/${o.apiVersion}/${o.kind}"; ` +
+      `export const o${i}: T${i} = ${JSON.stringify(o)};`,
+  );
+  const source = ts.createSourceFile(file, lines.join("\n"), ts.ScriptTarget.ES2022, true);
+  const options: ts.CompilerOptions = {
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    target: ts.ScriptTarget.ES2022,
+    strict: true,
+    noEmit: true,
+    skipLibCheck: true,
+    types: [],
+  };
+  const host = ts.createCompilerHost(options);
+  const { getSourceFile, fileExists } = host;
+  host.getSourceFile = (name, ...rest) => (name === file ? source : getSourceFile.call(host, name, ...rest));
+  host.fileExists = (name) => name === file || fileExists.call(host, name);
+  const program = ts.createProgram([file], options, host);
+  // Only the excess-property errors (2353, and 2561 with a "did you mean"): types and required
+  // fields are the schema validators' job, and they name the path. TypeScript skips the
+  // excess-property check of a literal that has a type error; the schema check reports that one.
+  const excess = new Set([2353, 2561]);
+  const diagnostics = ts.getPreEmitDiagnostics(program, source).filter((d) => excess.has(d.code));
+  return diagnostics.map((d) => {
+    const line = d.start === undefined ? 0 : source.getLineAndCharacterOfPosition(d.start).line;
+    const o = objects[line]!;
+    return `${o.kind}/${o.metadata?.name ?? "(no name)"}: ${ts.flattenDiagnosticMessageText(d.messageText, " ")}`;
+  });
 }
 
 export function schemasVersion(): string {
@@ -137,12 +190,15 @@ export function schemasVersion(): string {
 
 async function main(): Promise<number> {
   const kustomize = kustomizeVersion();
-  console.log(`rendering with kubectl ${kubectlVersion()} (kustomize ${kustomize}), validating with ${schemasVersion()}`);
+  console.log(
+    `rendering with kubectl ${kubectlVersion()} (kustomize ${kustomize}), validating with ${schemasVersion()}`,
+  );
   let failed = 0;
   for (const { overlay, objects } of renderAll()) {
     const problems = await validateAll(objects);
     const kinds = [...new Set(objects.map((o) => o.kind))].sort().join(", ");
-    console.log(`${overlay}: ${objects.length} objects, ${problems.length === 0 ? "all valid" : `${problems.length} problems`} (${kinds})`);
+    const verdict = problems.length === 0 ? "all valid" : `${problems.length} problems`;
+    console.log(`${overlay}: ${objects.length} objects, ${verdict} (${kinds})`);
     for (const p of problems) console.log(`  ${p}`);
     failed += problems.length;
   }

@@ -65,18 +65,24 @@ type Workload = K8sObject & { spec: { replicas?: number; serviceName?: string; t
 type NetworkPolicy = K8sObject & {
   spec: {
     podSelector: { matchLabels?: Record<string, string> };
-    ingress?: { from?: { podSelector?: { matchLabels?: Record<string, string> } }[]; ports?: { port: string | number }[] }[];
+    ingress?: {
+      from?: { podSelector?: { matchLabels?: Record<string, string> } }[];
+      ports?: { port: string | number }[];
+    }[];
   };
 };
 
 const find = <T extends K8sObject>(objects: K8sObject[], kind: string, name: string): T => {
-  const found = objects.find((o) => o.kind === kind && (o.metadata.name === name || o.metadata.name.startsWith(`${name}-`)));
+  const found = objects.find(
+    (o) => o.kind === kind && (o.metadata.name === name || o.metadata.name.startsWith(`${name}-`)),
+  );
   if (found === undefined) throw new Error(`no ${kind}/${name} in the rendered manifests`);
   return found as T;
 };
 const workloads = (objects: K8sObject[]) =>
   objects.filter((o): o is Workload => o.kind === "Deployment" || o.kind === "StatefulSet");
-const appContainer = (objects: K8sObject[]) => find<Workload>(objects, "Deployment", "app").spec.template.spec.containers[0]!;
+const appContainer = (objects: K8sObject[]) =>
+  find<Workload>(objects, "Deployment", "app").spec.template.spec.containers[0]!;
 const envOf = (c: Container) => new Map((c.env ?? []).map((e) => [e.name, e.value]));
 
 describe("deploy/k8s", { timeout: 60_000 }, () => {
@@ -108,16 +114,35 @@ describe("deploy/k8s", { timeout: 60_000 }, () => {
     try {
       const file = join(staged.dir, "base/app.yaml");
       const yaml = readFileSync(file, "utf8");
-      // A string where the schema wants an integer, and an HPA target without its required name.
-      const broken = yaml.replace("containerPort: 9091", "containerPort: ops-port").replace(/(kind: Deployment\n)(\s+)name: app\n/, "$1");
+      // A string where the schema wants an integer, an HPA target without its required name, and
+      // a misspelt field (which the API server would refuse too: kubectl's --validate=strict).
+      const broken = yaml
+        .replace("containerPort: 9091", "containerPort: ops-port")
+        .replace(/(kind: Deployment\n)(\s+)name: app\n/, "$1");
       expect(broken).not.toBe(yaml);
       writeFileSync(file, broken);
+      const nginx = join(staged.dir, "base/nginx.yaml");
+      writeFileSync(nginx, readFileSync(nginx, "utf8").replace("readinessProbe:", "readinesProbe:"));
       const problems = await validateAll(render(join(staged.dir, "overlays/dev")));
-      expect(problems).toContain("Deployment/app: /spec/template/spec/containers/0/ports/1/containerPort must be integer");
+      expect(problems).toContain(
+        "Deployment/app: /spec/template/spec/containers/0/ports/1/containerPort must be integer",
+      );
       expect(problems).toContain("HorizontalPodAutoscaler/app: /spec/scaleTargetRef must have required property name");
+      expect(problems).toContain(
+        "Deployment/nginx: Object literal may only specify known properties, " +
+          `and '"readinesProbe"' does not exist in type 'IContainer'.`,
+      );
+      expect(problems).toHaveLength(3);
     } finally {
       staged.remove();
     }
+  });
+
+  it("refuses a kind no Kubernetes schema defines", async () => {
+    const made = { apiVersion: "apps/v1", kind: "Deploymnet", metadata: { name: "x" } };
+    expect(await validateAll([made])).toEqual([
+      "Deploymnet/x: no Kubernetes schema for apiVersion apps/v1, kind Deploymnet",
+    ]);
   });
 
   it("fails to render when a kustomization names a file that is not there", () => {
@@ -145,7 +170,8 @@ describe("deploy/k8s", { timeout: 60_000 }, () => {
     each(({ overlay, objects }) => {
       const app = appContainer(objects);
       const env = envOf(app);
-      const portNamed = (name: string | number) => app.ports!.find((p) => p.name === name || p.containerPort === name)!.containerPort;
+      const portNamed = (name: string | number) =>
+        app.ports!.find((p) => p.name === name || p.containerPort === name)!.containerPort;
       expect(portNamed("ops"), overlay).toBe(Number(env.get("OPS_PORT")));
       expect(portNamed("http"), overlay).toBe(Number(env.get("PORT")));
       expect(app.readinessProbe?.httpGet?.path).toBe("/readyz");
@@ -153,7 +179,11 @@ describe("deploy/k8s", { timeout: 60_000 }, () => {
       for (const probe of [app.readinessProbe, app.livenessProbe, app.startupProbe]) {
         expect(portNamed(probe!.httpGet!.port)).toBe(Number(env.get("OPS_PORT")));
       }
-      const service = find<K8sObject & { spec: { clusterIP?: string; ports: { port: number }[] } }>(objects, "Service", "app");
+      const service = find<K8sObject & { spec: { clusterIP?: string; ports: { port: number }[] } }>(
+        objects,
+        "Service",
+        "app",
+      );
       expect(service.spec.clusterIP, "headless, for nginx's resolver").toBe("None");
       expect(service.spec.ports.map((p) => p.port)).toEqual([Number(env.get("PORT"))]);
     }),
@@ -176,7 +206,8 @@ describe("deploy/k8s", { timeout: 60_000 }, () => {
       const env = envOf(app);
       const command = app.lifecycle?.preStop?.exec?.command ?? [];
       expect(command[0], "preStop is a sleep").toBe("sleep");
-      const drainSeconds = Number(command[1]) + (Number(env.get("SHUTDOWN_DELAY_MS")) + Number(env.get("SHUTDOWN_DRAIN_MS"))) / 1000;
+      const drainSeconds =
+        Number(command[1]) + (Number(env.get("SHUTDOWN_DELAY_MS")) + Number(env.get("SHUTDOWN_DRAIN_MS"))) / 1000;
       expect(drainSeconds, overlay).toBeGreaterThan(10);
       expect(pod.terminationGracePeriodSeconds, overlay).toBeGreaterThan(drainSeconds);
     }),
@@ -196,7 +227,9 @@ describe("deploy/k8s", { timeout: 60_000 }, () => {
         expect(path, `${overlay} ${key}`).toBe(`/run/secrets/${fileName}`);
         const mount = app.volumeMounts!.find((m) => m.mountPath === "/run/secrets")!;
         const volume = pod.volumes!.find((v) => v.name === mount.name)!;
-        const source = volume.projected!.sources.find((s) => s.secret?.items?.some((i) => i.path === fileName))!.secret!;
+        const source = volume.projected!.sources.find((s) =>
+          s.secret?.items?.some((i) => i.path === fileName),
+        )!.secret!;
         const secret = find<K8sObject & { data: Record<string, string> }>(objects, "Secret", source.name);
         expect(secret.metadata.name, "the hashed name kustomize generated").toBe(source.name);
         expect(Object.keys(secret.data)).toContain(source.items!.find((i) => i.path === fileName)!.key);
@@ -214,14 +247,18 @@ describe("deploy/k8s", { timeout: 60_000 }, () => {
     each(({ overlay, objects }) => {
       const config = find<K8sObject & { data: Record<string, string> }>(objects, "ConfigMap", "nginx").data;
       const repo = (f: string) => readFileSync(join(root, "nginx", f), "utf8");
-      expect(config["proxy.conf"], `${overlay}: deploy/k8s/base/nginx/proxy.conf is a copy of nginx/proxy.conf`).toBe(repo("proxy.conf"));
+      expect(config["proxy.conf"], `${overlay}: deploy/k8s/base/nginx/proxy.conf is a copy of nginx/proxy.conf`).toBe(
+        repo("proxy.conf"),
+      );
       expect(config["locations.conf"], `${overlay}: copy of nginx/locations.conf`).toBe(repo("locations.conf"));
 
       // Kubernetes' nginx.conf is Compose's but for the resolver and the upstream's server line.
       const namespace = find(objects, "Namespace", "express-session-cluster").metadata.name;
       const port = envOf(appContainer(objects)).get("PORT");
       const k8s = config["nginx.conf"]!;
-      expect(k8s).toContain(`  server app.${namespace}.svc.cluster.local:${port} resolve max_fails=1 fail_timeout=2s;\n`);
+      expect(k8s).toContain(
+        `  server app.${namespace}.svc.cluster.local:${port} resolve max_fails=1 fail_timeout=2s;\n`,
+      );
       expect(k8s).toMatch(/^\s*resolver \S+ valid=\d+s/m);
       const directives = (conf: string) =>
         conf
@@ -240,10 +277,14 @@ describe("deploy/k8s", { timeout: 60_000 }, () => {
         expect(pod.securityContext?.runAsNonRoot, `${overlay} ${w.metadata.name}`).toBe(true);
         expect(pod.securityContext?.seccompProfile?.type).toBe("RuntimeDefault");
         // Several replicas spread over nodes and zones; dev's single Redis has nothing to spread.
-        if (w.spec.replicas !== 1) expect(pod.topologySpreadConstraints?.length ?? 0, `${w.metadata.name} spreads`).toBeGreaterThan(0);
+        if (w.spec.replicas !== 1)
+          expect(pod.topologySpreadConstraints?.length ?? 0, `${w.metadata.name} spreads`).toBeGreaterThan(0);
         for (const c of pod.containers) {
           const id = `${overlay} ${w.metadata.name}/${c.name}`;
-          expect(c.securityContext, id).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true });
+          expect(c.securityContext, id).toMatchObject({
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+          });
           expect(c.securityContext?.capabilities?.drop, id).toEqual(["ALL"]);
           expect(Object.keys(c.resources?.requests ?? {}).sort(), id).toEqual(["cpu", "memory"]);
           expect(Object.keys(c.resources?.limits ?? {}).sort(), id).toEqual(["cpu", "memory"]);
@@ -264,7 +305,9 @@ describe("deploy/k8s", { timeout: 60_000 }, () => {
         policies
           .filter((p) => p.spec.podSelector.matchLabels?.["app.kubernetes.io/name"] === target)
           .flatMap((p) => p.spec.ingress ?? [])
-          .flatMap((rule) => (rule.from ?? [{}]).map((f) => f.podSelector?.matchLabels?.["app.kubernetes.io/name"] ?? "anywhere"));
+          .flatMap((rule) =>
+            (rule.from ?? [{}]).map((f) => f.podSelector?.matchLabels?.["app.kubernetes.io/name"] ?? "anywhere"),
+          );
       expect(sources("app"), overlay).toEqual(["nginx"]);
       // In ha the Redis pods also talk to each other (replication, Sentinel).
       expect(sources("redis").sort(), overlay).toEqual(overlay === "ha" ? ["app", "redis"] : ["app"]);
@@ -278,7 +321,10 @@ describe("deploy/k8s", { timeout: 60_000 }, () => {
     const redis = find<Workload>(objects, "StatefulSet", "redis");
     const sentinel = redis.spec.template.spec.containers.find((c) => c.name === "sentinel")!;
     const sentinelPort = sentinel.ports!.find((p) => p.name === "sentinel")!.containerPort;
-    const pods = Array.from({ length: redis.spec.replicas! }, (_, i) => `${redis.metadata.name}-${i}.${redis.spec.serviceName}`);
+    const pods = Array.from(
+      { length: redis.spec.replicas! },
+      (_, i) => `${redis.metadata.name}-${i}.${redis.spec.serviceName}`,
+    );
     expect(env.get("REDIS_SENTINELS")).toBe(pods.map((p) => `${p}:${sentinelPort}`).join(","));
     expect(env.get("REDIS_SENTINEL_NAME")).toBe(envOf(sentinel).get("SENTINEL_NAME"));
     expect(envOf(sentinel).get("PEERS")).toBe(pods.join(" "));
