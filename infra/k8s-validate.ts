@@ -93,7 +93,8 @@ type ModelClass = new (data: unknown) => Model;
 /** kubernetes-models' module for an apiVersion and kind: core is v1/Kind, others group/version/Kind. */
 async function modelFor(apiVersion: string, kind: string): Promise<ModelClass | undefined> {
   try {
-    const mod = (await import(`kubernetes-models/${apiVersion}/${kind}`)) as Record<string, ModelClass>;
+    const path = `kubernetes-models/${apiVersion}/${kind}`;
+    const mod = (await import(/* @vite-ignore */ path)) as Record<string, ModelClass>;
     return mod[kind];
   } catch {
     return undefined;
