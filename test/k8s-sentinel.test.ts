@@ -144,6 +144,10 @@ if (!dockerAvailable()) {
 
       // The container restarts as the kubelet would restart it: the same script, asking the Sentinels first.
       await docker(["start", `${pod(0)}-redis`]);
+      // A replica from its first answer: it asked the Sentinels before starting. (Left to the
+      // Sentinels alone, it would be a primary for seconds, taking writes it then loses.)
+      await until("redis-0 answers again", 20, async () => (await cli(0, ["PING"])) === "PONG");
+      expect((await cli(0, ["ROLE"])).split("\n")[0]).toBe("slave");
       await until("redis-0 follows the new primary", 30, async () => {
         const role = (await cli(0, ["ROLE"])).split("\n");
         return role[0] === "slave" && role[1] === `redis-${promoted}.redis`;
