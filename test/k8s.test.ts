@@ -2,7 +2,8 @@
 // kustomize and validates against the Kubernetes schema, a broken manifest does not, and the
 // manifests agree with the app (its variables, probes, ports, secrets) and with nginx/.
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ENV_KEYS } from "../services/app/src/config.ts";
@@ -268,6 +269,44 @@ describe("deploy/k8s", { timeout: 60_000 }, () => {
       expect(directives(k8s)).toEqual(directives(repo("nginx.conf")));
     }),
   );
+
+  it("has a Kubernetes nginx.conf that nginx accepts (nginx -t)", () => {
+    const nginx = ["/usr/sbin/nginx", ...(process.env.PATH ?? "").split(":").map((d) => join(d, "nginx"))].find((p) =>
+      existsSync(p),
+    );
+    expect(nginx, "nginx is installed (make test installs it)").toBeDefined();
+    const config = find<K8sObject & { data: Record<string, string> }>(rendered[0]!.objects, "ConfigMap", "nginx").data;
+    const dir = mkdtempSync(join(tmpdir(), "k8s-nginx-"));
+    try {
+      for (const [name, text] of Object.entries(config)) {
+        // Here, not in a pod: its paths in a temporary folder, and addresses instead of the
+        // cluster's DNS names. Debian's nginx is 1.22, older than the upstream `resolve` (1.27.3), so that
+        // one word is dropped; everything else is checked as the pod would load it.
+        const local = text
+          .replaceAll("/tmp/", `${dir}/`)
+          .replaceAll("/etc/nginx/", `${dir}/`)
+          // Node gives a child sockets, not pipes, for its stdio: /dev/stderr cannot be opened.
+          .replaceAll("/dev/stderr", `${dir}/error.log`)
+          .replaceAll("/dev/stdout", `${dir}/access.log`)
+          .replace(/server app\.\S+:(\d+) resolve /, "server 127.0.0.1:$1 ")
+          .replace(/^(\s*)resolver \S+ /m, "$1resolver 127.0.0.1 ");
+        if (name === "nginx.conf") expect(local).toContain("server 127.0.0.1:3000 max_fails");
+        writeFileSync(join(dir, name), local);
+      }
+      const args = ["-t", "-q", "-p", dir, "-c", join(dir, "nginx.conf"), "-e", join(dir, "error.log")];
+      const stderr = (() => {
+        try {
+          execFileSync(nginx!, args, { stdio: "pipe" });
+          return "";
+        } catch (err) {
+          return String((err as { stderr?: Buffer }).stderr ?? err);
+        }
+      })();
+      expect(stderr).toBe("");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it(
     "runs every container non-root, read-only, without capabilities, seccomp RuntimeDefault, with requests and limits",
