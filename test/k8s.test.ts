@@ -26,7 +26,7 @@ const root = resolve(import.meta.dirname, "..");
  * Remove an entry once that change is in: from then on ENV_KEYS has the key.
  */
 const PENDING_KEYS: Record<string, string> = {
-  OPS_PORT: "the operator listener (branch sec-edge) moves /healthz, /readyz and /metrics to OPS_PORT",
+  OPS_PORT: "the operator listener, which moves /healthz, /readyz and /metrics off PORT",
   REDIS_SENTINELS: "Sentinel support in the app (a later change)",
   REDIS_SENTINEL_NAME: "Sentinel support in the app (a later change)",
 };
