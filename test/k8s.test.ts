@@ -248,10 +248,20 @@ describe("deploy/k8s", { timeout: 60_000 }, () => {
     each(({ overlay, objects }) => {
       const config = find<K8sObject & { data: Record<string, string> }>(objects, "ConfigMap", "nginx").data;
       const repo = (f: string) => readFileSync(join(root, "nginx", f), "utf8");
-      expect(config["proxy.conf"], `${overlay}: deploy/k8s/base/nginx/proxy.conf is a copy of nginx/proxy.conf`).toBe(
-        repo("proxy.conf"),
-      );
-      expect(config["locations.conf"], `${overlay}: copy of nginx/locations.conf`).toBe(repo("locations.conf"));
+      // Each file Compose's nginx.conf includes is in the ConfigMap as a byte-for-byte copy, and
+      // the pod mounts every key where the includes look for it.
+      const included = [...repo("nginx.conf").matchAll(/^\s*include \/etc\/nginx\/(\S+);/gm)].map((m) => m[1]!);
+      expect(Object.keys(config).sort(), overlay).toEqual(["nginx.conf", ...included].sort());
+      for (const name of included) {
+        const why = `${overlay}: deploy/k8s/base/nginx/${name} must be a copy of nginx/${name} (cp it)`;
+        expect(config[name], why).toBe(repo(name));
+      }
+      const nginxPod = find<Workload>(objects, "Deployment", "nginx").spec.template.spec;
+      const mounts = (nginxPod.containers[0]!.volumeMounts ?? []) as { mountPath: string; subPath?: string }[];
+      for (const key of Object.keys(config)) {
+        const mount = mounts.find((m) => m.subPath === key);
+        expect(mount?.mountPath, `${overlay}: ${key} mounted`).toBe(`/etc/nginx/${key}`);
+      }
 
       // Kubernetes' nginx.conf is Compose's but for the resolver and the upstream's server line.
       const namespace = find(objects, "Namespace", "express-session-cluster").metadata.name;
