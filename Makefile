@@ -25,7 +25,7 @@ COUNTER ?= atomic
 USERS ?= 50
 DURATION ?= 10
 
-.PHONY: help deps system-deps docker-deps images up down ps logs kill start scale restart-redis config verify compare-counters bench bench-compare typecheck test
+.PHONY: help deps system-deps docker-deps images up down ps logs kill start scale restart-redis config verify compare-counters bench bench-compare k8s-validate typecheck test
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -36,9 +36,10 @@ node_modules/.installed: package.json package-lock.json
 
 deps: node_modules/.installed ## install npm packages (npm ci)
 
-# Chromium (Debian's package, for the browser test) only when the goal is `test`: `make up` needs no browser.
+# Chromium (Debian's package, for the browser test) and kubectl (test/k8s.test.ts renders deploy/k8s) only when
+# the goal is `test`: `make up` needs neither.
 system-deps:
-	@infra/ensure-system-deps.sh redis-server redis-cli nginx wrk $(if $(filter test,$(MAKECMDGOALS)),chromium)
+	@infra/ensure-system-deps.sh redis-server redis-cli nginx wrk $(if $(filter test,$(MAKECMDGOALS)),chromium kubectl)
 
 # Compose v2 (the docker plugin) when there is one, else Debian's docker-compose 1.29.
 docker-deps:
@@ -87,6 +88,10 @@ bench: deps system-deps ## benchmarks as ratios to baselines run alongside (QUIC
 
 bench-compare: deps system-deps ## the exactly-once path at git ref BASE vs this checkout, runs interleaved: what a change gained
 	@BASE=$(BASE) node loadtest/bench/bench-compare.ts
+
+k8s-validate: deps ## render deploy/k8s's overlays with kustomize and validate every object against the Kubernetes schema
+	@infra/ensure-system-deps.sh kubectl
+	@node infra/k8s-validate.ts
 
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit

@@ -120,6 +120,9 @@ export class ConfigError extends Error {
 
 type Env = Record<string, string | undefined>;
 
+/** The variables that can also be read from a file, `X_FILE` (Docker and Kubernetes secrets). */
+const FILE_KEYS = ["SESSION_SECRET", "SESSION_SECRETS", "REDIS_PASSWORD"];
+
 /** Resolves `X_FILE` variables (Docker secrets) into `X`; both set at once is an error. */
 function resolveFiles(env: Env, keys: string[], problems: string[]): Env {
   const out: Env = { ...env };
@@ -150,7 +153,7 @@ export function loadConfig(rawEnv: Env = process.env): Config {
   const problems: string[] = [];
   // Empty strings mean "unset", as in most .env tooling.
   const cleaned: Env = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== ""));
-  const env = resolveFiles(cleaned, ["SESSION_SECRET", "SESSION_SECRETS", "REDIS_PASSWORD"], problems);
+  const env = resolveFiles(cleaned, FILE_KEYS, problems);
   const parsed = schema.safeParse(env);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(`${issue.path.join(".") || "(env)"}: ${issue.message}`);
@@ -207,3 +210,9 @@ export function loadConfig(rawEnv: Env = process.env): Config {
     faultSigkillAfterIncrement: c.FAULT_SIGKILL_AFTER_INCREMENT,
   });
 }
+
+/** Every variable loadConfig reads (with the `X_FILE` variants): deploy/k8s is checked against it. */
+export const ENV_KEYS: readonly string[] = Object.freeze([
+  ...Object.keys(schema.shape),
+  ...FILE_KEYS.map((k) => `${k}_FILE`),
+]);

@@ -1,0 +1,158 @@
+// The ha overlay's Redis set, run for real in containers the way its StatefulSet runs it: per pod
+// a holder of the network namespace with the pod's DNS name (redis-N.redis), and beside it a
+// Redis and a Sentinel started by deploy/k8s/overlays/ha/redis's scripts, as a non-root user on a
+// read-only root filesystem. Kubernetes itself is not here; the scripts and Sentinel's failover are.
+import { randomBytes } from "node:crypto";
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { docker, dockerAvailable } from "../infra/cluster/docker.ts";
+import { resolveBaseImages } from "../infra/images/images.ts";
+import { K8S_DIR } from "../infra/k8s-validate.ts";
+
+const PODS = 3;
+
+if (!dockerAvailable()) {
+  if (process.env.REQUIRE_DOCKER === "1") throw new Error("REQUIRE_DOCKER=1 but there is no Docker engine");
+  console.log(
+    "skipped: no Docker engine (the Sentinel scripts run in containers; REQUIRE_DOCKER=1 makes this a failure)",
+  );
+  describe.skip("ha overlay's Redis Sentinel set", () => it("needs a Docker engine", () => {}));
+} else {
+  describe("ha overlay's Redis Sentinel set", { timeout: 120_000 }, () => {
+    // A Compose-project label, so CI's clean-up of esc-test-* removes what a killed run left.
+    const project = `esc-test-k8s-${randomBytes(4).toString("hex")}`;
+    const dir = mkdtempSync(join(tmpdir(), "k8s-sentinel-"));
+    const password = randomBytes(16).toString("hex");
+    const started: string[] = [];
+    // The env the StatefulSet gives both containers (SERVICE, SENTINEL_NAME, PEERS).
+    const manifest = readFileSync(join(K8S_DIR, "overlays/ha/redis-sentinel.yaml"), "utf8");
+    const statefulSet = parse(manifest.split(/^---$/m)[0]!) as {
+      spec: { template: { spec: { containers: { name: string; env: { name: string; value: string }[] }[] } } };
+    };
+    const env = statefulSet.spec.template.spec.containers[0]!.env;
+    const sentinelName = env.find((e) => e.name === "SENTINEL_NAME")!.value;
+    let image = "";
+
+    const pod = (i: number) => `${project}-pod${i}`;
+    /** redis-cli inside pod i's network namespace. */
+    const cli = async (i: number, args: string[], port = 6379) =>
+      (
+        await docker(["exec", pod(i), "redis-cli", "-p", String(port), "--no-auth-warning", "-a", password, ...args], {
+          timeoutMs: 10_000,
+        })
+      ).trim();
+    const primary = async () =>
+      (await cli(0, ["SENTINEL", "get-master-addr-by-name", sentinelName], 26379)).split("\n")[0];
+    /** Polls `check` every 500 ms until it returns true, at most `seconds`. */
+    const until = async (what: string, seconds: number, check: () => Promise<boolean>) => {
+      for (let i = 0; i < seconds * 2; i++) {
+        if (await check().catch(() => false)) return;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+      throw new Error(`not within ${seconds} s: ${what}`);
+    };
+    const container = async (name: string, args: string[]) => {
+      started.push(name);
+      await docker(["run", "-d", "--name", name, "--label", `com.docker.compose.project=${project}`, ...args]);
+    };
+    const startProcess = (i: number, role: "redis" | "sentinel") =>
+      container(`${pod(i)}-${role}`, [
+        `--network=container:${pod(i)}`,
+        "--user=999:1000",
+        "--read-only",
+        "--tmpfs=/tmp:uid=999,gid=1000",
+        ...(role === "redis" ? ["--tmpfs=/data:uid=999,gid=1000"] : []),
+        "--cap-drop=ALL",
+        "--security-opt=no-new-privileges:true",
+        `--env=HOSTNAME=redis-${i}`,
+        ...env.map((e) => `--env=${e.name}=${e.value}`),
+        `--volume=${join(K8S_DIR, "overlays/ha/redis")}:/scripts:ro`,
+        `--volume=${join(dir, "redis_password")}:/run/secrets/redis_password:ro`,
+        image,
+        "sh",
+        `/scripts/start-${role}.sh`,
+      ]);
+
+    beforeAll(async () => {
+      image = (await resolveBaseImages()).REDIS_IMAGE;
+      writeFileSync(join(dir, "redis_password"), `${password}\n`);
+      chmodSync(join(dir, "redis_password"), 0o644);
+      await docker(["network", "create", "--label", `com.docker.compose.project=${project}`, project]);
+      // In StatefulSet order: a pod starts once the one before it answers.
+      for (let i = 0; i < PODS; i++) {
+        // The pod's network namespace and its name in the headless Service.
+        await container(pod(i), [
+          `--network=${project}`,
+          `--network-alias=redis-${i}.redis`,
+          "--user=999:1000",
+          "--tmpfs=/tmp:uid=999,gid=1000",
+          image,
+          // Any long-lived process does; the image may have nothing but redis-server and sh.
+          "redis-server",
+          "--port",
+          "0",
+          "--unixsocket",
+          "/tmp/holder.sock",
+          "--save",
+          "",
+        ]);
+        await startProcess(i, "redis");
+        await startProcess(i, "sentinel");
+        await until(`redis-${i} and its Sentinel answer`, 20, async () => {
+          return (await cli(i, ["PING"])) === "PONG" && (await cli(i, ["PING"], 26379)) === "PONG";
+        });
+      }
+    }, 120_000);
+
+    afterAll(async () => {
+      const logs = process.env.K8S_SENTINEL_LOGS === "1";
+      for (const name of started.reverse()) {
+        if (logs) console.log(name, await docker(["logs", name]).catch(String));
+        await docker(["rm", "-f", "-v", name]).catch(() => {});
+      }
+      await docker(["network", "rm", project]).catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    }, 60_000);
+
+    it("starts pod 0 as the primary with two replicas, watched by three Sentinels", async () => {
+      await until("the set is complete", 30, async () => {
+        const quorum = await cli(0, ["SENTINEL", "CKQUORUM", sentinelName], 26379);
+        const replicas = await cli(0, ["SENTINEL", "REPLICAS", sentinelName], 26379);
+        return quorum.startsWith("OK 3 usable Sentinels") && (replicas.match(/^flags$/gm) ?? []).length === 2;
+      });
+      expect(await primary()).toBe("redis-0.redis");
+      expect((await cli(0, ["ROLE"])).split("\n")[0]).toBe("master");
+      for (const i of [1, 2])
+        expect((await cli(i, ["ROLE"])).split("\n").slice(0, 2)).toEqual(["slave", "redis-0.redis"]);
+    });
+
+    it("promotes a replica when the primary is killed, with its data; the old one returns as a replica", async () => {
+      expect(await cli(0, ["SET", "k8s:count", "41"])).toBe("OK");
+      expect(await cli(0, ["INCR", "k8s:count"])).toBe("42");
+      // Both replicas have it before the primary goes.
+      expect(await cli(0, ["WAIT", "2", "5000"])).toBe("2");
+
+      await docker(["kill", `${pod(0)}-redis`]);
+      await until("a Sentinel names another primary", 60, async () => (await primary()) !== "redis-0.redis");
+      const promoted = Number(/^redis-(\d)\.redis$/.exec((await primary())!)![1]);
+      expect(promoted).toBeGreaterThan(0);
+      expect(await cli(promoted, ["GET", "k8s:count"])).toBe("42");
+      expect(await cli(promoted, ["INCR", "k8s:count"])).toBe("43");
+
+      // The container restarts as the kubelet would restart it: the same script, asking the Sentinels first.
+      await docker(["start", `${pod(0)}-redis`]);
+      // A replica from its first answer: it asked the Sentinels before starting. (Left to the
+      // Sentinels alone, it would be a primary for seconds, taking writes it then loses.)
+      await until("redis-0 answers again", 20, async () => (await cli(0, ["PING"])) === "PONG");
+      expect((await cli(0, ["ROLE"])).split("\n")[0]).toBe("slave");
+      await until("redis-0 follows the new primary", 30, async () => {
+        const role = (await cli(0, ["ROLE"])).split("\n");
+        return role[0] === "slave" && role[1] === `redis-${promoted}.redis`;
+      });
+      await until("redis-0 has the primary's writes", 20, async () => (await cli(0, ["GET", "k8s:count"])) === "43");
+    });
+  });
+}
