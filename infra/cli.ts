@@ -54,7 +54,8 @@ async function running(): Promise<Cluster> {
 
 async function printReplicas(c: Cluster): Promise<void> {
   const rows = await c.replicas();
-  const line = (cells: string[]) => console.log(cells.map((cell, i) => cell.padEnd([8, 8, 8, 14, 24, 0][i]!)).join(" "));
+  const line = (cells: string[]) =>
+    console.log(cells.map((cell, i) => cell.padEnd([8, 8, 8, 14, 24, 0][i]!)).join(" "));
   if (c.kind === "compose") {
     line(["REPLICA", "NAME", "STATE", "X-REPLICA", "CONTAINER"]);
     for (const r of rows) line([String(r.index), r.name, r.running ? "running" : "stopped", r.replicaId, r.detail]);
@@ -62,7 +63,8 @@ async function printReplicas(c: Cluster): Promise<void> {
   }
   // Local replicas: the public URL, then the operator one (/healthz, /readyz, /metrics).
   line(["REPLICA", "NAME", "STATE", "X-REPLICA", "URL", "OPS URL"]);
-  for (const r of rows as LocalReplicaInfo[]) line([String(r.index), r.name, r.running ? "running" : "stopped", r.replicaId, r.url, r.opsUrl]);
+  for (const r of rows as LocalReplicaInfo[])
+    line([String(r.index), r.name, r.running ? "running" : "stopped", r.replicaId, r.url, r.opsUrl]);
 }
 
 async function main(): Promise<void> {
@@ -83,7 +85,8 @@ async function main(): Promise<void> {
       await cluster.start();
       // In Compose a replica reports its container's hostname, not its name: show both.
       const names = (await cluster.replicas()).map((r) =>
-        r.replicaId === r.name ? r.name : `${r.name} (${r.detail}, X-Replica ${r.replicaId})`);
+        r.replicaId === r.name ? r.name : `${r.name} (${r.detail}, X-Replica ${r.replicaId})`,
+      );
       console.log(`cluster up (${kind}): ${cluster.baseUrl()}`);
       console.log(`replicas: ${names.join(", ")}`);
       console.log(`try: curl -c jar -b jar ${cluster.baseUrl()}/counter`);

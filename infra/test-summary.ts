@@ -7,5 +7,12 @@ if (!existsSync(file)) {
   console.log("tests: 0 passed, 1 failed (vitest wrote no report)");
   process.exit(0);
 }
-const r = JSON.parse(readFileSync(file, "utf8")) as { numPassedTests: number; numFailedTests: number; numPendingTests: number; numTodoTests: number };
-console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
+const r = JSON.parse(readFileSync(file, "utf8")) as {
+  numPassedTests: number;
+  numFailedTests: number;
+  numPendingTests: number;
+  numTodoTests: number;
+};
+console.log(
+  `tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`,
+);

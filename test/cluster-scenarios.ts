@@ -143,7 +143,8 @@ export function clusterScenarios(label: string, make: ClusterFactory, timeouts =
       const expectServedByRunning = async () => {
         const running = new Set((await cluster.replicas()).filter((r) => r.running).map((r) => r.replicaId));
         const seen = new Set<string>();
-        for (let i = 0; i < 100 && seen.size < running.size; i++) seen.add((await new Visitor(cluster.baseUrl()).get("/api/session")).replica!);
+        for (let i = 0; i < 100 && seen.size < running.size; i++)
+          seen.add((await new Visitor(cluster.baseUrl()).get("/api/session")).replica!);
         expect([...seen].sort()).toEqual([...running].sort());
         return running.size;
       };
@@ -169,14 +170,16 @@ export function clusterScenarios(label: string, make: ClusterFactory, timeouts =
       const counts: number[][] = visitors.map(() => []);
       let stop = false;
       const deadline = Date.now() + 120_000;
-      const load = Promise.all(visitors.map(async (v, i) => {
-        for (let n = 0; !stop && n < 5000 && Date.now() < deadline; n++) {
-          const r = await send(v, randomUUID());
-          statuses.push(r.status);
-          if (r.status === 200) counts[i]!.push(r.json?.count as number);
-          await sleep(5);
-        }
-      }));
+      const load = Promise.all(
+        visitors.map(async (v, i) => {
+          for (let n = 0; !stop && n < 5000 && Date.now() < deadline; n++) {
+            const r = await send(v, randomUUID());
+            statuses.push(r.status);
+            if (r.status === 200) counts[i]!.push(r.json?.count as number);
+            await sleep(5);
+          }
+        }),
+      );
       load.catch(() => {}); // awaited below; this only keeps an early failure from going unhandled
       try {
         await cluster.scale(5);

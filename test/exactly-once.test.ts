@@ -16,7 +16,13 @@ const kind = process.env.CLUSTER === "compose" ? "compose" : "local";
 const FAULT_PREFIX = "sigkill-";
 
 async function startCluster(opts: ClusterOptions): Promise<Cluster> {
-  const c = await createCluster(kind, { replicas: 3, port: 0, clientLimits: false, ...opts, dir: mkdtempSync(join(tmpdir(), "exactly-once-")) });
+  const c = await createCluster(kind, {
+    replicas: 3,
+    port: 0,
+    clientLimits: false,
+    ...opts,
+    dir: mkdtempSync(join(tmpdir(), "exactly-once-")),
+  });
   try {
     await c.start();
   } catch (err) {
@@ -57,14 +63,16 @@ describe(`exactly-once counting (${kind}): nginx and 3 replicas, COUNTER=atomic`
     const v = await visitor(cluster);
     const seen: number[] = [];
     const replicas = new Set<string>();
-    await Promise.all(Array.from({ length: 20 }, async () => {
-      for (let i = 0; i < 30; i++) {
-        const r = await v.increment();
-        expect(r.status).toBe(200);
-        seen.push(r.json!.count as number);
-        replicas.add(r.replica!);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        for (let i = 0; i < 30; i++) {
+          const r = await v.increment();
+          expect(r.status).toBe(200);
+          seen.push(r.json!.count as number);
+          replicas.add(r.replica!);
+        }
+      }),
+    );
     expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: 600 }, (_, i) => i + 1));
     expect(replicas.size).toBe(3);
     expect(await count(v)).toBe(600);
@@ -119,7 +127,7 @@ describe(`exactly-once counting (${kind}): nginx and 3 replicas, COUNTER=atomic`
     expect(await count(v)).toBe(0);
   });
 
-  it("accepts the key as the draft's structured-field string: \"k\" and k are one key", async () => {
+  it('accepts the key as the draft\'s structured-field string: "k" and k are one key', async () => {
     const v = await visitor(cluster);
     const key = randomUUID();
     expect((await v.increment(`"${key}"`)).json?.count).toBe(1);

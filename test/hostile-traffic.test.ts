@@ -23,7 +23,8 @@ async function usedMemory(cluster: LocalCluster): Promise<number> {
 }
 
 /** A well-formed signed-cookie shape with a signature no secret made. */
-const forgedCookie = () => `sid=s%3A${randomBytes(24).toString("base64url")}.${randomBytes(32).toString("base64").replace(/=+$/, "")}`;
+const forgedCookie = () =>
+  `sid=s%3A${randomBytes(24).toString("base64url")}.${randomBytes(32).toString("base64").replace(/=+$/, "")}`;
 
 describe("hostile traffic from one address leaves another address's counting exact", () => {
   let cluster: LocalCluster;
@@ -47,7 +48,8 @@ describe("hostile traffic from one address leaves another address's counting exa
     const anonymous = new AddressClient(base, "127.0.0.2", { maxSockets: 16 });
     const flood = { sent: 0, errors: 0, byStatus: new Map<string, number>() };
     const tally = (a: Answer) => {
-      const k = a.status === 429 ? `429 ${a.error === "too_many_requests" ? "nginx" : `app:${a.error}`}` : String(a.status);
+      const k =
+        a.status === 429 ? `429 ${a.error === "too_many_requests" ? "nginx" : `app:${a.error}`}` : String(a.status);
       flood.byStatus.set(k, (flood.byStatus.get(k) ?? 0) + 1);
     };
     const idle: Socket[] = [];
@@ -64,19 +66,27 @@ describe("hostile traffic from one address leaves another address's counting exa
       }
       const kinds = [
         () => keyed.increment(randomUUID()),
-        () => anonymous.request("/api/counter", { method: "POST", headers: { cookie: "", "idempotency-key": randomUUID() }, body: '{"by":1}', keepCookie: false }),
+        () =>
+          anonymous.request("/api/counter", {
+            method: "POST",
+            headers: { cookie: "", "idempotency-key": randomUUID() },
+            body: '{"by":1}',
+            keepCookie: false,
+          }),
         () => anonymous.request("/counter", { headers: { cookie: forgedCookie() }, keepCookie: false }),
       ];
-      await Promise.all(Array.from({ length: 24 }, async (_, i) => {
-        while (flooding && flood.sent < FLOOD_MAX_REQUESTS) {
-          flood.sent++;
-          try {
-            tally(await kinds[i % kinds.length]!());
-          } catch {
-            flood.errors++;
+      await Promise.all(
+        Array.from({ length: 24 }, async (_, i) => {
+          while (flooding && flood.sent < FLOOD_MAX_REQUESTS) {
+            flood.sent++;
+            try {
+              tally(await kinds[i % kinds.length]!());
+            } catch {
+              flood.errors++;
+            }
           }
-        }
-      }));
+        }),
+      );
     })();
 
     // The bystander: keyed increments on its own session, one at a time. A 503 (a Redis call
@@ -91,7 +101,9 @@ describe("hostile traffic from one address leaves another address's counting exa
         const key = randomUUID();
         let a: Answer | undefined;
         for (let attempt = 1; attempt <= 5; attempt++) {
-          a = await bystander.increment(key).catch((err: Error) => ({ status: 0, error: err.message, body: "", headers: {} }));
+          a = await bystander
+            .increment(key)
+            .catch((err: Error) => ({ status: 0, error: err.message, body: "", headers: {} }));
           if (attempt === 1) firstTry.set(a.status, (firstTry.get(a.status) ?? 0) + 1);
           if (a.status !== 503 && a.status !== 0) break;
           await sleep(200);
@@ -114,13 +126,15 @@ describe("hostile traffic from one address leaves another address's counting exa
     const finalCount = JSON.parse((await bystander.increment(randomUUID())).body) as { count: number };
     bystander.close();
 
-    console.log([
-      `hostile traffic over ${seconds.toFixed(1)} s from 127.0.0.2: ${flood.sent} requests (+${IDLE_CONNECTIONS} idle connections), ${flood.errors} transport errors`,
-      `  answers: ${JSON.stringify(Object.fromEntries([...flood.byStatus].sort()))} (429 nginx = per-client limit, 429 app:* = the app's own limits)`,
-      `  reached the app: ${accepted} (${(accepted / seconds).toFixed(0)}/s)`,
-      `bystander 127.0.0.3: ${counts.length} increments, first attempts ${JSON.stringify(Object.fromEntries(firstTry))}, failures ${failures.length}`,
-      `redis: used_memory ${(memoryBefore / 1024 / 1024).toFixed(2)} MiB -> ${(memoryAfter / 1024 / 1024).toFixed(2)} MiB, keys ${keysBefore} -> ${keysAfter}`,
-    ].join("\n"));
+    console.log(
+      [
+        `hostile traffic over ${seconds.toFixed(1)} s from 127.0.0.2: ${flood.sent} requests (+${IDLE_CONNECTIONS} idle connections), ${flood.errors} transport errors`,
+        `  answers: ${JSON.stringify(Object.fromEntries([...flood.byStatus].sort()))} (429 nginx = per-client limit, 429 app:* = the app's own limits)`,
+        `  reached the app: ${accepted} (${(accepted / seconds).toFixed(0)}/s)`,
+        `bystander 127.0.0.3: ${counts.length} increments, first attempts ${JSON.stringify(Object.fromEntries(firstTry))}, failures ${failures.length}`,
+        `redis: used_memory ${(memoryBefore / 1024 / 1024).toFixed(2)} MiB -> ${(memoryAfter / 1024 / 1024).toFixed(2)} MiB, keys ${keysBefore} -> ${keysAfter}`,
+      ].join("\n"),
+    );
 
     // The bystander: every increment applied once, in order, none refused.
     expect(failures).toEqual([]);

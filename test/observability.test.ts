@@ -46,15 +46,19 @@ describe("GET /metrics on each replica", () => {
       expect(r.headers.get("idempotent-replayed")).toBe("true");
     }
     for (let i = 0; i < 2; i++) expect((await v.request("/api/counter", { method: "PUT" })).status).toBe(405);
-    expect((await v.increment(undefined, { headers: { "Content-Type": "application/json" }, body: '{"by":0}' })).status).toBe(400);
+    expect(
+      (await v.increment(undefined, { headers: { "Content-Type": "application/json" }, body: '{"by":0}' })).status,
+    ).toBe(400);
     const probe = `/no-such-page-${randomUUID()}`;
     for (let i = 0; i < 2; i++) expect((await v.get(probe)).status).toBe(404);
     const session = await v.get("/api/session");
     expect(session.json?.count).toBe(12);
     const after = await scrape();
 
-    const delta = (name: string, labels: Record<string, string> = {}) => sum(after, name, labels) - sum(before, name, labels);
-    const requests = (method: string, route: string, status: string) => delta("http_requests_total", { method, route, status });
+    const delta = (name: string, labels: Record<string, string> = {}) =>
+      sum(after, name, labels) - sum(before, name, labels);
+    const requests = (method: string, route: string, status: string) =>
+      delta("http_requests_total", { method, route, status });
     expect(requests("POST", "/api/counter", "200")).toBe(15);
     // A 405 and a 400 are raised inside the /api router and rendered by the app's error
     // handler; they still carry the route's full template.
@@ -63,7 +67,9 @@ describe("GET /metrics on each replica", () => {
     expect(requests("GET", "unmatched", "404")).toBe(2);
     expect(requests("GET", "/api/session", "200")).toBe(1);
     expect(after.some((s) => Object.values(s.labels).some((l) => l.includes("no-such-page")))).toBe(false);
-    expect(delta("http_request_duration_seconds_count", { method: "POST", route: "/api/counter", status: "200" })).toBe(15);
+    expect(delta("http_request_duration_seconds_count", { method: "POST", route: "/api/counter", status: "200" })).toBe(
+      15,
+    );
 
     expect(delta("counter_increments_total")).toBe(12);
     expect(delta("counter_idempotent_replays_total")).toBe(3);
@@ -78,10 +84,16 @@ describe("GET /metrics on each replica", () => {
 
     // Every replica took a share (round-robin), and labels each series with its name.
     const names = (await cluster.replicas()).map((r) => r.replicaId);
-    for (const name of names) expect(sum(after, "http_requests_total", { replica: name, route: "/api/counter" })).toBeGreaterThan(0);
+    for (const name of names)
+      expect(sum(after, "http_requests_total", { replica: name, route: "/api/counter" })).toBeGreaterThan(0);
     // The default process metrics are there too.
     for (const name of ["process_cpu_seconds_total", "nodejs_eventloop_lag_seconds", "nodejs_heap_size_used_bytes"]) {
-      expect(after.filter((s) => s.name === name).map((s) => s.labels.replica).sort()).toEqual([...names].sort());
+      expect(
+        after
+          .filter((s) => s.name === name)
+          .map((s) => s.labels.replica)
+          .sort(),
+      ).toEqual([...names].sort());
     }
   });
 
@@ -105,9 +117,14 @@ describe("GET /metrics on each replica", () => {
       await cluster.startRedis();
     }
     expect(sum(down, "redis_connected")).toBe(0);
-    expect(sum(down, "session_store_errors_total", { op: "get" }) - sum(before, "session_store_errors_total", { op: "get" })).toBe(2);
+    expect(
+      sum(down, "session_store_errors_total", { op: "get" }) - sum(before, "session_store_errors_total", { op: "get" }),
+    ).toBe(2);
     // The session failed to load before routing, so no route template applies.
-    expect(sum(down, "http_requests_total", { route: "unmatched", status: "503" }) - sum(before, "http_requests_total", { route: "unmatched", status: "503" })).toBe(2);
+    expect(
+      sum(down, "http_requests_total", { route: "unmatched", status: "503" }) -
+        sum(before, "http_requests_total", { route: "unmatched", status: "503" }),
+    ).toBe(2);
     const up = await scrape();
     expect(sum(up, "redis_connected")).toBe(3);
     expect(sum(up, "redis_connection_lost_total") - sum(before, "redis_connection_lost_total")).toBe(3);
@@ -132,17 +149,31 @@ describe("request ids through nginx", () => {
 
     let joined: string[] = [];
     // Both components write their line after answering; give them a moment.
-    await waitFor(`log lines with request id ${id}`, async () => {
-      joined = (await cluster.logs(200)).split("\n").filter((l) => l.includes(id));
-      return joined.some((l) => l.startsWith("nginx-access")) && joined.some((l) => l.startsWith(r.replica!));
-    }, 5000);
+    await waitFor(
+      `log lines with request id ${id}`,
+      async () => {
+        joined = (await cluster.logs(200)).split("\n").filter((l) => l.includes(id));
+        return joined.some((l) => l.startsWith("nginx-access")) && joined.some((l) => l.startsWith(r.replica!));
+      },
+      5000,
+    );
 
     const body = (line: string) => JSON.parse(line.slice(line.indexOf(" | ") + 3));
     const appLine = body(joined.find((l) => l.startsWith(r.replica!))!);
-    expect(appLine).toMatchObject({ replica: r.replica, req: { id, method: "GET", path: "/api/session" }, res: { status: 200 } });
+    expect(appLine).toMatchObject({
+      replica: r.replica,
+      req: { id, method: "GET", path: "/api/session" },
+      res: { status: 200 },
+    });
     expect(typeof appLine.ms).toBe("number");
     const nginxLine = body(joined.find((l) => l.startsWith("nginx-access"))!);
-    expect(nginxLine).toMatchObject({ request_id: id, method: "GET", uri: "/api/session", status: 200, upstream_status: "200" });
+    expect(nginxLine).toMatchObject({
+      request_id: id,
+      method: "GET",
+      uri: "/api/session",
+      status: 200,
+      upstream_status: "200",
+    });
     expect((await cluster.logs(200)).includes("client-chosen-id")).toBe(false);
   });
 

@@ -10,9 +10,10 @@ import { LocalCluster } from "../infra/cluster/local-cluster.ts";
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 // The README shows docs/screenshot.png; a run refreshes it only when asked, so that a test run
 // leaves the work tree clean. Otherwise the picture goes with the other reports.
-const SCREENSHOT = process.env.UPDATE_SCREENSHOT === "1"
-  ? resolve(import.meta.dirname, "../docs/screenshot.png")
-  : resolve(import.meta.dirname, "../loadtest/reports/page-screenshot.png");
+const SCREENSHOT =
+  process.env.UPDATE_SCREENSHOT === "1"
+    ? resolve(import.meta.dirname, "../docs/screenshot.png")
+    : resolve(import.meta.dirname, "../loadtest/reports/page-screenshot.png");
 
 let cluster: LocalCluster;
 let browser: BrowserContext;
@@ -23,7 +24,10 @@ let pageProblems: string[];
 let requestedUrls: string[];
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM}; \`make test\` installs Debian's package (infra/ensure-system-deps.sh chromium), or set CHROMIUM_PATH`);
+  if (!existsSync(CHROMIUM))
+    throw new Error(
+      `no Chromium at ${CHROMIUM}; \`make test\` installs Debian's package (infra/ensure-system-deps.sh chromium), or set CHROMIUM_PATH`,
+    );
   cluster = LocalCluster.create({ dir: mkdtempSync(join(tmpdir(), "page-")), replicas: 3, port: 0 });
   await cluster.start();
   profile = mkdtempSync(join(tmpdir(), "chromium-profile-"));
@@ -32,8 +36,14 @@ beforeAll(async () => {
     executablePath: CHROMIUM,
     headless: true,
     args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
     ],
     viewport: { width: 1200, height: 700 },
     timeout: 60_000,
@@ -65,7 +75,9 @@ beforeEach(async () => {
 const servedBy = () => page.locator("#served-by").textContent();
 
 async function waitForCount(n: number): Promise<void> {
-  await page.waitForFunction((want) => document.getElementById("count")?.textContent === want, String(n), { timeout: 10_000 });
+  await page.waitForFunction((want) => document.getElementById("count")?.textContent === want, String(n), {
+    timeout: 10_000,
+  });
 }
 
 /** Clicks Increment and waits until the page shows `expected`. */
@@ -88,7 +100,9 @@ describe("the page at /", () => {
     const served: string[] = [];
     for (let n = 1; n <= 6; n++) served.push(await increment(n));
     expect(new Set(served).size).toBeGreaterThanOrEqual(2);
-    const stripNames = await page.locator("#strip li").evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.replica));
+    const stripNames = await page
+      .locator("#strip li")
+      .evaluateAll((els) => els.map((e) => (e as HTMLElement).dataset.replica));
     expect(new Set(stripNames.filter(Boolean)).size).toBeGreaterThanOrEqual(2);
 
     const victim = (await cluster.replicas()).find((r) => r.replicaId === served.at(-1))!;

@@ -12,7 +12,8 @@ export function parsePrometheus(text: string): Sample[] {
     const m = LINE.exec(line);
     if (!m) throw new Error(`not a Prometheus sample line: ${line}`);
     const labels: Record<string, string> = {};
-    for (const [, k, v] of (m[2] ?? "").matchAll(LABEL)) labels[k!] = v!.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
+    for (const [, k, v] of (m[2] ?? "").matchAll(LABEL))
+      labels[k!] = v!.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
     out.push({ name: m[1]!, labels, value: Number(m[3]) });
   }
   return out;

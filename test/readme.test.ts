@@ -11,7 +11,13 @@ import { dockerAvailable } from "../infra/cluster/open.ts";
 import { freePort } from "../infra/cluster/ports.ts";
 
 const root = resolve(import.meta.dirname, "..");
-const docFiles = ["README.md", ...readdirSync(join(root, "docs")).filter((f) => f.endsWith(".md")).sort().map((f) => `docs/${f}`)];
+const docFiles = [
+  "README.md",
+  ...readdirSync(join(root, "docs"))
+    .filter((f) => f.endsWith(".md"))
+    .sort()
+    .map((f) => `docs/${f}`),
+];
 const read = (file: string) => readFileSync(join(root, file), "utf8");
 const targets = new Set([...read("Makefile").matchAll(/^([a-z][a-z0-9-]*):/gm)].map((m) => m[1]!));
 /** Targets the replay runs; the others (verify, bench, test, ...) take minutes and have tests of their own. */
@@ -20,19 +26,26 @@ const REPLAYED = new Set(["up", "down", "ps", "kill", "start", "logs", "config",
 const NEEDS_CLUSTER = new Set(["ps", "kill", "start", "logs", "scale", "restart-redis"]);
 const LB = "127.0.0.1:8080";
 
-interface Step { file: string; line: number; command: string; shown: string[] }
+interface Step {
+  file: string;
+  line: number;
+  command: string;
+  shown: string[];
+}
 type Kind = { make: string } | { curl: true };
 
 /** Every `$ command` in a ```console block, with the lines shown under it. */
 function steps(file: string): Step[] {
   const out: Step[] = [];
   let inConsole = false;
-  read(file).split("\n").forEach((text, i) => {
-    if (/^```console\s*$/.test(text)) inConsole = true;
-    else if (inConsole && /^```/.test(text)) inConsole = false;
-    else if (inConsole && text.startsWith("$ ")) out.push({ file, line: i + 1, command: text.slice(2), shown: [] });
-    else if (inConsole && out.length) out.at(-1)!.shown.push(text.trimEnd());
-  });
+  read(file)
+    .split("\n")
+    .forEach((text, i) => {
+      if (/^```console\s*$/.test(text)) inConsole = true;
+      else if (inConsole && /^```/.test(text)) inConsole = false;
+      else if (inConsole && text.startsWith("$ ")) out.push({ file, line: i + 1, command: text.slice(2), shown: [] });
+      else if (inConsole && out.length) out.at(-1)!.shown.push(text.trimEnd());
+    });
   return out;
 }
 
@@ -62,7 +75,11 @@ const VARYING = new RegExp(
   ].join("|"),
   "g",
 );
-interface Shape { skeleton: string; json?: unknown; captures: string[] }
+interface Shape {
+  skeleton: string;
+  json?: unknown;
+  captures: string[];
+}
 
 function shape(line: string): Shape {
   const captures: string[] = [];
@@ -71,14 +88,14 @@ function shape(line: string): Shape {
       .replace(/^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) [\d.e+-]+$/, "$1 #") // a metric sample's value
       .replace(VARYING, (m, ...args) => {
         const g = args.at(-1) as Record<string, string | undefined>;
-        if (g.url) return captures.push(m), "URL";
-        if (g.composeName) return captures.push(m), "*app" + /\d+$/.exec(m)![0];
+        if (g.url) return (captures.push(m), "URL");
+        if (g.composeName) return (captures.push(m), "*app" + /\d+$/.exec(m)![0]);
         if (g.makefileLine) return "Makefile:#";
         if (g.makeLevel) return "make";
         if (g.replica) return "app-#"; // which replica answers depends on nginx's two workers
 
         if (/^\d+\.\d+s?$/.test(m)) return "#.#"; // a time or a ratio
-        if (m.length >= 12) return captures.push(m), "ID";
+        if (m.length >= 12) return (captures.push(m), "ID");
         return m;
       })
       .replace(/\s+/g, " ")
@@ -97,7 +114,9 @@ function shape(line: string): Shape {
 function jsonFits(shown: unknown, actual: unknown, key = ""): boolean {
   if (shown !== null && typeof shown === "object") {
     if (actual === null || typeof actual !== "object") return false;
-    return Object.entries(shown).every(([k, v]) => k in actual && jsonFits(v, (actual as Record<string, unknown>)[k], k));
+    return Object.entries(shown).every(
+      ([k, v]) => k in actual && jsonFits(v, (actual as Record<string, unknown>)[k], k),
+    );
   }
   if (key === "count" || key === "error" || typeof shown === "boolean") return shown === actual;
   return typeof shown === typeof actual;
@@ -118,7 +137,9 @@ function match(shown: string[], actual: string[]): { ok: boolean; missing?: stri
     const want = shape(line);
     while (at < got.length && !fits(want, got[at]!)) at++;
     if (at === got.length) return { ok: false, missing: line, values };
-    want.captures.forEach((c, i) => { if (c !== got[at]!.captures[i]) values.set(c, got[at]!.captures[i]!); });
+    want.captures.forEach((c, i) => {
+      if (c !== got[at]!.captures[i]) values.set(c, got[at]!.captures[i]!);
+    });
     at++;
   }
   return { ok: true, values };
@@ -181,8 +202,11 @@ describe("README and docs/", () => {
         // Its own project name, so it never touches a cluster the developer has up.
         COMPOSE_PROJECT_NAME: `esc-docs-${randomBytes(3).toString("hex")}`,
       };
-      execFile("bash", ["-c", `{ ${command}\n} 2>&1`], { cwd, env, timeout: 600_000, maxBuffer: 16 << 20 }, (_err, stdout) =>
-        done(String(stdout)),
+      execFile(
+        "bash",
+        ["-c", `{ ${command}\n} 2>&1`],
+        { cwd, env, timeout: 600_000, maxBuffer: 16 << 20 },
+        (_err, stdout) => done(String(stdout)),
       );
     });
   const down = async () => {
@@ -232,11 +256,15 @@ describe("README and docs/", () => {
           }
           if ("curl" in k) {
             for (const url of step.command.match(/https?:\/\/127\.0\.0\.1:\d+/g) ?? []) {
-              expect(url.endsWith(LB) || values.has(url), `${where}: ${url} is neither the load balancer nor a replica URL shown above`).toBe(true);
+              expect(
+                url.endsWith(LB) || values.has(url),
+                `${where}: ${url} is neither the load balancer nor a replica URL shown above`,
+              ).toBe(true);
             }
           }
           let command = step.command.replaceAll(LB, `127.0.0.1:${port}`);
-          for (const [from, to] of [...values].sort((a, b) => b[0].length - a[0].length)) command = command.replaceAll(from, to);
+          for (const [from, to] of [...values].sort((a, b) => b[0].length - a[0].length))
+            command = command.replaceAll(from, to);
 
           // make ps, make logs and /metrics only read: they may lag a moment (logs are flushed every 100 ms).
           const readOnly = target === "ps" || target === "logs" || command.includes("/metrics");
@@ -246,15 +274,24 @@ describe("README and docs/", () => {
             if (attempt) await sleep(300);
             output = await sh(command, cwd);
             if (target === "up") up ||= output.includes("cluster up");
-            result = match(step.shown, output.split("\n").map((l) => l.replace(/\r$/, "").trimEnd()));
+            result = match(
+              step.shown,
+              output.split("\n").map((l) => l.replace(/\r$/, "").trimEnd()),
+            );
           }
-          expect(result.ok, `${where}\nthis line is not in the output, in order: ${result.missing}\noutput:\n${output}`).toBe(true);
+          expect(
+            result.ok,
+            `${where}\nthis line is not in the output, in order: ${result.missing}\noutput:\n${output}`,
+          ).toBe(true);
           for (const [from, to] of result.values) values.set(from, to);
 
           // Round-robin: answers the docs show from several replicas come from several replicas here too.
           const shownFrom = replicas(step.shown);
           if (new Set(shownFrom).size > 1 && shownFrom.length >= 3) {
-            expect(new Set(replicas(output.split("\n"))).size, `${where}: every answer came from one replica\n${output}`).toBeGreaterThan(1);
+            expect(
+              new Set(replicas(output.split("\n"))).size,
+              `${where}: every answer came from one replica\n${output}`,
+            ).toBeGreaterThan(1);
           }
           if (target === "down") up = false;
         }

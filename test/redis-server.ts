@@ -27,7 +27,6 @@ export type TestRedis = {
   [Symbol.asyncDispose](): Promise<void>;
 };
 
-
 /**
  * Ryuk, testcontainers' reaper, removes containers when the test process dies; it is an
  * image of its own, which a machine without a registry cannot pull. There it is disabled,
@@ -37,7 +36,14 @@ async function configureRyuk(): Promise<void> {
   if (process.env.TESTCONTAINERS_RYUK_DISABLED !== undefined) return;
   const { getReaperImage } = await import("testcontainers/build/reaper/reaper.js");
   const image = getReaperImage();
-  const usable = await docker(["image", "inspect", image]).then(() => true, () => docker(["pull", "--quiet", image], { timeoutMs: 120_000 }).then(() => true, () => false));
+  const usable = await docker(["image", "inspect", image]).then(
+    () => true,
+    () =>
+      docker(["pull", "--quiet", image], { timeoutMs: 120_000 }).then(
+        () => true,
+        () => false,
+      ),
+  );
   if (!usable) process.env.TESTCONTAINERS_RYUK_DISABLED = "true";
 }
 
@@ -83,7 +89,11 @@ async function fromProcess(password: string): Promise<Base> {
   const port = await freePort();
   let child: ChildProcess | undefined;
   const up = async () => {
-    child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--requirepass", password], { stdio: "ignore" });
+    child = spawn(
+      "redis-server",
+      ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--requirepass", password],
+      { stdio: "ignore" },
+    );
     child.once("error", () => {});
   };
   const down = async () => {
@@ -110,9 +120,16 @@ export async function startTestRedis(opts: { kind?: TestRedisKind } = {}): Promi
   const password = randomBytes(18).toString("base64url");
   const kind = opts.kind ?? kindFromEnv();
   const useDocker = kind === "container" || (kind === "auto" && dockerAvailable());
-  if (kind === "auto" && !useDocker && process.env.REQUIRE_DOCKER === "1") throw new Error("REQUIRE_DOCKER=1 but no Docker engine answers: the Redis tests cannot get a container");
+  if (kind === "auto" && !useDocker && process.env.REQUIRE_DOCKER === "1")
+    throw new Error("REQUIRE_DOCKER=1 but no Docker engine answers: the Redis tests cannot get a container");
   const base = useDocker ? await fromContainer(password) : await fromProcess(password);
-  const admin = new Redis({ host: base.host, port: base.port, password, maxRetriesPerRequest: 1, retryStrategy: () => 100 });
+  const admin = new Redis({
+    host: base.host,
+    port: base.port,
+    password,
+    maxRetriesPerRequest: 1,
+    retryStrategy: () => 100,
+  });
   admin.on("error", () => {});
   try {
     await waitFor(`redis on ${base.host}:${base.port}`, async () => (await admin.ping()) === "PONG", 15_000, 100);

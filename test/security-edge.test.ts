@@ -52,7 +52,19 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
   describe("operator endpoints", () => {
     it("answers 404 through nginx for /healthz, /readyz and /metrics in every spelling, with no replica's data", async () => {
       const v = new Visitor(base);
-      for (const path of ["/metrics", "/metrics/", "/METRICS", "/Metrics", "/metrics?x=1", "/readyz", "/readyz/", "/READYZ", "/healthz", "/healthz/", "/HEALTHZ"]) {
+      for (const path of [
+        "/metrics",
+        "/metrics/",
+        "/METRICS",
+        "/Metrics",
+        "/metrics?x=1",
+        "/readyz",
+        "/readyz/",
+        "/READYZ",
+        "/healthz",
+        "/healthz/",
+        "/HEALTHZ",
+      ]) {
         const r = await v.get(path);
         expect({ path, status: r.status, error: r.json?.error }).toEqual({ path, status: 404, error: "not_found" });
         expect(r.text).not.toMatch(/http_requests_total|process_cpu|"status"/);
@@ -69,13 +81,24 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
       try {
         for (const r of await cluster.replicas()) {
           let res: Response | undefined;
-          await waitFor(`${r.name} not ready`, async () => (res = await fetch(`${r.opsUrl}/readyz`)).status === 503, 10_000);
+          await waitFor(
+            `${r.name} not ready`,
+            async () => (res = await fetch(`${r.opsUrl}/readyz`)).status === 503,
+            10_000,
+          );
           expect(await res!.json()).toEqual({ status: "redis_unavailable", replica: r.name });
           // Liveness does not depend on Redis.
           expect((await fetch(`${r.opsUrl}/healthz`)).status).toBe(200);
         }
         // What failed goes to the log instead, once per change of state.
-        await waitFor("a not_ready log line", () => appLogLines(cluster).some((l) => l.event === "not_ready" && l.status === "redis_unavailable" && typeof l.err === "string"), 5000);
+        await waitFor(
+          "a not_ready log line",
+          () =>
+            appLogLines(cluster).some(
+              (l) => l.event === "not_ready" && l.status === "redis_unavailable" && typeof l.err === "string",
+            ),
+          5000,
+        );
       } finally {
         await cluster.startRedis();
       }
@@ -90,7 +113,11 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
       for (const headers of [crossSite, { "Sec-Fetch-Site": "same-site" }]) {
         for (const path of ["/counter", "/session-destroy"]) {
           const r = await v.get(path, { headers });
-          expect({ path, status: r.status, error: r.json?.error }).toEqual({ path, status: 403, error: "cross_site_request" });
+          expect({ path, status: r.status, error: r.json?.error }).toEqual({
+            path,
+            status: 403,
+            error: "cross_site_request",
+          });
           expect(r.headers.getSetCookie()).toEqual([]);
         }
       }
@@ -101,10 +128,20 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
       const v = await visitorAt(1);
       expect((await v.post("/api/login", { body: JSON.stringify({ name: "ada" }) })).status).toBe(200);
       const origin = { Origin: "https://evil.example" };
-      for (const headers of [{ ...origin, "Sec-Fetch-Site": "cross-site" }, origin, { Origin: "null" }, { Origin: `${base}.evil.example` }]) {
+      for (const headers of [
+        { ...origin, "Sec-Fetch-Site": "cross-site" },
+        origin,
+        { Origin: "null" },
+        { Origin: `${base}.evil.example` },
+      ]) {
         for (const path of ["/api/counter", "/api/logout", "/api/session", "/api/login"]) {
           const r = await v.post(path, { headers });
-          expect({ path, headers, status: r.status, error: r.json?.error }).toEqual({ path, headers, status: 403, error: "cross_site_request" });
+          expect({ path, headers, status: r.status, error: r.json?.error }).toEqual({
+            path,
+            headers,
+            status: 403,
+            error: "cross_site_request",
+          });
         }
         expect((await v.request("/api/session", { method: "DELETE", headers })).status).toBe(403);
       }
@@ -115,18 +152,33 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
     it("still serves same-origin pages, typed URLs and clients without Origin or Fetch Metadata (curl)", async () => {
       const v = await visitorAt(0);
       expect((await v.get("/counter")).text).toBe("count is 1");
-      expect((await v.get("/counter", { headers: { "Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate" } })).text).toBe("count is 2");
+      expect(
+        (await v.get("/counter", { headers: { "Sec-Fetch-Site": "none", "Sec-Fetch-Mode": "navigate" } })).text,
+      ).toBe("count is 2");
       expect((await v.get("/counter", { headers: { "Sec-Fetch-Site": "same-origin" } })).text).toBe("count is 3");
       // A browser without Fetch Metadata sends Origin on a POST; compared with the site's own.
       expect((await v.post("/api/counter", { headers: { Origin: base } })).json?.count).toBe(4);
-      expect((await v.post("/api/counter", { headers: { Origin: base, "Sec-Fetch-Site": "same-origin" } })).json?.count).toBe(5);
-      expect((await v.get("/session-destroy", { headers: { "Sec-Fetch-Site": "same-origin" } })).text).toBe("session destroyed");
+      expect(
+        (await v.post("/api/counter", { headers: { Origin: base, "Sec-Fetch-Site": "same-origin" } })).json?.count,
+      ).toBe(5);
+      expect((await v.get("/session-destroy", { headers: { "Sec-Fetch-Site": "same-origin" } })).text).toBe(
+        "session destroyed",
+      );
       expect(await v.count()).toBe(0);
     });
 
     it("refuses other spellings of the state-changing routes, and the tutorial's aliases, from another site", async () => {
       const v = await visitorAt(1);
-      for (const path of ["/COUNTER", "/counter/", "/Counter", "/session-destroy/", "/SESSION-DESTROY", "/memory-store-counter", "/redis-store-counter", "/radis-store-counter"]) {
+      for (const path of [
+        "/COUNTER",
+        "/counter/",
+        "/Counter",
+        "/session-destroy/",
+        "/SESSION-DESTROY",
+        "/memory-store-counter",
+        "/redis-store-counter",
+        "/radis-store-counter",
+      ]) {
         const r = await v.get(path, { headers: crossSite });
         expect({ path, status: r.status }).toEqual({ path, status: 403 });
       }
@@ -147,12 +199,18 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
       for (const method of ["HEAD", "OPTIONS"]) {
         for (const path of ["/counter", "/session-destroy", "/redis-store-counter"]) {
           const r = await v.request(path, { method });
-          expect({ method, path, status: r.status, allow: r.headers.get("allow") }).toEqual({ method, path, status: 405, allow: "GET" });
+          expect({ method, path, status: r.status, allow: r.headers.get("allow") }).toEqual({
+            method,
+            path,
+            status: 405,
+            allow: "GET",
+          });
           expect(r.headers.getSetCookie()).toEqual([]);
         }
       }
       // HEAD on the read-only routes is still a GET without a body, and changes nothing either.
-      for (const path of ["/", "/api/session", "/api/me"]) expect((await v.request(path, { method: "HEAD" })).status).toBeLessThan(500);
+      for (const path of ["/", "/api/session", "/api/me"])
+        expect((await v.request(path, { method: "HEAD" })).status).toBeLessThan(500);
       expect(await v.count()).toBe(3);
     });
   });
@@ -178,7 +236,14 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
       browser = await chromium.launchPersistentContext(profile, {
         executablePath: CHROMIUM,
         headless: true,
-        args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update"],
+        args: [
+          "--headless",
+          "--no-sandbox",
+          "--disable-gpu",
+          "--no-first-run",
+          "--disable-background-networking",
+          "--disable-component-update",
+        ],
         timeout: 60_000,
       });
     }, 120_000);
@@ -193,24 +258,28 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
 
     // localhost is another site than 127.0.0.1 (SameSite=Lax cookies ride top-level GETs
     // only); 127.0.0.1 on another port is the same site, where the cookie rides every request.
-    it.each(["localhost", "127.0.0.1"])("on %s can neither count, nor destroy the session, nor POST to the API with the visitor's cookie", async (host) => {
-      await browser.clearCookies();
-      const page = await browser.newPage();
-      try {
-        expect(await (await page.goto(`${base}/counter`))!.text()).toBe("count is 1");
-        await page.goto(`http://${host}:${evilPort}/`);
-        for (const link of ["#go", "#destroy"]) {
-          const [res] = await Promise.all([page.waitForResponse((r) => r.url().startsWith(base)), page.click(link)]);
-          expect({ link, status: res.status() }).toEqual({ link, status: 403 });
-          await page.goBack();
+    it.each(["localhost", "127.0.0.1"])(
+      "on %s can neither count, nor destroy the session, nor POST to the API with the visitor's cookie",
+      async (host) => {
+        await browser.clearCookies();
+        const page = await browser.newPage();
+        try {
+          expect(await (await page.goto(`${base}/counter`))!.text()).toBe("count is 1");
+          await page.goto(`http://${host}:${evilPort}/`);
+          for (const link of ["#go", "#destroy"]) {
+            const [res] = await Promise.all([page.waitForResponse((r) => r.url().startsWith(base)), page.click(link)]);
+            expect({ link, status: res.status() }).toEqual({ link, status: 403 });
+            await page.goBack();
+          }
+          expect(await page.evaluate("window.post()")).toBe("sent");
+          const session = await page.goto(`${base}/api/session`);
+          expect((await session!.json()) as unknown).toMatchObject({ count: 1 });
+        } finally {
+          await page.close();
         }
-        expect(await page.evaluate("window.post()")).toBe("sent");
-        const session = await page.goto(`${base}/api/session`);
-        expect((await session!.json()) as unknown).toMatchObject({ count: 1 });
-      } finally {
-        await page.close();
-      }
-    }, 60_000);
+      },
+      60_000,
+    );
   });
 
   describe("one Cookie header, one session, on the one-round-trip path and in express-session", () => {
@@ -230,7 +299,9 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
       const [labelA, labelB] = [a, b].map((c) => sessionLabel(sessionId(c)));
       const valueA = a.slice(a.indexOf("=") + 1);
       const rawA = decodeURIComponent(valueA);
-      const allEncoded = [...rawA].map((ch) => `%${ch.charCodeAt(0).toString(16).padStart(2, "0").toUpperCase()}`).join("");
+      const allEncoded = [...rawA]
+        .map((ch) => `%${ch.charCodeAt(0).toString(16).padStart(2, "0").toUpperCase()}`)
+        .join("");
       const headers = [
         `${a}\u00a0`, // a trailing no-break space (byte 0xA0): String.trim() strips it, the cookie package does not
         `sid=\u00a0${valueA}`,
@@ -262,7 +333,8 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
   });
 
   describe("JSON bodies", () => {
-    const post = (v: Visitor, path: string, body: string): Promise<Reply> => v.post(path, { body } satisfies RequestOptions);
+    const post = (v: Visitor, path: string, body: string): Promise<Reply> =>
+      v.post(path, { body } satisfies RequestOptions);
 
     it("counts by an integer from 1 to 1000 and refuses anything else with a 400 that says what to send", async () => {
       const v = await visitorAt(0);
@@ -280,7 +352,10 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
 
     it("logs in with a trimmed name and refuses a body without one", async () => {
       const v = await visitorAt(0);
-      expect((await post(v, "/api/login", "{}")).json).toEqual({ error: "invalid_body", message: '"name" is required: a string of 1 to 64 characters.' });
+      expect((await post(v, "/api/login", "{}")).json).toEqual({
+        error: "invalid_body",
+        message: '"name" is required: a string of 1 to 64 characters.',
+      });
       expect((await post(v, "/api/login", '{"name":"  grace  "}')).json?.user).toEqual({ name: "grace" });
     });
   });

@@ -23,13 +23,36 @@ const newDir = (name: string) => mkdtempSync(join(tmpdir(), `security-proxy-${na
 async function selfSignedCert(dir: string): Promise<{ cert: string; key: string }> {
   const cert = join(dir, "cert.pem");
   const key = join(dir, "key.pem");
-  await run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert], { timeout: 30_000 });
+  await run(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=127.0.0.1",
+      "-addext",
+      "subjectAltName=IP:127.0.0.1",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+    ],
+    { timeout: 30_000 },
+  );
   return { cert, key };
 }
 
 /** One https request, trusting only `ca`; the status and the session cookie's Set-Cookie. */
-function httpsGet(url: string, ca: string, headers: Record<string, string> = {}): Promise<{ status: number; setCookie: string | undefined }> {
+function httpsGet(
+  url: string,
+  ca: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; setCookie: string | undefined }> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(url, { ca, headers, timeout: 10_000 }, (res) => {
       res.resume();
@@ -44,10 +67,14 @@ function httpsGet(url: string, ca: string, headers: Record<string, string> = {})
 /** redis-cli as `user` against the cluster's Redis, the password in the environment; stdout or the error text. */
 async function redisAs(cluster: LocalCluster, user: string, password: string, ...args: string[]): Promise<string> {
   try {
-    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(cluster.redisPort), "--user", user, ...args], {
-      timeout: 5000,
-      env: { ...process.env, REDISCLI_AUTH: password },
-    });
+    const { stdout } = await run(
+      "redis-cli",
+      ["-h", "127.0.0.1", "-p", String(cluster.redisPort), "--user", user, ...args],
+      {
+        timeout: 5000,
+        env: { ...process.env, REDISCLI_AUTH: password },
+      },
+    );
     return stdout.trim();
   } catch (err) {
     return String((err as { stdout?: string }).stdout ?? err).trim();
@@ -57,7 +84,11 @@ async function redisAs(cluster: LocalCluster, user: string, password: string, ..
 describe("nginx's per-client limits (a cluster with 5 requests a second, burst 10, 4 in flight)", () => {
   let cluster: LocalCluster;
   beforeAll(async () => {
-    cluster = LocalCluster.create({ dir: newDir("limits"), replicas: 2, clientLimits: { rate: 5, burst: 10, connections: 4 } });
+    cluster = LocalCluster.create({
+      dir: newDir("limits"),
+      replicas: 2,
+      clientLimits: { rate: 5, burst: 10, connections: 4 },
+    });
     await cluster.start();
   });
   afterAll(async () => {
@@ -69,7 +100,9 @@ describe("nginx's per-client limits (a cluster with 5 requests a second, burst 1
     const flooder = new AddressClient(cluster.baseUrl(), "127.0.0.2", { maxSockets: 1 });
     const bystander = new AddressClient(cluster.baseUrl(), "127.0.0.3");
     try {
-      const answers = await Promise.all(Array.from({ length: 40 }, () => flooder.request("/api/session", { keepCookie: false })));
+      const answers = await Promise.all(
+        Array.from({ length: 40 }, () => flooder.request("/api/session", { keepCookie: false })),
+      );
       const limited = answers.filter((a) => a.status === 429);
       const served = answers.filter((a) => a.status === 200);
       // The first request and the burst (10), plus what 5 a second refills while 40 go out.
@@ -82,7 +115,8 @@ describe("nginx's per-client limits (a cluster with 5 requests a second, burst 1
         expect(a.headers["content-type"]).toMatch(/^application\/json/);
       }
       // Another address has an allowance of its own.
-      for (let i = 1; i <= 5; i++) expect(JSON.parse((await bystander.increment(randomUUID())).body)).toMatchObject({ count: i });
+      for (let i = 1; i <= 5; i++)
+        expect(JSON.parse((await bystander.increment(randomUUID())).body)).toMatchObject({ count: i });
       // nginx's own liveness probe is never counted.
       for (let i = 0; i < 15; i++) expect((await flooder.request("/nginx-health")).status).toBe(200);
     } finally {
@@ -94,14 +128,18 @@ describe("nginx's per-client limits (a cluster with 5 requests a second, burst 1
   it("answers a 5th request in flight from one address with a 429, and closes a stalled body within client_body_timeout", async () => {
     await sleep(2500); // the previous test's allowance refills (5 a second)
     // Four requests whose head is complete and whose body never comes: each holds a slot.
-    const stalled: Socket[] = await Promise.all(Array.from({ length: 4 }, () => rawConnection(Number(new URL(cluster.baseUrl()).port), "127.0.0.2")));
+    const stalled: Socket[] = await Promise.all(
+      Array.from({ length: 4 }, () => rawConnection(Number(new URL(cluster.baseUrl()).port), "127.0.0.2")),
+    );
     const closedAt: number[] = [];
     const t0 = Date.now();
     try {
       for (const s of stalled) {
         s.on("error", () => {});
         s.on("close", () => closedAt.push(Date.now() - t0));
-        s.write("POST /api/counter HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{");
+        s.write(
+          "POST /api/counter HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        );
       }
       await sleep(300);
       const fifth = new AddressClient(cluster.baseUrl(), "127.0.0.2");
@@ -161,7 +199,9 @@ describe("slow clients (slowloris) against the default limits", () => {
         await sleep(1000);
       }
       trickling = false;
-      console.log(`slowloris: ${closedByNginx.size}/${slow.length} slow connections closed by nginx; bystander answers ${JSON.stringify(answers)}`);
+      console.log(
+        `slowloris: ${closedByNginx.size}/${slow.length} slow connections closed by nginx; bystander answers ${JSON.stringify(answers)}`,
+      );
       expect(closedByNginx.size).toBe(slow.length);
       expect(answers.length).toBeGreaterThan(0);
       expect(answers.every((s) => s === 200)).toBe(true);
@@ -197,7 +237,9 @@ describe("TLS at nginx: Secure session cookies over https only", () => {
   it("gives no Secure cookie over plain http, even with a forged X-Forwarded-Proto: https", async () => {
     const client = new AddressClient(cluster.baseUrl(), "127.0.0.1");
     try {
-      const r = await client.request("/counter", { headers: { "x-forwarded-proto": "https", forwarded: "proto=https" } });
+      const r = await client.request("/counter", {
+        headers: { "x-forwarded-proto": "https", forwarded: "proto=https" },
+      });
       expect(r.status).toBe(200);
       const setCookie = (r.headers["set-cookie"] as string[] | undefined)?.[0];
       expect(setCookie).toMatch(/^sid=s%3A/);
@@ -229,17 +271,28 @@ describe("Redis: ACL users, a memory cap, and no password in argv", () => {
     }
     expect(await redisAs(cluster, "app", pw, "SET", "sess:probe", "x", "EX", "60")).toBe("OK");
     expect(await redisAs(cluster, "app", pw, "GET", "sess:probe")).toBe("x");
-    for (const args of [["FLUSHALL"], ["CONFIG", "GET", "maxmemory"], ["KEYS", "sess:*"], ["SCAN", "0"], ["SHUTDOWN"], ["ACL", "LIST"]]) {
+    for (const args of [
+      ["FLUSHALL"],
+      ["CONFIG", "GET", "maxmemory"],
+      ["KEYS", "sess:*"],
+      ["SCAN", "0"],
+      ["SHUTDOWN"],
+      ["ACL", "LIST"],
+    ]) {
       expect(await redisAs(cluster, "app", pw, ...args), args.join(" ")).toMatch(/^NOPERM/);
     }
     // Keys outside sess:, count:, idem: are out of reach, inside a script too.
     expect(await redisAs(cluster, "app", pw, "SET", "other", "1")).toMatch(/^NOPERM/);
-    expect(await redisAs(cluster, "app", pw, "EVAL", "return redis.call('SET', KEYS[1], '1')", "1", "other")).toMatch(/NOPERM|no permissions/);
+    expect(await redisAs(cluster, "app", pw, "EVAL", "return redis.call('SET', KEYS[1], '1')", "1", "other")).toMatch(
+      /NOPERM|no permissions/,
+    );
     // The health-check user can PING and nothing else; without a user there is no access.
     const health = cluster.redisPassword("health");
     expect(await redisAs(cluster, "health", health, "PING")).toBe("PONG");
     expect(await redisAs(cluster, "health", health, "GET", "sess:probe")).toMatch(/^NOPERM/);
-    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(cluster.redisPort), "PING"], { timeout: 5000 }).catch((e: { stdout: string }) => e);
+    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(cluster.redisPort), "PING"], {
+      timeout: 5000,
+    }).catch((e: { stdout: string }) => e);
     expect(stdout.trim()).toMatch(/^NOAUTH/);
     // The default user is off: no password logs in as it, and its connection can do nothing.
     expect(await redisAs(cluster, "default", "anything", "PING")).toMatch(/NOAUTH|WRONGPASS|disabled/i);
@@ -269,6 +322,8 @@ describe("the per-client limits a cluster gets", () => {
     expect(clientLimitsFrom(false, {})).toBe(false);
     expect(clientLimitsFrom(undefined, { CLIENT_RATE: "0" })).toBe(false);
     expect(() => clientLimitsFrom(undefined, { CLIENT_BURST: "-1" })).toThrow(/CLIENT_BURST|burst=-1/);
-    expect(readFileSync(join(import.meta.dirname, "../nginx/client-limits.conf"), "utf8")).toBe(clientLimitsConf(DEFAULT_CLIENT_LIMITS));
+    expect(readFileSync(join(import.meta.dirname, "../nginx/client-limits.conf"), "utf8")).toBe(
+      clientLimitsConf(DEFAULT_CLIENT_LIMITS),
+    );
   });
 });

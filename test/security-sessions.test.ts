@@ -14,7 +14,10 @@ import { Visitor, type Reply, type RequestOptions } from "../loadtest/client/vis
 import { sessionLabel } from "../services/app/src/session.ts";
 
 const newDir = (name: string) => mkdtempSync(join(tmpdir(), `security-sessions-${name}-`));
-const jsonBody = (value: unknown): RequestOptions => ({ headers: { "Content-Type": "application/json" }, body: JSON.stringify(value) });
+const jsonBody = (value: unknown): RequestOptions => ({
+  headers: { "Content-Type": "application/json" },
+  body: JSON.stringify(value),
+});
 
 /** The session id inside a `sid=s%3A<id>.<signature>` cookie. */
 function sessionId(cookie: string | undefined): string {
@@ -28,7 +31,8 @@ function takeCookies(v: Visitor, r: Reply): void {
   for (const c of r.headers.getSetCookie()) v.cookie = c.split(";")[0];
 }
 
-const redisKeys = async (cluster: LocalCluster, pattern: string) => (await cluster.redisCommand("KEYS", pattern)).split("\n").filter(Boolean);
+const redisKeys = async (cluster: LocalCluster, pattern: string) =>
+  (await cluster.redisCommand("KEYS", pattern)).split("\n").filter(Boolean);
 
 describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOTENCY_MAX_KEYS=5)", () => {
   let cluster: LocalCluster;
@@ -113,7 +117,8 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
   /** Holds every Redis write (scripts included) until released; reads go on. */
   async function pauseWrites(): Promise<{ waitBlocked(n: number): Promise<void>; release(): Promise<void> }> {
     await cluster.redisCommand("CLIENT", "PAUSE", "8000", "WRITE");
-    const blocked = async () => Number(/blocked_clients:(\d+)/.exec(await cluster.redisCommand("INFO", "clients"))?.[1]);
+    const blocked = async () =>
+      Number(/blocked_clients:(\d+)/.exec(await cluster.redisCommand("INFO", "clients"))?.[1]);
     return {
       waitBlocked: (n) => waitFor(`${n} Redis clients held by the pause`, async () => (await blocked()) >= n, 5000, 20),
       release: async () => void (await cluster.redisCommand("CLIENT", "UNPAUSE")),
@@ -145,7 +150,8 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
     expect(inn.json?.error).toBe("session_expired");
     expect(inn.headers.getSetCookie()).toEqual([]);
     // No session in Redis holds the user that tried to log in.
-    for (const key of await redisKeys(cluster, "sess:*")) expect(await cluster.redisCommand("GET", key)).not.toContain(name);
+    for (const key of await redisKeys(cluster, "sess:*"))
+      expect(await cluster.redisCommand("GET", key)).not.toContain(name);
   });
 
   it("never answers a request sent with the cookie from before a login with a Set-Cookie that logs the user out", async () => {
@@ -156,7 +162,12 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
 
     // Requests the browser sent before the login's answer came back, answered after it: each
     // of their Set-Cookies would replace the logged-in cookie in the browser.
-    for (const send of [(x: Visitor) => x.increment(), (x: Visitor) => x.get("/counter"), (x: Visitor) => x.increment(randomUUID()), (x: Visitor) => x.startSession()]) {
+    for (const send of [
+      (x: Visitor) => x.increment(),
+      (x: Visitor) => x.get("/counter"),
+      (x: Visitor) => x.increment(randomUUID()),
+      (x: Visitor) => x.startSession(),
+    ]) {
       const late = await send(new Visitor(base, before));
       expect(late.status).toBe(409);
       expect(late.json?.error).toBe("session_replaced");
@@ -231,7 +242,12 @@ describe("the app's new-session limit (2 replicas, NEW_SESSION_LIMIT=6 a minute;
     cluster = LocalCluster.create({
       dir: newDir("limit"),
       replicas: 2,
-      appEnv: { NEW_SESSION_LIMIT: "6", NEW_SESSION_WINDOW_SECONDS: "60", IDEMPOTENCY_MAX_KEYS: "2", IDEMPOTENCY_TTL_SECONDS: "2" },
+      appEnv: {
+        NEW_SESSION_LIMIT: "6",
+        NEW_SESSION_WINDOW_SECONDS: "60",
+        IDEMPOTENCY_MAX_KEYS: "2",
+        IDEMPOTENCY_TTL_SECONDS: "2",
+      },
     });
     await cluster.start();
     base = cluster.baseUrl();
@@ -270,7 +286,10 @@ describe("the app's new-session limit (2 replicas, NEW_SESSION_LIMIT=6 a minute;
       () => new Visitor(base).post("/api/login", jsonBody({ name: "ada" })),
       () => new Visitor(base).get("/counter"),
       () => new Visitor(base).get("/memory-store-counter"),
-      () => new Visitor(base).increment(undefined, { headers: { "X-Forwarded-For": `198.51.100.${Math.floor(Math.random() * 250)}` } }),
+      () =>
+        new Visitor(base).increment(undefined, {
+          headers: { "X-Forwarded-For": `198.51.100.${Math.floor(Math.random() * 250)}` },
+        }),
     ];
     const replies: Reply[] = [];
     for (let i = 0; i < 24; i++) replies.push(await attempts[i % attempts.length]!());
@@ -289,7 +308,9 @@ describe("the app's new-session limit (2 replicas, NEW_SESSION_LIMIT=6 a minute;
     expect(new Set(replies.slice(8).map((r) => r.status))).toEqual(new Set([429]));
     // Redis holds only the admitted sessions (the memory-store one lives in its replica).
     const redisSessions = admitted.filter((r) => r.headers.getSetCookie().some((c) => c.startsWith("sid=")));
-    expect((await cluster.redisCommand("KEYS", "sess:*")).split("\n").filter(Boolean).length).toBe(2 + redisSessions.length);
+    expect((await cluster.redisCommand("KEYS", "sess:*")).split("\n").filter(Boolean).length).toBe(
+      2 + redisSessions.length,
+    );
 
     // A visitor that keeps its cookie is not limited.
     for (let n = 2; n <= 8; n++) expect((await keeper.increment()).json?.count).toBe(n);
@@ -298,7 +319,11 @@ describe("the app's new-session limit (2 replicas, NEW_SESSION_LIMIT=6 a minute;
   it("answers a fast 503 while Redis is down, never an open door, and admits again once it is back", async () => {
     await cluster.stopRedis("SIGKILL");
     try {
-      for (const send of [() => new Visitor(base).increment(), () => new Visitor(base).startSession(), () => new Visitor(base).post("/api/login", jsonBody({ name: "ada" }))]) {
+      for (const send of [
+        () => new Visitor(base).increment(),
+        () => new Visitor(base).startSession(),
+        () => new Visitor(base).post("/api/login", jsonBody({ name: "ada" })),
+      ]) {
         const r = await send();
         expect(r.status).toBe(503);
         // store_timeout when a replica sent the command before it saw the connection drop.
@@ -311,7 +336,11 @@ describe("the app's new-session limit (2 replicas, NEW_SESSION_LIMIT=6 a minute;
     // The window's count survived the restart (AOF): once the replicas have reconnected, still
     // refused, with a clear 429.
     let after: Reply | undefined;
-    await waitFor("the replicas to reconnect", async () => (after = await new Visitor(base).increment()).status !== 503, 15_000);
+    await waitFor(
+      "the replicas to reconnect",
+      async () => (after = await new Visitor(base).increment()).status !== 503,
+      15_000,
+    );
     expect(after!.status).toBe(429);
     expect(after!.json?.error).toBe("too_many_new_sessions");
   });

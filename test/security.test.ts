@@ -13,7 +13,10 @@ import { Visitor, type Reply, type RequestOptions } from "../loadtest/client/vis
 import { sessionLabel } from "../services/app/src/session.ts";
 
 const newDir = (name: string) => mkdtempSync(join(tmpdir(), `security-${name}-`));
-const jsonBody = (value: unknown): RequestOptions => ({ headers: { "Content-Type": "application/json" }, body: JSON.stringify(value) });
+const jsonBody = (value: unknown): RequestOptions => ({
+  headers: { "Content-Type": "application/json" },
+  body: JSON.stringify(value),
+});
 
 /** Every session id any visitor in this file was given: none may appear in any log. */
 const issuedIds = new Set<string>();
@@ -29,7 +32,10 @@ function sessionId(cookie: string | undefined): string {
 function signedWith(cookie: string | undefined, secret: string): boolean {
   const value = decodeURIComponent(cookie!.slice(cookie!.indexOf("=") + 1));
   const id = value.slice(2, value.lastIndexOf("."));
-  return value.slice(value.lastIndexOf(".") + 1) === createHmac("sha256", secret).update(id).digest("base64").replace(/=+$/, "");
+  return (
+    value.slice(value.lastIndexOf(".") + 1) ===
+    createHmac("sha256", secret).update(id).digest("base64").replace(/=+$/, "")
+  );
 }
 
 /** A Visitor that remembers every session id it is given. */
@@ -60,13 +66,16 @@ async function logLine(cluster: LocalCluster, match: (l: LogLine) => boolean): P
 
 function isJsonError(contentType: string, text: string): boolean {
   try {
-    return contentType.startsWith("application/json") && typeof (JSON.parse(text) as { error?: unknown }).error === "string";
+    return (
+      contentType.startsWith("application/json") && typeof (JSON.parse(text) as { error?: unknown }).error === "string"
+    );
   } catch {
     return false;
   }
 }
 
-const redisExists = async (cluster: LocalCluster, ...keys: string[]) => Number(await cluster.redisCommand("EXISTS", ...keys));
+const redisExists = async (cluster: LocalCluster, ...keys: string[]) =>
+  Number(await cluster.redisCommand("EXISTS", ...keys));
 const dbsize = async (cluster: LocalCluster) => Number(await cluster.redisCommand("DBSIZE"));
 
 /** One raw HTTP exchange, for requests fetch refuses to send (bad request lines, TRACE, control bytes). */
@@ -106,7 +115,11 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     expect(setCookie).toMatch(/^sid=s%3A[\w-]{32}\./);
     // No Domain (host-only), no Expires/Max-Age (gone with the browser; the server-side
     // lifetimes are the Redis TTL and the absolute timeout), no Secure over plain HTTP.
-    const attributes = setCookie!.split(";").slice(1).map((a) => a.trim().toLowerCase()).sort();
+    const attributes = setCookie!
+      .split(";")
+      .slice(1)
+      .map((a) => a.trim().toLowerCase())
+      .sort();
     expect(attributes).toEqual(["httponly", "path=/", "samesite=lax"]);
     expect(r.headers.get("cache-control")).toBe("no-store");
   });
@@ -151,7 +164,9 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     // cookie (409 session_replaced: a new session's Set-Cookie would log the user out).
     const carried = replies.filter((r) => r.status === 200 && r.json?.session === oldLabel).length;
     const moved = replies.filter((r) => r.status === 409 && r.json?.error === "session_expired").length;
-    const replaced = replies.filter((r) => r.status === 409 && r.json?.error === "session_replaced" && r.headers.getSetCookie().length === 0).length;
+    const replaced = replies.filter(
+      (r) => r.status === 409 && r.json?.error === "session_replaced" && r.headers.getSetCookie().length === 0,
+    ).length;
     console.log(`login race: ${carried} carried, ${moved} moved mid-request (409), ${replaced} after the login (409)`);
     expect(carried + moved + replaced).toBe(replies.length);
     expect(await cluster.redisCommand("GET", `count:${sessionId(v.cookie)}`)).toBe(String(1 + carried));
@@ -163,7 +178,10 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     expect((await v.increment()).json?.count).toBe(1);
     // Valid JSON for Node, refused by Redis's cjson: the one-round-trip path must hand the
     // request on, and the full path must not ask Redis to decode it again.
-    const login = await v.post("/api/login", { headers: { "Content-Type": "application/json" }, body: '{"name":"ada\\ud800"}' });
+    const login = await v.post("/api/login", {
+      headers: { "Content-Type": "application/json" },
+      body: '{"name":"ada\\ud800"}',
+    });
     expect(login.status).toBe(200);
     for (const n of [2, 3, 4]) expect((await v.increment(randomUUID())).json?.count).toBe(n);
   });
@@ -172,7 +190,10 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     const v = new TrackedVisitor(base);
     await v.increment();
     for (const visitor of [v, new TrackedVisitor(base)]) {
-      for (const [path, allow] of [["/api/counter", "POST"], ["/counter", "GET"]] as const) {
+      for (const [path, allow] of [
+        ["/api/counter", "POST"],
+        ["/counter", "GET"],
+      ] as const) {
         for (const method of ["OPTIONS", "PUT"]) {
           const r = await visitor.request(path, { method });
           expect(r.status, `${method} ${path}`).toBe(405);
@@ -203,7 +224,9 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     expect(out.status).toBe(200);
     expect(out.json).toMatchObject({ loggedOut: true });
     expect(out.headers.get("cache-control")).toBe("no-store");
-    expect(out.headers.getSetCookie()[0]).toMatch(/^sid=; Path=\/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax$/);
+    expect(out.headers.getSetCookie()[0]).toMatch(
+      /^sid=; Path=\/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax$/,
+    );
     expect(v.cookie).toBeUndefined();
     expect(await redisExists(cluster, `sess:${id}`, `count:${id}`)).toBe(0);
 
@@ -228,7 +251,9 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     // The control: a replica does trust its one proxy hop, so what nginx sends for a request
     // that came over HTTPS ($scheme = https) gets a Secure cookie.
     const [replica] = await cluster.replicas();
-    const direct = await new TrackedVisitor(replica!.url).increment(undefined, { headers: { "X-Forwarded-Proto": "https" } });
+    const direct = await new TrackedVisitor(replica!.url).increment(undefined, {
+      headers: { "X-Forwarded-Proto": "https" },
+    });
     expect(direct.headers.getSetCookie()[0]).toMatch(/;\s*Secure/);
   });
 
@@ -258,7 +283,11 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     await gone.post("/api/logout");
 
     const cases = [
-      { reason: "bad_signature", cookie: `sid=${encodeURIComponent(signed.slice(0, -1) + (signed.endsWith("A") ? "B" : "A"))}`, id },
+      {
+        reason: "bad_signature",
+        cookie: `sid=${encodeURIComponent(signed.slice(0, -1) + (signed.endsWith("A") ? "B" : "A"))}`,
+        id,
+      },
       { reason: "unsigned", cookie: `sid=${id}`, id },
       { reason: "unknown", cookie: goneCookie, id: sessionId(goneCookie) },
     ];
@@ -275,38 +304,237 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
 
   describe("bad input: a clear 4xx JSON error, and nothing stored changes", () => {
     const big = (n: number) => "x".repeat(n);
-    type Case = { name: string; method: string; path: string; headers?: Record<string, string>; body?: BodyInit; status: number; error: string; allow?: string };
+    type Case = {
+      name: string;
+      method: string;
+      path: string;
+      headers?: Record<string, string>;
+      body?: BodyInit;
+      status: number;
+      error: string;
+      allow?: string;
+    };
     const json = { "Content-Type": "application/json" };
     const cases: Case[] = [
-      { name: "malformed JSON", method: "POST", path: "/api/counter", headers: json, body: '{"by":', status: 400, error: "invalid_json" },
-      { name: "JSON that is not an object", method: "POST", path: "/api/counter", headers: json, body: "[1,2]", status: 400, error: "invalid_body" },
-      { name: "an unknown field", method: "POST", path: "/api/counter", headers: json, body: '{"by":1,"admin":true}', status: 400, error: "invalid_body" },
-      { name: "a count step out of range", method: "POST", path: "/api/counter", headers: json, body: '{"by":1001}', status: 400, error: "invalid_body" },
-      { name: "a count step that is a string", method: "POST", path: "/api/counter", headers: json, body: '{"by":"1"}', status: 400, error: "invalid_body" },
-      { name: "a text/plain body", method: "POST", path: "/api/counter", headers: { "Content-Type": "text/plain" }, body: "by=1", status: 415, error: "unsupported_media_type" },
-      { name: "a form post", method: "POST", path: "/api/counter", headers: { "Content-Type": "application/x-www-form-urlencoded" }, body: "by=1", status: 415, error: "unsupported_media_type" },
-      { name: "a body without Content-Type", method: "POST", path: "/api/counter", body: new TextEncoder().encode('{"by":1}'), status: 415, error: "unsupported_media_type" },
-      { name: "a charset other than UTF-8", method: "POST", path: "/api/counter", headers: { "Content-Type": "application/json; charset=latin1" }, body: '{"by":1}', status: 415, error: "unsupported_encoding" },
-      { name: "a gzip body that does not decompress", method: "POST", path: "/api/counter", headers: { ...json, "Content-Encoding": "gzip" }, body: "not gzip", status: 400, error: "invalid_body" },
-      { name: "a body over the API's 1 KiB", method: "POST", path: "/api/counter", headers: json, body: JSON.stringify({ by: 1, pad: big(2000) }), status: 413, error: "body_too_large" },
-      { name: "a body over nginx's 16 KiB", method: "POST", path: "/api/counter", headers: json, body: JSON.stringify({ by: 1, pad: big(20_000) }), status: 413, error: "body_too_large" },
-      { name: "an overlong Idempotency-Key", method: "POST", path: "/api/counter", headers: { "Idempotency-Key": big(129) }, status: 400, error: "invalid_idempotency_key" },
-      { name: "a malformed Idempotency-Key", method: "POST", path: "/api/counter", headers: { "Idempotency-Key": "two words" }, status: 400, error: "invalid_idempotency_key" },
-      { name: "an empty Idempotency-Key", method: "POST", path: "/api/counter", headers: { "Idempotency-Key": "" }, status: 400, error: "invalid_idempotency_key" },
+      {
+        name: "malformed JSON",
+        method: "POST",
+        path: "/api/counter",
+        headers: json,
+        body: '{"by":',
+        status: 400,
+        error: "invalid_json",
+      },
+      {
+        name: "JSON that is not an object",
+        method: "POST",
+        path: "/api/counter",
+        headers: json,
+        body: "[1,2]",
+        status: 400,
+        error: "invalid_body",
+      },
+      {
+        name: "an unknown field",
+        method: "POST",
+        path: "/api/counter",
+        headers: json,
+        body: '{"by":1,"admin":true}',
+        status: 400,
+        error: "invalid_body",
+      },
+      {
+        name: "a count step out of range",
+        method: "POST",
+        path: "/api/counter",
+        headers: json,
+        body: '{"by":1001}',
+        status: 400,
+        error: "invalid_body",
+      },
+      {
+        name: "a count step that is a string",
+        method: "POST",
+        path: "/api/counter",
+        headers: json,
+        body: '{"by":"1"}',
+        status: 400,
+        error: "invalid_body",
+      },
+      {
+        name: "a text/plain body",
+        method: "POST",
+        path: "/api/counter",
+        headers: { "Content-Type": "text/plain" },
+        body: "by=1",
+        status: 415,
+        error: "unsupported_media_type",
+      },
+      {
+        name: "a form post",
+        method: "POST",
+        path: "/api/counter",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: "by=1",
+        status: 415,
+        error: "unsupported_media_type",
+      },
+      {
+        name: "a body without Content-Type",
+        method: "POST",
+        path: "/api/counter",
+        body: new TextEncoder().encode('{"by":1}'),
+        status: 415,
+        error: "unsupported_media_type",
+      },
+      {
+        name: "a charset other than UTF-8",
+        method: "POST",
+        path: "/api/counter",
+        headers: { "Content-Type": "application/json; charset=latin1" },
+        body: '{"by":1}',
+        status: 415,
+        error: "unsupported_encoding",
+      },
+      {
+        name: "a gzip body that does not decompress",
+        method: "POST",
+        path: "/api/counter",
+        headers: { ...json, "Content-Encoding": "gzip" },
+        body: "not gzip",
+        status: 400,
+        error: "invalid_body",
+      },
+      {
+        name: "a body over the API's 1 KiB",
+        method: "POST",
+        path: "/api/counter",
+        headers: json,
+        body: JSON.stringify({ by: 1, pad: big(2000) }),
+        status: 413,
+        error: "body_too_large",
+      },
+      {
+        name: "a body over nginx's 16 KiB",
+        method: "POST",
+        path: "/api/counter",
+        headers: json,
+        body: JSON.stringify({ by: 1, pad: big(20_000) }),
+        status: 413,
+        error: "body_too_large",
+      },
+      {
+        name: "an overlong Idempotency-Key",
+        method: "POST",
+        path: "/api/counter",
+        headers: { "Idempotency-Key": big(129) },
+        status: 400,
+        error: "invalid_idempotency_key",
+      },
+      {
+        name: "a malformed Idempotency-Key",
+        method: "POST",
+        path: "/api/counter",
+        headers: { "Idempotency-Key": "two words" },
+        status: 400,
+        error: "invalid_idempotency_key",
+      },
+      {
+        name: "an empty Idempotency-Key",
+        method: "POST",
+        path: "/api/counter",
+        headers: { "Idempotency-Key": "" },
+        status: 400,
+        error: "invalid_idempotency_key",
+      },
       { name: "a login without a body", method: "POST", path: "/api/login", status: 400, error: "invalid_body" },
-      { name: "a login with an empty name", method: "POST", path: "/api/login", headers: json, body: '{"name":"   "}', status: 400, error: "invalid_body" },
-      { name: "a login with a 65-character name", method: "POST", path: "/api/login", headers: json, body: JSON.stringify({ name: big(65) }), status: 400, error: "invalid_body" },
-      { name: "a login name with a control character", method: "POST", path: "/api/login", headers: json, body: '{"name":"ada\\u001b[31m"}', status: 400, error: "invalid_body" },
-      { name: "a login as a form post (login CSRF)", method: "POST", path: "/api/login", headers: { "Content-Type": "application/x-www-form-urlencoded" }, body: "name=mallory", status: 415, error: "unsupported_media_type" },
+      {
+        name: "a login with an empty name",
+        method: "POST",
+        path: "/api/login",
+        headers: json,
+        body: '{"name":"   "}',
+        status: 400,
+        error: "invalid_body",
+      },
+      {
+        name: "a login with a 65-character name",
+        method: "POST",
+        path: "/api/login",
+        headers: json,
+        body: JSON.stringify({ name: big(65) }),
+        status: 400,
+        error: "invalid_body",
+      },
+      {
+        name: "a login name with a control character",
+        method: "POST",
+        path: "/api/login",
+        headers: json,
+        body: '{"name":"ada\\u001b[31m"}',
+        status: 400,
+        error: "invalid_body",
+      },
+      {
+        name: "a login as a form post (login CSRF)",
+        method: "POST",
+        path: "/api/login",
+        headers: { "Content-Type": "application/x-www-form-urlencoded" },
+        body: "name=mallory",
+        status: 415,
+        error: "unsupported_media_type",
+      },
       { name: "an unknown route", method: "GET", path: "/nope", status: 404, error: "not_found" },
       { name: "an unknown API route", method: "POST", path: "/api/nope", status: 404, error: "not_found" },
       { name: "/metrics through nginx", method: "GET", path: "/metrics", status: 404, error: "not_found" },
-      { name: "PUT on the counter", method: "PUT", path: "/api/counter", status: 405, error: "method_not_allowed", allow: "POST" },
-      { name: "GET on login", method: "GET", path: "/api/login", status: 405, error: "method_not_allowed", allow: "POST" },
-      { name: "DELETE on me", method: "DELETE", path: "/api/me", status: 405, error: "method_not_allowed", allow: "GET, HEAD" },
-      { name: "PATCH on the session", method: "PATCH", path: "/api/session", status: 405, error: "method_not_allowed", allow: "GET, HEAD, POST, DELETE" },
-      { name: "a header line over 8 KiB", method: "GET", path: "/api/session", headers: { "X-Padding": big(9000) }, status: 431, error: "headers_too_large" },
-      { name: "a Cookie header over 8 KiB", method: "GET", path: "/api/session", headers: { Cookie: `pad=${big(9000)}` }, status: 431, error: "headers_too_large" },
+      {
+        name: "PUT on the counter",
+        method: "PUT",
+        path: "/api/counter",
+        status: 405,
+        error: "method_not_allowed",
+        allow: "POST",
+      },
+      {
+        name: "GET on login",
+        method: "GET",
+        path: "/api/login",
+        status: 405,
+        error: "method_not_allowed",
+        allow: "POST",
+      },
+      {
+        name: "DELETE on me",
+        method: "DELETE",
+        path: "/api/me",
+        status: 405,
+        error: "method_not_allowed",
+        allow: "GET, HEAD",
+      },
+      {
+        name: "PATCH on the session",
+        method: "PATCH",
+        path: "/api/session",
+        status: 405,
+        error: "method_not_allowed",
+        allow: "GET, HEAD, POST, DELETE",
+      },
+      {
+        name: "a header line over 8 KiB",
+        method: "GET",
+        path: "/api/session",
+        headers: { "X-Padding": big(9000) },
+        status: 431,
+        error: "headers_too_large",
+      },
+      {
+        name: "a Cookie header over 8 KiB",
+        method: "GET",
+        path: "/api/session",
+        headers: { Cookie: `pad=${big(9000)}` },
+        status: 431,
+        error: "headers_too_large",
+      },
     ];
 
     let owner: TrackedVisitor;
@@ -317,7 +545,12 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
 
     async function send(c: Case, cookie: string | undefined) {
       const headers: Record<string, string> = { ...(cookie ? { Cookie: cookie } : {}), ...c.headers };
-      const res = await fetch(base + c.path, { method: c.method, headers, body: c.body, signal: AbortSignal.timeout(5000) });
+      const res = await fetch(base + c.path, {
+        method: c.method,
+        headers,
+        body: c.body,
+        signal: AbortSignal.timeout(5000),
+      });
       return { status: res.status, headers: res.headers, text: await res.text() };
     }
 
@@ -343,20 +576,47 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
       const raw = [
         { text: "GARBAGE\r\n\r\n", status: 400, error: "bad_request" },
         { text: "GET /api/session HTTP/1.1\r\n\r\n", status: 400, error: "bad_request" },
-        { text: "GET /api/session HTTP/1.1\r\nHost: x\r\nContent-Length: twelve\r\nConnection: close\r\n\r\n", status: 400, error: "bad_request" },
+        {
+          text: "GET /api/session HTTP/1.1\r\nHost: x\r\nContent-Length: twelve\r\nConnection: close\r\n\r\n",
+          status: 400,
+          error: "bad_request",
+        },
         { text: "GET /%00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", status: 400, error: "bad_request" },
         { text: "TRACE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", status: 405, error: "method_not_allowed" },
-        { text: "PROPFIND /api/session HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", status: 405, error: "method_not_allowed" },
-        { text: "FOO /api/counter HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", status: 405, error: "method_not_allowed" },
+        {
+          text: "PROPFIND /api/session HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+          status: 405,
+          error: "method_not_allowed",
+        },
+        {
+          text: "FOO /api/counter HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+          status: 405,
+          error: "method_not_allowed",
+        },
         // nginx passes a DEL byte in a header value on; the replica's parser refuses it.
-        { text: "GET /api/session HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\nConnection: close\r\n\r\n", status: 400, error: "bad_request" },
-        { text: `GET /api/session HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${Array.from({ length: 5 }, (_, i) => `X-Pad-${i}: ${big(7500)}\r\n`).join("")}\r\n`, status: 431, error: "headers_too_large" },
-        { text: "GET / HTTP/2.0\r\nHost: x\r\nConnection: close\r\n\r\n", status: 505, error: "http_version_not_supported" },
+        {
+          text: "GET /api/session HTTP/1.1\r\nHost: x\r\nX-A: a\x7fb\r\nConnection: close\r\n\r\n",
+          status: 400,
+          error: "bad_request",
+        },
+        {
+          text: `GET /api/session HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${Array.from({ length: 5 }, (_, i) => `X-Pad-${i}: ${big(7500)}\r\n`).join("")}\r\n`,
+          status: 431,
+          error: "headers_too_large",
+        },
+        {
+          text: "GET / HTTP/2.0\r\nHost: x\r\nConnection: close\r\n\r\n",
+          status: 505,
+          error: "http_version_not_supported",
+        },
       ];
       const keys = await dbsize(cluster);
       for (const c of raw) {
         const r = await rawRequest(port, c.text);
-        expect({ request: c.text.slice(0, 40), status: r.status }).toEqual({ request: c.text.slice(0, 40), status: c.status });
+        expect({ request: c.text.slice(0, 40), status: r.status }).toEqual({
+          request: c.text.slice(0, 40),
+          status: c.status,
+        });
         expect(r.headers).toMatch(/\r\nContent-Type: application\/json/);
         expect((JSON.parse(r.body) as { error: string }).error).toBe(c.error);
         if (c.status === 405) expect(r.headers).toMatch(/\r\nAllow: GET, HEAD, POST, DELETE\r\n/);
@@ -377,24 +637,95 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
       return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
     };
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
-    const printable = (n: number) => Array.from({ length: n }, () => String.fromCharCode(32 + Math.floor(rnd() * 95))).join("");
+    const printable = (n: number) =>
+      Array.from({ length: n }, () => String.fromCharCode(32 + Math.floor(rnd() * 95))).join("");
 
     const owner = new TrackedVisitor(base);
     await owner.increment();
     const valid = owner.cookie!;
     const methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND"];
-    const paths = ["/", "/counter", "/session-destroy", "/api/counter", "/api/session", "/api/login", "/api/logout", "/api/me", "/healthz", "/readyz", "/metrics", "/nginx-health", "/_keyed/api/counter", "/_errors/400", "/api", "/API/COUNTER"];
+    const paths = [
+      "/",
+      "/counter",
+      "/session-destroy",
+      "/api/counter",
+      "/api/session",
+      "/api/login",
+      "/api/logout",
+      "/api/me",
+      "/healthz",
+      "/readyz",
+      "/metrics",
+      "/nginx-health",
+      "/_keyed/api/counter",
+      "/_errors/400",
+      "/api",
+      "/API/COUNTER",
+    ];
     // Most requests hit a real route, so the headers and bodies reach a handler.
-    const suffixes = () => (rnd() < 0.6 ? "" : pick(["/", "/x", `?sid=${encodeURIComponent(printable(10))}`, "/%2e%2e/%2e%2e/etc/passwd", "/%ZZ", "//", `/${encodeURIComponent(printable(20))}`, `/${"a".repeat(Math.floor(rnd() * 3000))}`]));
-    const cookies = () => pick([undefined, valid, `${valid.slice(0, -2)}xx`, "sid=garbage", `sid=s%3A${printable(5)}`, `sid=${encodeURIComponent(printable(40))}; other=1`, `a=1; sid=; sid=${encodeURIComponent(printable(8))}`, `sid=${"s".repeat(Math.floor(rnd() * 6000))}`]);
-    const types = ["application/json", "application/json; charset=utf-8", "application/json; charset=latin1", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "", "garbage/", printable(12)];
-    const bodies = () => pick<BodyInit | undefined>([
-      undefined, "", '{"by":1}', `{"by":${Math.floor(rnd() * 3000) - 1000}}`, `{"name":${JSON.stringify(printable(Math.floor(rnd() * 80)))}}`, "null", "[]", '"str"', "{", "[".repeat(500),
-      JSON.stringify({ by: 1, pad: "x".repeat(Math.floor(rnd() * 20_000)) }), Uint8Array.from({ length: Math.floor(rnd() * 2000) }, () => Math.floor(rnd() * 256)),
-    ]);
+    const suffixes = () =>
+      rnd() < 0.6
+        ? ""
+        : pick([
+            "/",
+            "/x",
+            `?sid=${encodeURIComponent(printable(10))}`,
+            "/%2e%2e/%2e%2e/etc/passwd",
+            "/%ZZ",
+            "//",
+            `/${encodeURIComponent(printable(20))}`,
+            `/${"a".repeat(Math.floor(rnd() * 3000))}`,
+          ]);
+    const cookies = () =>
+      pick([
+        undefined,
+        valid,
+        `${valid.slice(0, -2)}xx`,
+        "sid=garbage",
+        `sid=s%3A${printable(5)}`,
+        `sid=${encodeURIComponent(printable(40))}; other=1`,
+        `a=1; sid=; sid=${encodeURIComponent(printable(8))}`,
+        `sid=${"s".repeat(Math.floor(rnd() * 6000))}`,
+      ]);
+    const types = [
+      "application/json",
+      "application/json; charset=utf-8",
+      "application/json; charset=latin1",
+      "text/plain",
+      "application/x-www-form-urlencoded",
+      "multipart/form-data; boundary=x",
+      "",
+      "garbage/",
+      printable(12),
+    ];
+    const bodies = () =>
+      pick<BodyInit | undefined>([
+        undefined,
+        "",
+        '{"by":1}',
+        `{"by":${Math.floor(rnd() * 3000) - 1000}}`,
+        `{"name":${JSON.stringify(printable(Math.floor(rnd() * 80)))}}`,
+        "null",
+        "[]",
+        '"str"',
+        "{",
+        "[".repeat(500),
+        JSON.stringify({ by: 1, pad: "x".repeat(Math.floor(rnd() * 20_000)) }),
+        Uint8Array.from({ length: Math.floor(rnd() * 2000) }, () => Math.floor(rnd() * 256)),
+      ]);
     const optionalHeaders: [string, () => string][] = [
       ["Content-Type", () => pick(types)],
-      ["Idempotency-Key", () => pick(["k-" + Math.floor(rnd() * 1e9), "", printable(Math.floor(rnd() * 200)), '"quoted-key"', "a".repeat(129)])],
+      [
+        "Idempotency-Key",
+        () =>
+          pick([
+            "k-" + Math.floor(rnd() * 1e9),
+            "",
+            printable(Math.floor(rnd() * 200)),
+            '"quoted-key"',
+            "a".repeat(129),
+          ]),
+      ],
       ["Content-Encoding", () => pick(["gzip", "deflate", "br", "identity", "compress", printable(6)])],
       ["X-Forwarded-Proto", () => pick(["https", "http", "ftp", printable(10)])],
       ["X-Forwarded-For", () => pick(["203.0.113.1", "1.1.1.1, 2.2.2.2", printable(30)])],
@@ -429,7 +760,8 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
       statuses.set(status, (statuses.get(status) ?? 0) + 1);
       const what = `#${i} ${method} ${path.slice(0, 80)} (${Object.keys(headers).join(",")}) -> ${status} ${text.slice(0, 120)}`;
       if (status >= 500) failures.push(what);
-      else if (status >= 400 && method !== "HEAD" && !isJsonError(type, text)) failures.push(`not a JSON error: ${what}`);
+      else if (status >= 400 && method !== "HEAD" && !isJsonError(type, text))
+        failures.push(`not a JSON error: ${what}`);
     }
     console.log(`fuzz seed ${seed}: statuses ${JSON.stringify(Object.fromEntries([...statuses].sort()))}`);
     expect(failures, `seed ${seed}\n${failures.length > 0 ? await cluster.logs(15) : ""}`).toEqual([]);
@@ -451,7 +783,9 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     const dir = join(cluster.dir, "logs");
     const logs = readdirSync(dir).map((f) => ({ file: f, text: readFileSync(join(dir, f), "utf8") }));
     expect(logs.map((l) => l.file)).toEqual(expect.arrayContaining(["app-1.log", "nginx-access.log"]));
-    const leaks = [...issuedIds].flatMap((id) => logs.filter((l) => l.text.includes(id)).map((l) => `${l.file}: ${id}`));
+    const leaks = [...issuedIds].flatMap((id) =>
+      logs.filter((l) => l.text.includes(id)).map((l) => `${l.file}: ${id}`),
+    );
     expect(leaks).toEqual([]);
   });
 });
@@ -490,14 +824,21 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
     const refused = await old.increment();
     expect(refused.json?.count).toBe(1);
     expect(signedWith(old.cookie, secretB)).toBe(true);
-    const line = await logLine(cluster, (l) => l.event === "session_cookie_rejected" && l.req?.id === refused.requestId);
+    const line = await logLine(
+      cluster,
+      (l) => l.event === "session_cookie_rejected" && l.req?.id === refused.requestId,
+    );
     expect(line).toMatchObject({ reason: "bad_signature", cookie: sessionLabel(oldId) });
     expect((await fresh.increment()).json?.count).toBe(2);
   });
 
   describe("with SESSION_IDLE_TIMEOUT_SECONDS=2 and SESSION_ABSOLUTE_TIMEOUT_SECONDS=4", () => {
     beforeAll(async () => {
-      cluster.setAppEnv({ SESSION_SECRETS: secretB, SESSION_IDLE_TIMEOUT_SECONDS: "2", SESSION_ABSOLUTE_TIMEOUT_SECONDS: "4" });
+      cluster.setAppEnv({
+        SESSION_SECRETS: secretB,
+        SESSION_IDLE_TIMEOUT_SECONDS: "2",
+        SESSION_ABSOLUTE_TIMEOUT_SECONDS: "4",
+      });
       await cluster.restartReplicas();
     });
 
@@ -507,7 +848,11 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       await v.increment();
       const id = sessionId(v.cookie);
       expect(Number(await cluster.redisCommand("TTL", `sess:${id}`))).toBeLessThanOrEqual(2);
-      await waitFor("Redis to expire the idle session", async () => (await redisExists(cluster, `sess:${id}`, `count:${id}`)) === 0, 5000);
+      await waitFor(
+        "Redis to expire the idle session",
+        async () => (await redisExists(cluster, `sess:${id}`, `count:${id}`)) === 0,
+        5000,
+      );
       const r = await v.increment();
       expect(r.json?.count).toBe(1);
       expect(sessionId(v.cookie)).not.toBe(id);

@@ -15,7 +15,10 @@ import type { ClientLimits } from "./cluster.ts";
 export const DEFAULT_CLIENT_LIMITS: ClientLimits = Object.freeze({ rate: 100, burst: 200, connections: 64 });
 
 /** The option, or the environment (CLIENT_RATE, CLIENT_BURST, CLIENT_CONNECTIONS; CLIENT_RATE=0 turns both off). */
-export function clientLimitsFrom(opt: ClientLimits | false | undefined, env: NodeJS.ProcessEnv = process.env): ClientLimits | false {
+export function clientLimitsFrom(
+  opt: ClientLimits | false | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): ClientLimits | false {
   if (opt === false) return false;
   const d = DEFAULT_CLIENT_LIMITS;
   const limits = opt ?? {
@@ -25,7 +28,9 @@ export function clientLimitsFrom(opt: ClientLimits | false | undefined, env: Nod
   };
   const bad = Object.entries(limits).filter(([, v]) => !Number.isInteger(v) || v < 0);
   if (bad.length > 0) {
-    throw new Error(`client limits take whole numbers >= 0 (CLIENT_RATE a second, CLIENT_BURST, CLIENT_CONNECTIONS), not ${bad.map(([k, v]) => `${k}=${v}`).join(" ")}`);
+    throw new Error(
+      `client limits take whole numbers >= 0 (CLIENT_RATE a second, CLIENT_BURST, CLIENT_CONNECTIONS), not ${bad.map(([k, v]) => `${k}=${v}`).join(" ")}`,
+    );
   }
   return limits.rate === 0 ? false : limits;
 }
@@ -37,7 +42,11 @@ export function clientLimitsConf(limits: ClientLimits | false): string {
   // $per_client is the client's address, empty (not counted) for nginx's own /nginx-health; see proxy.conf.
   return `${head}limit_req_zone $per_client zone=per_client:10m rate=${limits.rate}r/s;
 limit_req zone=per_client burst=${limits.burst} nodelay;
-${limits.connections > 0 ? `limit_conn_zone $per_client zone=per_client_conns:10m;
+${
+  limits.connections > 0
+    ? `limit_conn_zone $per_client zone=per_client_conns:10m;
 limit_conn per_client_conns ${limits.connections};
-` : "# No limit on requests in flight (connections 0).\n"}`;
+`
+    : "# No limit on requests in flight (connections 0).\n"
+}`;
 }

@@ -17,17 +17,27 @@ import { clusterScenarios } from "../../test/cluster-scenarios.ts";
 import { ComposeCluster } from "./compose-cluster.ts";
 import { composeCommand, dockerAvailable } from "./docker.ts";
 
-const missing = !dockerAvailable() ? "no Docker engine" : !composeCommand() ? "no docker compose or docker-compose" : undefined;
+const missing = !dockerAvailable()
+  ? "no Docker engine"
+  : !composeCommand()
+    ? "no docker compose or docker-compose"
+    : undefined;
 
 if (missing) {
-  if (process.env.REQUIRE_DOCKER === "1") throw new Error(`REQUIRE_DOCKER=1 but there is ${missing}: the Compose tier cannot run`);
+  if (process.env.REQUIRE_DOCKER === "1")
+    throw new Error(`REQUIRE_DOCKER=1 but there is ${missing}: the Compose tier cannot run`);
   console.log(`skipped: ${missing} (the Docker Compose tier needs one; REQUIRE_DOCKER=1 turns this into a failure)`);
   describe.skip("Docker Compose", () => it("needs a Docker engine", () => {}));
 } else {
   // A project name of its own per cluster, so a test never touches a `make up` cluster.
-  clusterScenarios("Docker Compose", (opts) => ComposeCluster.create({
-    ...opts,
-    dir: mkdtempSync(join(tmpdir(), "compose-cluster-")),
-    project: `esc-test-${randomBytes(4).toString("hex")}`,
-  }), { start: 600_000 });
+  clusterScenarios(
+    "Docker Compose",
+    (opts) =>
+      ComposeCluster.create({
+        ...opts,
+        dir: mkdtempSync(join(tmpdir(), "compose-cluster-")),
+        project: `esc-test-${randomBytes(4).toString("hex")}`,
+      }),
+    { start: 600_000 },
+  );
 }

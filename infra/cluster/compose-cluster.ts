@@ -47,11 +47,11 @@ type Container = {
   health: string | undefined;
 };
 
-
 // Replicas publish no port and traffic from the host goes only to 127.0.0.1, so a direct
 // probe of one replica runs inside its container, with the node binary it already has.
 // The operator listener inside the container (OPS_PORT, 9091 by default); nginx never proxies to it.
-const PROBE = "fetch('http://127.0.0.1:'+(process.env.OPS_PORT||9091)+process.argv[1],{signal:AbortSignal.timeout(2000)}).then(r=>console.log(r.status),()=>console.log(0))";
+const PROBE =
+  "fetch('http://127.0.0.1:'+(process.env.OPS_PORT||9091)+process.argv[1],{signal:AbortSignal.timeout(2000)}).then(r=>console.log(r.status),()=>console.log(0))";
 
 export class ComposeCluster implements Cluster {
   readonly kind = "compose" as const;
@@ -80,14 +80,18 @@ export class ComposeCluster implements Cluster {
     mkdirSync(dir, { recursive: true });
     const limitsFile = join(dir, "client-limits.conf");
     writeFileSync(limitsFile, clientLimitsConf(clientLimitsFrom(opts.clientLimits)));
-    return new ComposeCluster(dir, {
-      kind: "compose",
-      project: opts.project ?? DEFAULT_PROJECT,
-      port: opts.port ?? 0,
-      replicas: opts.replicas ?? 3,
-      env: { SECRETS_DIR: join(dir, "secrets"), APP_IMAGE, NGINX_CLIENT_LIMITS: limitsFile },
-      overrides,
-    }, opts.log);
+    return new ComposeCluster(
+      dir,
+      {
+        kind: "compose",
+        project: opts.project ?? DEFAULT_PROJECT,
+        port: opts.port ?? 0,
+        replicas: opts.replicas ?? 3,
+        env: { SECRETS_DIR: join(dir, "secrets"), APP_IMAGE, NGINX_CLIENT_LIMITS: limitsFile },
+        overrides,
+      },
+      opts.log,
+    );
   }
 
   /** Re-opens a cluster that an earlier process started with state in `dir`, or undefined. */
@@ -112,7 +116,10 @@ export class ComposeCluster implements Cluster {
 
   #composeCmd(): Command {
     const c = composeCommand();
-    if (!c) throw new Error("Docker Compose not found: install the compose plugin (docker compose) or docker-compose; `make up` does it when run as root on Debian");
+    if (!c)
+      throw new Error(
+        "Docker Compose not found: install the compose plugin (docker compose) or docker-compose; `make up` does it when run as root on Debian",
+      );
     return c;
   }
 
@@ -120,7 +127,12 @@ export class ComposeCluster implements Cluster {
   #compose(args: string[], timeoutMs = 300_000): Promise<string> {
     const c = this.#composeCmd();
     const files = [composeFile, ...this.#state.overrides].flatMap((f) => ["-f", f]);
-    const env = { ...process.env, ...this.#state.env, PORT: String(this.#state.port), REPLICAS: String(this.#state.replicas) };
+    const env = {
+      ...process.env,
+      ...this.#state.env,
+      PORT: String(this.#state.port),
+      REPLICAS: String(this.#state.replicas),
+    };
     return run(c.file, [...c.args, ...files, "-p", this.#state.project, ...args], { cwd: repoRoot, env, timeoutMs });
   }
 
@@ -128,7 +140,12 @@ export class ComposeCluster implements Cluster {
     const dir = this.#state.env.SECRETS_DIR!;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
-    const secrets = [["redis_app_password", 24], ["redis_health_password", 24], ["redis_admin_password", 24], ["session_secret", 48]] as const;
+    const secrets = [
+      ["redis_app_password", 24],
+      ["redis_health_password", 24],
+      ["redis_admin_password", 24],
+      ["session_secret", 48],
+    ] as const;
     for (const [name, bytes] of secrets) {
       const file = join(dir, name);
       // Compose (without Swarm) bind-mounts a secret file with its own mode, and the app and
@@ -151,7 +168,12 @@ export class ComposeCluster implements Cluster {
       // legacy builder, which cannot read the Dockerfile's build secret.
       await this.#compose(["up", "-d", "--no-build", "--scale", `app=${this.#state.replicas}`]);
       await this.#waitAllReady({ healthy: true });
-      await waitFor(`nginx on ${this.baseUrl()}`, async () => (await httpStatus(`${this.baseUrl()}/nginx-health`)) === 200, 20_000, 100);
+      await waitFor(
+        `nginx on ${this.baseUrl()}`,
+        async () => (await httpStatus(`${this.baseUrl()}/nginx-health`)) === 200,
+        20_000,
+        100,
+      );
       this.#log(`up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     } catch (err) {
       const tail = await this.logs(30).catch(() => "");
@@ -223,12 +245,17 @@ export class ComposeCluster implements Cluster {
    * interval after a start: `make up` waits for that, a restart of one replica does not.
    */
   async #waitReady(c: Container, opts: { healthy?: boolean } = {}): Promise<void> {
-    await waitFor(`replica ${c.number} (${c.name}) ready`, async () => {
-      const [now] = (await this.#containers("app")).filter((x) => x.id === c.id);
-      if (!now?.running) throw new Error(`${c.name} is not running; see \`make logs\``);
-      if (opts.healthy && now.health !== undefined && now.health !== "healthy") return false;
-      return (await this.probeReplica(c.number, "/readyz")) === 200;
-    }, 60_000, 250);
+    await waitFor(
+      `replica ${c.number} (${c.name}) ready`,
+      async () => {
+        const [now] = (await this.#containers("app")).filter((x) => x.id === c.id);
+        if (!now?.running) throw new Error(`${c.name} is not running; see \`make logs\``);
+        if (opts.healthy && now.health !== undefined && now.health !== "healthy") return false;
+        return (await this.probeReplica(c.number, "/readyz")) === 200;
+      },
+      60_000,
+      250,
+    );
   }
 
   async #waitAllReady(opts: { healthy?: boolean } = {}): Promise<void> {
@@ -243,20 +270,39 @@ export class ComposeCluster implements Cluster {
   async #reloadNginx(): Promise<void> {
     const nginx = await this.#one("nginx");
     if (!nginx.running) return;
-    const workers = async () => (await docker(["top", nginx.id, "-o", "pid,args"])).split("\n").filter((l) => l.includes("worker process")).map((l) => l.trim().split(/\s+/)[0]);
+    const workers = async () =>
+      (await docker(["top", nginx.id, "-o", "pid,args"]))
+        .split("\n")
+        .filter((l) => l.includes("worker process"))
+        .map((l) => l.trim().split(/\s+/)[0]);
     const before = new Set(await workers());
     // A config test first: reload failures are only logged by nginx, the old config stays.
     await docker(["exec", nginx.id, "nginx", "-t", "-q"]);
     await docker(["exec", nginx.id, "nginx", "-s", "reload"]);
-    await waitFor("nginx to start workers with the new config", async () => (await workers()).some((p) => !before.has(p)), 10_000, 50);
+    await waitFor(
+      "nginx to start workers with the new config",
+      async () => (await workers()).some((p) => !before.has(p)),
+      10_000,
+      50,
+    );
     // Old workers still answer requests already on their keep-alive connections, with the
     // old upstream list; once they are gone every request sees the new one. One that is
     // still busy (at most proxy_read_timeout) is left to finish on its own.
-    await waitFor("nginx's old workers to exit", async () => !(await workers()).some((p) => before.has(p)), 8_000, 50).catch(() => {});
+    await waitFor(
+      "nginx's old workers to exit",
+      async () => !(await workers()).some((p) => before.has(p)),
+      8_000,
+      50,
+    ).catch(() => {});
   }
 
   async #waitStopped(id: string, what: string, timeoutMs: number): Promise<void> {
-    await waitFor(`${what} to exit`, async () => (await docker(["inspect", "--format", "{{.State.Running}}", id])).trim() === "false", timeoutMs, 50);
+    await waitFor(
+      `${what} to exit`,
+      async () => (await docker(["inspect", "--format", "{{.State.Running}}", id])).trim() === "false",
+      timeoutMs,
+      50,
+    );
   }
 
   /** With `init: true` the signal goes to tini, which forwards it to node (SIGKILL ends all). */
@@ -316,7 +362,8 @@ export class ComposeCluster implements Cluster {
     const r = await this.#one("redis");
     // As the admin user. The password stays inside the container: read from the secret,
     // passed in the environment (redis-cli reads REDISCLI_AUTH), never in argv.
-    const script = 'read -r REDISCLI_AUTH < /run/secrets/redis_admin_password; export REDISCLI_AUTH; exec redis-cli --user admin "$@"';
+    const script =
+      'read -r REDISCLI_AUTH < /run/secrets/redis_admin_password; export REDISCLI_AUTH; exec redis-cli --user admin "$@"';
     return (await docker(["exec", r.id, "sh", "-c", script, "sh", ...args], { timeoutMs: 10_000 })).trim();
   }
 
@@ -328,7 +375,10 @@ export class ComposeCluster implements Cluster {
       const m = /^(\S+)\s+\|\s(\S+)\s(.*)$/.exec(raw);
       if (m) rows.push({ at: m[2]!, line: `${m[1]!.padEnd(20)} | ${m[3]!}` });
     }
-    return rows.sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0)).map((r) => r.line).join("\n");
+    return rows
+      .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0))
+      .map((r) => r.line)
+      .join("\n");
   }
 
   /** Removes the project's containers, network and volumes, and the state folder, even after a failed start. */
@@ -340,9 +390,13 @@ export class ComposeCluster implements Cluster {
       const label = `label=com.docker.compose.project=${this.#state.project}`;
       const ids = (await docker(["ps", "-aq", "--filter", label]).catch(() => "")).split("\n").filter(Boolean);
       if (ids.length) await docker(["rm", "-f", "-v", ...ids]).catch(() => {});
-      const nets = (await docker(["network", "ls", "-q", "--filter", label]).catch(() => "")).split("\n").filter(Boolean);
+      const nets = (await docker(["network", "ls", "-q", "--filter", label]).catch(() => ""))
+        .split("\n")
+        .filter(Boolean);
       if (nets.length) await docker(["network", "rm", ...nets]).catch(() => {});
-      const vols = (await docker(["volume", "ls", "-q", "--filter", label]).catch(() => "")).split("\n").filter(Boolean);
+      const vols = (await docker(["volume", "ls", "-q", "--filter", label]).catch(() => ""))
+        .split("\n")
+        .filter(Boolean);
       if (vols.length) await docker(["volume", "rm", ...vols]).catch(() => {});
       if ((await docker(["ps", "-aq", "--filter", label]).catch(() => "")).trim()) throw err;
     } finally {

@@ -10,12 +10,21 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ComposeCluster } from "./compose-cluster.ts";
 import { composeCommand, docker, dockerAvailable } from "./docker.ts";
 
-const missing = !dockerAvailable() ? "no Docker engine" : !composeCommand() ? "no docker compose or docker-compose" : undefined;
+const missing = !dockerAvailable()
+  ? "no Docker engine"
+  : !composeCommand()
+    ? "no docker compose or docker-compose"
+    : undefined;
 
-type Inspect = { Id: string; Config: { Image: string; Labels: Record<string, string> }; NetworkSettings: { Networks: Record<string, unknown> } };
+type Inspect = {
+  Id: string;
+  Config: { Image: string; Labels: Record<string, string> };
+  NetworkSettings: { Networks: Record<string, unknown> };
+};
 
 if (missing) {
-  if (process.env.REQUIRE_DOCKER === "1") throw new Error(`REQUIRE_DOCKER=1 but there is ${missing}: the Compose tier cannot run`);
+  if (process.env.REQUIRE_DOCKER === "1")
+    throw new Error(`REQUIRE_DOCKER=1 but there is ${missing}: the Compose tier cannot run`);
   console.log(`skipped: ${missing} (the Docker Compose tier needs one; REQUIRE_DOCKER=1 turns this into a failure)`);
   describe.skip("Docker Compose hardening", () => it("needs a Docker engine", () => {}));
 } else {
@@ -30,8 +39,11 @@ if (missing) {
         port: 0,
       });
       await cluster.start();
-      const ids = (await docker(["ps", "-q", "--filter", `label=com.docker.compose.project=${cluster.project}`])).split("\n").filter(Boolean);
-      for (const c of JSON.parse(await docker(["inspect", ...ids])) as Inspect[]) containers.set(c.Config.Labels["com.docker.compose.service"]!, c);
+      const ids = (await docker(["ps", "-q", "--filter", `label=com.docker.compose.project=${cluster.project}`]))
+        .split("\n")
+        .filter(Boolean);
+      for (const c of JSON.parse(await docker(["inspect", ...ids])) as Inspect[])
+        containers.set(c.Config.Labels["com.docker.compose.service"]!, c);
     }, 600_000);
     afterAll(async () => {
       await cluster?.stop();
@@ -42,17 +54,38 @@ if (missing) {
       const redisImage = containers.get("redis")!.Config.Image;
       const pw = readFileSync(join(cluster.dir, "secrets", "redis_health_password"), "utf8").trim();
       // The password reaches the probe in its environment (-e NAME takes the value from ours).
-      const args = ["run", "--rm", "--network", `container:${containers.get(service)!.Id}`, "-e", "REDISCLI_AUTH", redisImage,
-        "redis-cli", "-h", "redis", "--user", "health", "PING"];
-      return docker(args, { timeoutMs: 60_000, env: { ...process.env, REDISCLI_AUTH: pw } }).then((out) => out.trim(), (err: Error) => `failed: ${err.message}`);
+      const args = [
+        "run",
+        "--rm",
+        "--network",
+        `container:${containers.get(service)!.Id}`,
+        "-e",
+        "REDISCLI_AUTH",
+        redisImage,
+        "redis-cli",
+        "-h",
+        "redis",
+        "--user",
+        "health",
+        "PING",
+      ];
+      return docker(args, { timeoutMs: 60_000, env: { ...process.env, REDISCLI_AUTH: pw } }).then(
+        (out) => out.trim(),
+        (err: Error) => `failed: ${err.message}`,
+      );
     };
 
     it("puts nginx on the edge network only, Redis on the internal store network only, and the app on both", async () => {
-      const nets = (service: string) => Object.keys(containers.get(service)!.NetworkSettings.Networks).map((n) => n.replace(/^.*_/, "")).sort();
+      const nets = (service: string) =>
+        Object.keys(containers.get(service)!.NetworkSettings.Networks)
+          .map((n) => n.replace(/^.*_/, ""))
+          .sort();
       expect(nets("nginx")).toEqual(["edge"]);
       expect(nets("redis")).toEqual(["store"]);
       expect(nets("app")).toEqual(["edge", "store"]);
-      const store = JSON.parse(await docker(["network", "inspect", `${cluster.project}_store`])) as { Internal: boolean }[];
+      const store = JSON.parse(await docker(["network", "inspect", `${cluster.project}_store`])) as {
+        Internal: boolean;
+      }[];
       expect(store[0]!.Internal).toBe(true);
     });
 
@@ -65,13 +98,32 @@ if (missing) {
 
     it("gives the app's Redis user only the app's keys and commands, and nothing to the default user", async () => {
       const redis = containers.get("redis")!.Id;
-      const as = (user: string, ...args: string[]) => docker(["exec", redis, "sh", "-c",
-        `read -r REDISCLI_AUTH < /run/secrets/redis_${user}_password; export REDISCLI_AUTH; exec redis-cli --user ${user} "$@"`, "sh", ...args],
-      { timeoutMs: 10_000 }).then((o) => o.trim(), (e: Error) => e.message);
-      for (const cmd of [["FLUSHALL"], ["CONFIG", "GET", "maxmemory"], ["KEYS", "*"]]) expect(await as("app", ...cmd), cmd.join(" ")).toMatch(/NOPERM/);
+      const as = (user: string, ...args: string[]) =>
+        docker(
+          [
+            "exec",
+            redis,
+            "sh",
+            "-c",
+            `read -r REDISCLI_AUTH < /run/secrets/redis_${user}_password; export REDISCLI_AUTH; exec redis-cli --user ${user} "$@"`,
+            "sh",
+            ...args,
+          ],
+          { timeoutMs: 10_000 },
+        ).then(
+          (o) => o.trim(),
+          (e: Error) => e.message,
+        );
+      for (const cmd of [["FLUSHALL"], ["CONFIG", "GET", "maxmemory"], ["KEYS", "*"]])
+        expect(await as("app", ...cmd), cmd.join(" ")).toMatch(/NOPERM/);
       expect(await as("app", "SET", "elsewhere", "1")).toMatch(/NOPERM/);
       expect(await as("health", "GET", "sess:x")).toMatch(/NOPERM/);
-      expect(await docker(["exec", redis, "redis-cli", "PING"]).then((o) => o.trim(), (e: Error) => e.message)).toMatch(/NOAUTH/);
+      expect(
+        await docker(["exec", redis, "redis-cli", "PING"]).then(
+          (o) => o.trim(),
+          (e: Error) => e.message,
+        ),
+      ).toMatch(/NOAUTH/);
       expect((await cluster.redisCommand("CONFIG", "GET", "maxmemory-policy")).split("\n")[1]).toBe("noeviction");
       // The app runs as its user: a request through nginx counts.
       const r = await fetch(`${cluster.baseUrl()}/counter`);
@@ -85,7 +137,19 @@ if (missing) {
         const top = await docker(["top", c.Id, "-eo", "pid,args"]);
         for (const s of secrets) expect(top, service).not.toContain(s);
       }
-      const mounted = async (service: string) => (await docker(["exec", containers.get(service)!.Id, "sh", "-c", "cd /run/secrets 2>/dev/null && for f in *; do echo \"$f\"; done"]).catch(() => "")).split("\n").filter((l) => l && l !== "*").sort();
+      const mounted = async (service: string) =>
+        (
+          await docker([
+            "exec",
+            containers.get(service)!.Id,
+            "sh",
+            "-c",
+            'cd /run/secrets 2>/dev/null && for f in *; do echo "$f"; done',
+          ]).catch(() => "")
+        )
+          .split("\n")
+          .filter((l) => l && l !== "*")
+          .sort();
       expect(await mounted("app")).toEqual(["redis_app_password", "session_secret"]);
       expect(await mounted("nginx")).toEqual([]);
     });

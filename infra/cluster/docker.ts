@@ -13,12 +13,17 @@ export type RunOptions = {
 /** Runs a command and returns its stdout; a failure throws with the command and its stderr (`cause`: the exec error, with its code). */
 export function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: opts.timeoutMs ?? 60_000, env: opts.env ?? process.env, cwd: opts.cwd, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      if (!err) return resolve(stdout);
-      const why = (stderr || stdout || err.message).trim().split("\n").slice(-15).join("\n");
-      const timedOut = err.killed && err.signal === "SIGTERM" ? ` (killed after ${opts.timeoutMs ?? 60_000} ms)` : "";
-      reject(new Error(`\`${[file, ...args].join(" ")}\` failed${timedOut}:\n${why}`, { cause: err }));
-    });
+    execFile(
+      file,
+      args,
+      { timeout: opts.timeoutMs ?? 60_000, env: opts.env ?? process.env, cwd: opts.cwd, maxBuffer: 64 << 20 },
+      (err, stdout, stderr) => {
+        if (!err) return resolve(stdout);
+        const why = (stderr || stdout || err.message).trim().split("\n").slice(-15).join("\n");
+        const timedOut = err.killed && err.signal === "SIGTERM" ? ` (killed after ${opts.timeoutMs ?? 60_000} ms)` : "";
+        reject(new Error(`\`${[file, ...args].join(" ")}\` failed${timedOut}:\n${why}`, { cause: err }));
+      },
+    );
   });
 }
 
@@ -59,6 +64,9 @@ export function composeCommand(): Command | undefined {
 
 /** The Compose project name that `docker compose` picks by default for a folder. */
 export function defaultProjectName(folder: string): string {
-  const name = folder.toLowerCase().replace(/[^a-z0-9_-]/g, "").replace(/^[^a-z0-9]+/, "");
+  const name = folder
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]/g, "")
+    .replace(/^[^a-z0-9]+/, "");
   return name || "default";
 }

@@ -5,4 +5,6 @@ import { join } from "node:path";
 import { clusterScenarios } from "../../test/cluster-scenarios.ts";
 import { LocalCluster } from "./local-cluster.ts";
 
-clusterScenarios("local processes", (opts) => LocalCluster.create({ ...opts, dir: mkdtempSync(join(tmpdir(), "cluster-")) }));
+clusterScenarios("local processes", (opts) =>
+  LocalCluster.create({ ...opts, dir: mkdtempSync(join(tmpdir(), "cluster-")) }),
+);

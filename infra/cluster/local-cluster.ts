@@ -70,7 +70,9 @@ async function need(binary: string, pkg: string): Promise<string> {
     const p = join(dir, binary);
     if (existsSync(p)) return p;
   }
-  throw new Error(`${binary} not found; install it: sudo apt-get install -y ${pkg} (make up and make test do this when run as root)`);
+  throw new Error(
+    `${binary} not found; install it: sudo apt-get install -y ${pkg} (make up and make test do this when run as root)`,
+  );
 }
 
 /**
@@ -102,9 +104,13 @@ export function loadBalancerHttp(ports: number[], listenPort: number, keepalive:
     # A shared zone makes round-robin one sequence across nginx's workers, not one each.
     zone app 64k;
 ${servers}
-${keepalive ? `    keepalive 64;
+${
+  keepalive
+    ? `    keepalive 64;
     keepalive_timeout 60s;
-    keepalive_requests 10000;` : "    # keepalive off: a new connection to a replica per request"}
+    keepalive_requests 10000;`
+    : "    # keepalive off: a new connection to a replica per request"
+}
   }
   server {
     listen 127.0.0.1:${listenPort};
@@ -120,10 +126,16 @@ const secret = () => randomBytes(18).toString("base64url");
  * given its password (a `>password` rule: the file is the only place it is written).
  */
 export function redisAclFile(template: string, passwords: Partial<Record<string, string>>): string {
-  return template.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("#")).map((line) => {
-    const pw = passwords[line.split(/\s+/)[1] ?? ""];
-    return pw === undefined ? line : `${line} >${pw}`;
-  }).join("\n") + "\n";
+  return (
+    template
+      .split("\n")
+      .filter((l) => l.trim() !== "" && !l.startsWith("#"))
+      .map((line) => {
+        const pw = passwords[line.split(/\s+/)[1] ?? ""];
+        return pw === undefined ? line : `${line} >${pw}`;
+      })
+      .join("\n") + "\n"
+  );
 }
 
 export class LocalCluster implements Cluster {
@@ -144,7 +156,13 @@ export class LocalCluster implements Cluster {
       kind: "local",
       port: opts.port ?? 0,
       redis: { pid: undefined, port: 0, passwords: { app: secret(), health: secret(), admin: secret() } },
-      replicas: Array.from({ length: n }, (_, i) => ({ index: i + 1, name: `app-${i + 1}`, port: 0, opsPort: 0, pid: undefined })),
+      replicas: Array.from({ length: n }, (_, i) => ({
+        index: i + 1,
+        name: `app-${i + 1}`,
+        port: 0,
+        opsPort: 0,
+        pid: undefined,
+      })),
       nginx: { pid: undefined },
       appEnv: opts.appEnv ?? {},
       sessionSecret: randomBytes(32).toString("base64url"),
@@ -248,11 +266,23 @@ export class LocalCluster implements Cluster {
     const conf = join(dir, "redis.conf");
     // AOF with fsync every second: an acknowledged write is in the kernel before Redis
     // answers, so it survives SIGKILL of redis-server (a power cut could lose ~1 s).
-    writeFileSync(conf, [
-      `port ${r.port}`, "bind 127.0.0.1", `dir "${dir}"`, "daemonize no",
-      "appendonly yes", "appendfsync everysec", 'save ""',
-      `maxmemory ${REDIS_MAXMEMORY}`, "maxmemory-policy noeviction", `aclfile "${acl}"`, "",
-    ].join("\n"), { mode: 0o600 });
+    writeFileSync(
+      conf,
+      [
+        `port ${r.port}`,
+        "bind 127.0.0.1",
+        `dir "${dir}"`,
+        "daemonize no",
+        "appendonly yes",
+        "appendfsync everysec",
+        'save ""',
+        `maxmemory ${REDIS_MAXMEMORY}`,
+        "maxmemory-policy noeviction",
+        `aclfile "${acl}"`,
+        "",
+      ].join("\n"),
+      { mode: 0o600 },
+    );
     r.pid = this.#spawn("redis", bin, [conf]);
     this.#save();
     await waitFor(`redis on port ${r.port}`, async () => (await this.redisCommand("PING")) === "PONG", 15_000, 50);
@@ -274,7 +304,9 @@ export class LocalCluster implements Cluster {
       REDIS_USERNAME: "app",
       REDIS_PASSWORD: this.#state.redis.passwords.app,
       // The cluster's own secret, unless the test or the caller chose its own (rotation).
-      ...(["SESSION_SECRET", "SESSION_SECRETS", "SESSION_SECRET_FILE", "SESSION_SECRETS_FILE"].some((k) => this.#state.appEnv[k] !== undefined)
+      ...(["SESSION_SECRET", "SESSION_SECRETS", "SESSION_SECRET_FILE", "SESSION_SECRETS_FILE"].some(
+        (k) => this.#state.appEnv[k] !== undefined,
+      )
         ? {}
         : { SESSION_SECRET: this.#state.sessionSecret }),
       ...this.#state.appEnv,
@@ -282,10 +314,14 @@ export class LocalCluster implements Cluster {
     // `--cluster-dir` is ignored by the app; it marks the process as this cluster's.
     r.pid = this.#spawn(r.name, process.execPath, [serverEntry, `--cluster-dir=${this.dir}`], env);
     this.#save();
-    await waitFor(`${r.name} ready on port ${r.port}`, async () => {
-      if (!alive(r.pid, this.dir)) throw new Error(`${r.name} exited; see ${this.#log(r.name)}`);
-      return (await httpStatus(`http://127.0.0.1:${r.opsPort}/readyz`)) === 200;
-    }, 20_000);
+    await waitFor(
+      `${r.name} ready on port ${r.port}`,
+      async () => {
+        if (!alive(r.pid, this.dir)) throw new Error(`${r.name} exited; see ${this.#log(r.name)}`);
+        return (await httpStatus(`http://127.0.0.1:${r.opsPort}/readyz`)) === 200;
+      },
+      20_000,
+    );
   }
 
   #nginxConf(): string {
@@ -296,13 +332,21 @@ export class LocalCluster implements Cluster {
     const tls = this.#state.tls;
     if (tls) {
       // The same server, also on a TLS port: there $scheme, and so X-Forwarded-Proto, is https.
-      http = http.replace(/^(    listen 127\.0\.0\.1:\d+;)$/m, `$1
+      http = http.replace(
+        /^(    listen 127\.0\.0\.1:\d+;)$/m,
+        `$1
     listen 127.0.0.1:${tls.port} ssl;
     ssl_certificate ${tls.cert};
     ssl_certificate_key ${tls.key};
-    include ${join(repoRoot, "nginx/tls.conf")};`);
+    include ${join(repoRoot, "nginx/tls.conf")};`,
+      );
     }
-    return localNginxConf(d, this.#log("nginx-access"), "Generated by infra/cluster/local-cluster.ts", `${limits}${http}`);
+    return localNginxConf(
+      d,
+      this.#log("nginx-access"),
+      "Generated by infra/cluster/local-cluster.ts",
+      `${limits}${http}`,
+    );
   }
 
   async #startNginx(bin: string): Promise<void> {
@@ -314,12 +358,17 @@ export class LocalCluster implements Cluster {
     });
     this.#state.nginx.pid = this.#spawn("nginx", bin, [...args, "-g", "daemon off;"]);
     this.#save();
-    await waitFor(`nginx on port ${this.#state.port}`, async () => (await httpStatus(`${this.baseUrl()}/nginx-health`)) === 200, 10_000);
+    await waitFor(
+      `nginx on port ${this.#state.port}`,
+      async () => (await httpStatus(`${this.baseUrl()}/nginx-health`)) === 200,
+      10_000,
+    );
   }
 
   #replica(index: number) {
     const r = this.#state.replicas.find((x) => x.index === index);
-    if (!r) throw new Error(`no replica ${index}; this cluster has ${this.#state.replicas.map((x) => x.index).join(", ")}`);
+    if (!r)
+      throw new Error(`no replica ${index}; this cluster has ${this.#state.replicas.map((x) => x.index).join(", ")}`);
     return r;
   }
 
@@ -339,7 +388,13 @@ export class LocalCluster implements Cluster {
     return httpStatus(`http://127.0.0.1:${this.#replica(index).opsPort}${path}`, 2000);
   }
 
-  async #signal(pid: number | undefined, marker: string, signal: NodeJS.Signals, what: string, timeoutMs = 20_000): Promise<void> {
+  async #signal(
+    pid: number | undefined,
+    marker: string,
+    signal: NodeJS.Signals,
+    what: string,
+    timeoutMs = 20_000,
+  ): Promise<void> {
     if (!alive(pid, marker)) return;
     try {
       process.kill(pid!, signal);
@@ -391,19 +446,33 @@ export class LocalCluster implements Cluster {
   }
 
   async startRedis(): Promise<void> {
-    if (!alive(this.#state.redis.pid, `:${this.#state.redis.port}`)) await this.#startRedis(await need("redis-server", "redis-server"));
+    if (!alive(this.#state.redis.pid, `:${this.#state.redis.port}`))
+      await this.#startRedis(await need("redis-server", "redis-server"));
     // Replicas reconnect on their own (ioredis backoff, capped at 1 s); wait until they have.
-    await Promise.all((await this.replicas()).filter((r) => r.running).map((r) =>
-      waitFor(`${r.name} to reconnect to redis`, async () => (await httpStatus(`${r.opsUrl}/readyz`)) === 200, 10_000)));
+    await Promise.all(
+      (await this.replicas())
+        .filter((r) => r.running)
+        .map((r) =>
+          waitFor(
+            `${r.name} to reconnect to redis`,
+            async () => (await httpStatus(`${r.opsUrl}/readyz`)) === 200,
+            10_000,
+          ),
+        ),
+    );
   }
 
   async redisCommand(...args: string[]): Promise<string> {
     // As the admin user (operators' and tests' commands); the password goes in the
     // environment, not argv: `ps` shows argv, and a failed command's message quotes it.
-    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(this.#state.redis.port), "--user", "admin", ...args], {
-      timeout: 5000,
-      env: { ...process.env, REDISCLI_AUTH: this.#state.redis.passwords.admin },
-    });
+    const { stdout } = await run(
+      "redis-cli",
+      ["-h", "127.0.0.1", "-p", String(this.#state.redis.port), "--user", "admin", ...args],
+      {
+        timeout: 5000,
+        env: { ...process.env, REDISCLI_AUTH: this.#state.redis.passwords.admin },
+      },
+    );
     return stdout.trim();
   }
 
@@ -422,8 +491,14 @@ export class LocalCluster implements Cluster {
   async stop(): Promise<void> {
     const s = this.#state;
     await this.#signal(s.nginx.pid, this.dir, "SIGTERM", "nginx").catch(() => {});
-    await Promise.all(s.replicas.map((r) => this.#signal(r.pid, this.dir, "SIGTERM", r.name).catch(() => this.#signal(r.pid, this.dir, "SIGKILL", r.name))));
-    await this.#signal(s.redis.pid, `:${s.redis.port}`, "SIGTERM", "redis-server").catch(() => this.#signal(s.redis.pid, `:${s.redis.port}`, "SIGKILL", "redis-server"));
+    await Promise.all(
+      s.replicas.map((r) =>
+        this.#signal(r.pid, this.dir, "SIGTERM", r.name).catch(() => this.#signal(r.pid, this.dir, "SIGKILL", r.name)),
+      ),
+    );
+    await this.#signal(s.redis.pid, `:${s.redis.port}`, "SIGTERM", "redis-server").catch(() =>
+      this.#signal(s.redis.pid, `:${s.redis.port}`, "SIGKILL", "redis-server"),
+    );
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

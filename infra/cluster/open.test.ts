@@ -32,7 +32,10 @@ describe("createCluster", () => {
   it("names local replicas app-1..app-N, reports the same id, and gives each its URL", async () => {
     const c = createCluster("local", { dir: newDir(), replicas: 2 });
     const rs = await c.replicas();
-    expect(rs.map((r) => [r.index, r.name, r.replicaId])).toEqual([[1, "app-1", "app-1"], [2, "app-2", "app-2"]]);
+    expect(rs.map((r) => [r.index, r.name, r.replicaId])).toEqual([
+      [1, "app-1", "app-1"],
+      [2, "app-2", "app-2"],
+    ]);
     for (const r of rs) expect(r.detail).toBe(r.url);
   });
 });

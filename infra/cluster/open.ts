@@ -19,7 +19,10 @@ export type ClusterKind = "local" | "compose";
 export function chooseKind(requested = process.env.CLUSTER || "auto"): ClusterKind {
   if (requested === "local") return requested;
   if (requested === "compose") {
-    if (!dockerAvailable()) throw new Error("CLUSTER=compose but no Docker engine answers `docker info`; start dockerd, or use CLUSTER=local");
+    if (!dockerAvailable())
+      throw new Error(
+        "CLUSTER=compose but no Docker engine answers `docker info`; start dockerd, or use CLUSTER=local",
+      );
     return requested;
   }
   if (requested !== "auto") throw new Error(`CLUSTER must be auto, local or compose, not "${requested}"`);

@@ -2,7 +2,12 @@
 import { setTimeout as sleep } from "node:timers/promises";
 
 /** Polls `check` until it returns true or `timeoutMs` passes; then throws with `what`. */
-export async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000, everyMs = 50): Promise<void> {
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean> | boolean,
+  timeoutMs = 20_000,
+  everyMs = 50,
+): Promise<void> {
   const until = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < until) {
@@ -13,7 +18,9 @@ export async function waitFor(what: string, check: () => Promise<boolean> | bool
     }
     await sleep(everyMs);
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ""}`);
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ""}`,
+  );
 }
 
 /** GETs a URL with a short timeout and reports the status, or 0 when nothing answered. */

@@ -21,7 +21,10 @@ export const APP_IMAGE = process.env.APP_IMAGE || "express-session-cluster/app:l
 type Log = (line: string) => void;
 
 async function present(image: string): Promise<boolean> {
-  return docker(["image", "inspect", "--format", "{{.Id}}", image], { timeoutMs: 30_000 }).then(() => true, () => false);
+  return docker(["image", "inspect", "--format", "{{.Id}}", image], { timeoutMs: 30_000 }).then(
+    () => true,
+    () => false,
+  );
 }
 
 /** Pulls an image; resolves to undefined when done, or to the reason it failed. */
@@ -49,7 +52,10 @@ export function resolveBaseImages(log: Log = () => {}): Promise<BaseImages> {
       const wanted = process.env[key];
       if (wanted) {
         const failed = (await present(wanted)) ? undefined : await pull(wanted, log);
-        if (failed) throw new Error(`${key}=${wanted} is neither present nor pullable (${failed}); unset ${key} to fall back to the offline images`);
+        if (failed)
+          throw new Error(
+            `${key}=${wanted} is neither present nor pullable (${failed}); unset ${key} to fall back to the offline images`,
+          );
         out[key] = wanted;
         continue;
       }
@@ -63,9 +69,16 @@ export function resolveBaseImages(log: Log = () => {}): Promise<BaseImages> {
     }
     if (missing.length > 0) {
       log(`no registry answered (${why})`);
-      log(`building offline stand-ins for ${missing.map((k) => OFFICIAL_IMAGES[k]).join(", ")} (infra/images/build-offline-images.sh)...`);
+      log(
+        `building offline stand-ins for ${missing.map((k) => OFFICIAL_IMAGES[k]).join(", ")} (infra/images/build-offline-images.sh)...`,
+      );
       const lines = await run(resolve(repoRoot, "infra/images/build-offline-images.sh"), [], { timeoutMs: 600_000 });
-      const built = Object.fromEntries(lines.trim().split("\n").map((l) => l.split("=", 2) as [string, string]));
+      const built = Object.fromEntries(
+        lines
+          .trim()
+          .split("\n")
+          .map((l) => l.split("=", 2) as [string, string]),
+      );
       for (const key of missing) {
         if (!built[key]) throw new Error(`build-offline-images.sh printed no ${key}`);
         out[key] = built[key];
@@ -85,21 +98,35 @@ type Builder = { file: string; args: string[]; env: NodeJS.ProcessEnv };
  * docker.io ships one at /usr/bin/docker; a newer client without buildx only has the legacy builder).
  */
 async function buildkitBuilder(): Promise<Builder> {
-  if (await docker(["buildx", "version"], { timeoutMs: 10_000 }).then(() => true, () => false)) {
+  if (
+    await docker(["buildx", "version"], { timeoutMs: 10_000 }).then(
+      () => true,
+      () => false,
+    )
+  ) {
     return { file: "docker", args: ["buildx", "build", "--load"], env: process.env };
   }
   for (const file of ["docker", "/usr/bin/docker"]) {
-    const version = await run(file, ["version", "--format", "{{.Client.Version}}"], { timeoutMs: 10_000 }).catch(() => "");
+    const version = await run(file, ["version", "--format", "{{.Client.Version}}"], { timeoutMs: 10_000 }).catch(
+      () => "",
+    );
     const major = Number(version.split(".")[0]);
     if (major > 0 && major < 23) return { file, args: ["build"], env: { ...process.env, DOCKER_BUILDKIT: "1" } };
   }
-  throw new Error("building services/app/Dockerfile needs BuildKit: install Docker's buildx plugin (docker-buildx-plugin, or docker-buildx on Debian/Ubuntu)");
+  throw new Error(
+    "building services/app/Dockerfile needs BuildKit: install Docker's buildx plugin (docker-buildx-plugin, or docker-buildx on Debian/Ubuntu)",
+  );
 }
 
 /** The CA bundle npm needs inside the build when this machine's TLS is intercepted, if any. */
 async function npmCaFile(): Promise<string | undefined> {
   const candidates = [process.env.NPM_CA_FILE, process.env.NODE_EXTRA_CA_CERTS];
-  candidates.push(await run("npm", ["config", "get", "cafile"], { timeoutMs: 20_000 }).then((s) => s.trim(), () => undefined));
+  candidates.push(
+    await run("npm", ["config", "get", "cafile"], { timeoutMs: 20_000 }).then(
+      (s) => s.trim(),
+      () => undefined,
+    ),
+  );
   return candidates.find((f): f is string => !!f && f !== "null" && f !== "undefined" && existsSync(f));
 }
 
@@ -107,7 +134,16 @@ async function npmCaFile(): Promise<string | undefined> {
 export async function buildAppImage(nodeImage: string, tag = APP_IMAGE, log: Log = () => {}): Promise<void> {
   const builder = await buildkitBuilder();
   const ca = await npmCaFile();
-  const args = [...builder.args, "--progress=plain", "-f", "services/app/Dockerfile", "--build-arg", `NODE_IMAGE=${nodeImage}`, "-t", tag];
+  const args = [
+    ...builder.args,
+    "--progress=plain",
+    "-f",
+    "services/app/Dockerfile",
+    "--build-arg",
+    `NODE_IMAGE=${nodeImage}`,
+    "-t",
+    tag,
+  ];
   // A secret is mounted for one RUN and never stored in a layer, unlike a build argument.
   if (ca) args.push("--secret", `id=npm_ca,src=${ca}`);
   const t0 = performance.now();

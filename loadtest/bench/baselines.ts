@@ -26,7 +26,12 @@ function stopChild(child: ChildProcess, signal: NodeJS.Signals = "SIGTERM"): Pro
 // Debian puts nginx in /usr/sbin, which a non-root PATH may lack.
 const nginxBin = existsSync("/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx";
 
-async function startNginx(dir: string, title: string, http: (accessLog: string) => string, probe: string): Promise<Baseline> {
+async function startNginx(
+  dir: string,
+  title: string,
+  http: (accessLog: string) => string,
+  probe: string,
+): Promise<Baseline> {
   const d = resolve(dir);
   mkdirSync(d, { recursive: true });
   const conf = join(d, "nginx.conf");
@@ -54,18 +59,32 @@ export function startNginx200(dir: string, port: number): Promise<Baseline> {
     }
   }
 `;
-  return startNginx(dir, "B0 of make bench: nginx alone, answering 200 with the cluster nginx's shared settings", http, `http://127.0.0.1:${port}/`);
+  return startNginx(
+    dir,
+    "B0 of make bench: nginx alone, answering 200 with the cluster nginx's shared settings",
+    http,
+    `http://127.0.0.1:${port}/`,
+  );
 }
 
 /**
  * The topology's own ceiling: the cluster's nginx config (same proxy.conf, locations.conf,
  * upstream keep-alive) in front of `replicas` bare hello-world processes instead of the app.
  */
-export async function startNginxOverHello(dir: string, port: number, replicas: number): Promise<Baseline & { nodePids: () => number[] }> {
+export async function startNginxOverHello(
+  dir: string,
+  port: number,
+  replicas: number,
+): Promise<Baseline & { nodePids: () => number[] }> {
   const hellos = await Promise.all(Array.from({ length: replicas }, () => startHello()));
   const ports = hellos.map((h) => Number(new URL(h.url).port));
   try {
-    const nginx = await startNginx(dir, "make bench: the load balancer's nginx over bare hello-world replicas", () => loadBalancerHttp(ports, port, true), `http://127.0.0.1:${port}/`);
+    const nginx = await startNginx(
+      dir,
+      "make bench: the load balancer's nginx over bare hello-world replicas",
+      () => loadBalancerHttp(ports, port, true),
+      `http://127.0.0.1:${port}/`,
+    );
     return {
       url: nginx.url,
       pids: nginx.pids,

@@ -20,16 +20,27 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const REPLICAS = Number(process.env.REPLICAS ?? 3);
 // VIA=direct loads replica 1 without nginx; PATHNAME=/counter uses the seed's GET.
 const VIA = process.env.VIA === "direct" ? "direct" : "nginx";
-const REQUEST: BenchRequest = process.env.PATHNAME === "/counter" ? { method: "GET", path: "/counter" } : { method: "POST", path: "/api/counter" };
+const REQUEST: BenchRequest =
+  process.env.PATHNAME === "/counter" ? { method: "GET", path: "/counter" } : { method: "POST", path: "/api/counter" };
 const KEYED = REQUEST.path === "/api/counter";
 // APP_ENV=K=V,K=V for both sides; APP_ENV_B only for B: a setting's worth, e.g. APP_ENV_B=LOG_LEVEL=warn.
-const envOf = (v: string | undefined) => Object.fromEntries((v ?? "").split(",").filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]));
+const envOf = (v: string | undefined) =>
+  Object.fromEntries(
+    (v ?? "")
+      .split(",")
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+  );
 const APP_ENV = envOf(process.env.APP_ENV);
 const APP_ENV_B = envOf(process.env.APP_ENV_B);
 
 // BASE's own driver (typed as today's: only create, start, stop, dir, redisCommand and a
 // replica's url are used, which every version has; an older one ignores clientLimits).
-type LocalClusterModule = { LocalCluster: { create(o: { dir: string; replicas: number; appEnv?: Record<string, string>; clientLimits?: false }): LocalCluster } };
+type LocalClusterModule = {
+  LocalCluster: {
+    create(o: { dir: string; replicas: number; appEnv?: Record<string, string>; clientLimits?: false }): LocalCluster;
+  };
+};
 
 const work = mkdtempSync(join(tmpdir(), "bench-compare-"));
 const baseTree = join(work, "base");
@@ -37,7 +48,12 @@ const started: LocalCluster[] = [];
 
 async function side(name: string, root: string, extraEnv: Record<string, string> = {}) {
   const { LocalCluster } = (await import(join(root, "infra/cluster/local-cluster.ts"))) as LocalClusterModule;
-  const cluster = LocalCluster.create({ dir: join(work, `cluster-${name}`), replicas: REPLICAS, appEnv: { LOG_LEVEL: "info", ...LOAD_APP_ENV, ...APP_ENV, ...extraEnv }, clientLimits: false });
+  const cluster = LocalCluster.create({
+    dir: join(work, `cluster-${name}`),
+    replicas: REPLICAS,
+    appEnv: { LOG_LEVEL: "info", ...LOAD_APP_ENV, ...APP_ENV, ...extraEnv },
+    clientLimits: false,
+  });
   started.push(cluster);
   await cluster.start();
   const components = await clusterComponents(cluster);
@@ -48,26 +64,56 @@ async function side(name: string, root: string, extraEnv: Record<string, string>
 async function main(): Promise<void> {
   const sha = execFileSync("git", ["rev-parse", "--short", BASE], { cwd: repoRoot, encoding: "utf8" }).trim();
   const head = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repoRoot, encoding: "utf8" }).trim();
-  const dirty = execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], { cwd: repoRoot, encoding: "utf8" }).trim() !== "";
+  const dirty =
+    execFileSync("git", ["status", "--porcelain", "--untracked-files=no"], {
+      cwd: repoRoot,
+      encoding: "utf8",
+    }).trim() !== "";
   execFileSync("git", ["worktree", "add", "--detach", "--quiet", baseTree, sha], { cwd: repoRoot });
   // Same dependencies: the comparison is about the code, not about a reinstall.
   symlinkSync(join(repoRoot, "node_modules"), join(baseTree, "node_modules"));
-  console.log(`bench-compare: A = ${BASE} (${sha}), B = this checkout (${head}${dirty ? " + uncommitted changes" : ""}${Object.keys(APP_ENV_B).length ? ` with ${process.env.APP_ENV_B}` : ""}); ${VIA === "nginx" ? `nginx + ${REPLICAS} replicas` : "1 replica direct"}, ${REQUEST.method} ${REQUEST.path}${KEYED ? " + Idempotency-Key" : ""}, returning visitors, c=${CONNECTIONS}, ${ROUNDS} x ${SECONDS} s each, alternating`);
+  console.log(
+    `bench-compare: A = ${BASE} (${sha}), B = this checkout (${head}${dirty ? " + uncommitted changes" : ""}${Object.keys(APP_ENV_B).length ? ` with ${process.env.APP_ENV_B}` : ""}); ${VIA === "nginx" ? `nginx + ${REPLICAS} replicas` : "1 replica direct"}, ${REQUEST.method} ${REQUEST.path}${KEYED ? " + Idempotency-Key" : ""}, returning visitors, c=${CONNECTIONS}, ${ROUNDS} x ${SECONDS} s each, alternating`,
+  );
   const a = await side("A", baseTree);
   const b = await side("B", repoRoot, APP_ENV_B);
   for (let round = 1; round <= ROUNDS; round++) {
     // Alternate who goes first, so neither side always follows the other's leftovers.
     for (const s of round % 2 ? [a, b] : [b, a]) {
-      const r = await loadRun({ url: s.url, request: REQUEST, uniqueIdempotencyKey: KEYED, visitors: "returning", connections: CONNECTIONS, seconds: SECONDS, warmupSeconds: round === 1 ? 2 : 0 }, s.components);
+      const r = await loadRun(
+        {
+          url: s.url,
+          request: REQUEST,
+          uniqueIdempotencyKey: KEYED,
+          visitors: "returning",
+          connections: CONNECTIONS,
+          seconds: SECONDS,
+          warmupSeconds: round === 1 ? 2 : 0,
+        },
+        s.components,
+      );
       s.runs.push(r);
-      console.log(`round ${round} ${s.name}: ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.latencyMs.p50.toFixed(1)}  p99 ${r.latencyMs.p99.toFixed(1)} ms  node ${((r.cpuMs.node! * 1000) / r.requests).toFixed(0)} µs/req  syscalls/req node ${((r.syscalls.node ?? 0) / r.requests).toFixed(2)} nginx ${((r.syscalls.nginx ?? 0) / r.requests).toFixed(2)} redis ${((r.syscalls.redis ?? 0) / r.requests).toFixed(2)}  errors ${r.errors} non-2xx ${r.non2xx}`);
+      console.log(
+        `round ${round} ${s.name}: ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.latencyMs.p50.toFixed(1)}  p99 ${r.latencyMs.p99.toFixed(1)} ms  node ${((r.cpuMs.node! * 1000) / r.requests).toFixed(0)} µs/req  syscalls/req node ${((r.syscalls.node ?? 0) / r.requests).toFixed(2)} nginx ${((r.syscalls.nginx ?? 0) / r.requests).toFixed(2)} redis ${((r.syscalls.redis ?? 0) / r.requests).toFixed(2)}  errors ${r.errors} non-2xx ${r.non2xx}`,
+      );
     }
   }
   const sum = (s: typeof a) => {
     const req = s.runs.reduce((x, r) => x + r.requests, 0);
     const cpu = (k: string) => (s.runs.reduce((x, r) => x + (r.cpuMs[k] ?? 0), 0) * 1000) / req;
     const io = (k: string) => s.runs.reduce((x, r) => x + (r.syscalls[k] ?? 0), 0) / req;
-    return { sysNode: io("node"), sysNginx: io("nginx"), sysRedis: io("redis"), rps: median(s.runs.map((r) => r.rps)), p99: median(s.runs.map((r) => r.latencyMs.p99)), node: cpu("node"), nginx: cpu("nginx"), redis: cpu("redis"), loadgen: cpu("loadgen"), errors: s.runs.reduce((x, r) => x + r.errors + r.non2xx, 0) };
+    return {
+      sysNode: io("node"),
+      sysNginx: io("nginx"),
+      sysRedis: io("redis"),
+      rps: median(s.runs.map((r) => r.rps)),
+      p99: median(s.runs.map((r) => r.latencyMs.p99)),
+      node: cpu("node"),
+      nginx: cpu("nginx"),
+      redis: cpu("redis"),
+      loadgen: cpu("loadgen"),
+      errors: s.runs.reduce((x, r) => x + r.errors + r.non2xx, 0),
+    };
   };
   const A = sum(a);
   const B = sum(b);
@@ -77,18 +123,29 @@ async function main(): Promise<void> {
   const nodePerReq = (r: LoadResult) => (r.cpuMs.node ?? 0) / r.requests;
   console.log("\n| | req/s (median) | p99 ms (median) | node µs/req | nginx µs/req | redis µs/req | errors |");
   console.log("|---|--:|--:|--:|--:|--:|--:|");
-  console.log(`| A ${BASE} | ${A.rps.toFixed(0)} | ${A.p99.toFixed(1)} | ${A.node.toFixed(0)} | ${A.nginx.toFixed(0)} | ${A.redis.toFixed(0)} | ${A.errors} |`);
-  console.log(`| B this checkout | ${B.rps.toFixed(0)} | ${B.p99.toFixed(1)} | ${B.node.toFixed(0)} | ${B.nginx.toFixed(0)} | ${B.redis.toFixed(0)} | ${B.errors} |`);
-  console.log(`| B vs A | ${percentChange(A.rps, B.rps)} | ${percentChange(A.p99, B.p99)} | ${percentChange(A.node, B.node)} | ${percentChange(A.nginx, B.nginx)} | ${percentChange(A.redis, B.redis)} | |`);
-  console.log(`\nread+write syscalls per request: node ${A.sysNode.toFixed(2)} -> ${B.sysNode.toFixed(2)}, nginx ${A.sysNginx.toFixed(2)} -> ${B.sysNginx.toFixed(2)}, redis ${A.sysRedis.toFixed(2)} -> ${B.sysRedis.toFixed(2)}`);
+  console.log(
+    `| A ${BASE} | ${A.rps.toFixed(0)} | ${A.p99.toFixed(1)} | ${A.node.toFixed(0)} | ${A.nginx.toFixed(0)} | ${A.redis.toFixed(0)} | ${A.errors} |`,
+  );
+  console.log(
+    `| B this checkout | ${B.rps.toFixed(0)} | ${B.p99.toFixed(1)} | ${B.node.toFixed(0)} | ${B.nginx.toFixed(0)} | ${B.redis.toFixed(0)} | ${B.errors} |`,
+  );
+  console.log(
+    `| B vs A | ${percentChange(A.rps, B.rps)} | ${percentChange(A.p99, B.p99)} | ${percentChange(A.node, B.node)} | ${percentChange(A.nginx, B.nginx)} | ${percentChange(A.redis, B.redis)} | |`,
+  );
+  console.log(
+    `\nread+write syscalls per request: node ${A.sysNode.toFixed(2)} -> ${B.sysNode.toFixed(2)}, nginx ${A.sysNginx.toFixed(2)} -> ${B.sysNginx.toFixed(2)}, redis ${A.sysRedis.toFixed(2)} -> ${B.sysRedis.toFixed(2)}`,
+  );
   const g = (ratio: number) => percentChange(1, ratio);
-  console.log(`\npaired by round (geometric mean of B/A): req/s ${g(paired((r) => r.rps))}, p99 ${g(paired((r) => r.latencyMs.p99))}, node CPU per request ${g(paired(nodePerReq))}`);
+  console.log(
+    `\npaired by round (geometric mean of B/A): req/s ${g(paired((r) => r.rps))}, p99 ${g(paired((r) => r.latencyMs.p99))}, node CPU per request ${g(paired(nodePerReq))}`,
+  );
 }
 
 try {
   await main();
 } finally {
   for (const c of started) await c.stop().catch(() => {});
-  if (existsSync(baseTree)) execFileSync("git", ["worktree", "remove", "--force", baseTree], { cwd: repoRoot, stdio: "ignore" });
+  if (existsSync(baseTree))
+    execFileSync("git", ["worktree", "remove", "--force", baseTree], { cwd: repoRoot, stdio: "ignore" });
   rmSync(work, { recursive: true, force: true });
 }

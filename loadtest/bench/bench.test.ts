@@ -38,7 +38,20 @@ describe("make bench QUICK=1", { timeout: 240_000 }, () => {
     expect(report.baselines.b0.runs).toHaveLength(2);
     expect(report.baselines.b1.runs).toHaveLength(2);
     const ids = report.scenarios.map((s) => s.id);
-    for (const id of ["direct-session", "direct-atomic", "direct-keyed", "direct-memory", "nginx1-keyed", "nginx2-keyed", "nginx3-keyed", "nginx3-keyed-new", "nginx3-keyed-nokeepalive", "nginx3-hello", "growth-large-1", "growth-small-2"]) {
+    for (const id of [
+      "direct-session",
+      "direct-atomic",
+      "direct-keyed",
+      "direct-memory",
+      "nginx1-keyed",
+      "nginx2-keyed",
+      "nginx3-keyed",
+      "nginx3-keyed-new",
+      "nginx3-keyed-nokeepalive",
+      "nginx3-hello",
+      "growth-large-1",
+      "growth-small-2",
+    ]) {
       expect(ids).toContain(id);
     }
     for (const s of report.scenarios) {
@@ -52,12 +65,16 @@ describe("make bench QUICK=1", { timeout: 240_000 }, () => {
       // Every request the harness sends is valid: anything but 2xx is a harness or app bug.
       expect(s.result.non2xx, `${s.id}: ${JSON.stringify(s.result.statusCodes)}`).toBe(0);
       // The topology's ceiling (nginx over hello-worlds) has no Redis.
-      for (const part of s.store === null ? ["node", "nginx", "loadgen"] : ["node", "nginx", "redis", "loadgen"]) expect(Number.isFinite(s.cpuUsPerReq[part]), `${s.id} ${part}`).toBe(true);
+      for (const part of s.store === null ? ["node", "nginx", "loadgen"] : ["node", "nginx", "redis", "loadgen"])
+        expect(Number.isFinite(s.cpuUsPerReq[part]), `${s.id} ${part}`).toBe(true);
     }
     // The exactly-once path of a returning visitor costs Redis one script per request.
     const keyed = report.scenarios.find((s) => s.id === "nginx3-keyed")!;
     expect(keyed.redisPerReq?.evalsha).toBeGreaterThanOrEqual(0.99);
-    const growth = report.growth as { memory: { bytesPerSession: number; layouts: Record<string, { bytesPerSession: number }> }; p99: { small: number[]; large: number[]; ratio: number } };
+    const growth = report.growth as {
+      memory: { bytesPerSession: number; layouts: Record<string, { bytesPerSession: number }> };
+      p99: { small: number[]; large: number[]; ratio: number };
+    };
     expect(growth.memory.bytesPerSession).toBeGreaterThan(0);
     expect(Object.keys(growth.memory.layouts)).toEqual(["compact-json", "one-hash", "one-hash-short-id"]);
     // QUICK: one pair (few, many, few); a full run alternates two.
@@ -75,10 +92,13 @@ describe("make bench QUICK=1", { timeout: 240_000 }, () => {
     const svg = readFileSync(join(out, "bench-latest.svg"), "utf8");
     expect(svg.startsWith("<svg ")).toBe(true);
     expect(svg.trimEnd().endsWith("</svg>")).toBe(true);
-    for (const s of report.scenarios) expect(svg).toContain(s.label.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;"));
+    for (const s of report.scenarios)
+      expect(svg).toContain(s.label.replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;"));
     expect(svg).toContain("p99");
     const md = readFileSync(join(out, "bench-latest.md"), "utf8");
     expect(md).toContain("| Scenario | req/s |");
-    expect(md.split("\n").filter((l) => l.startsWith("| ") && / \| \d+ \| [\d.]+ \| [\d.]+ \| /.test(l)).length).toBe(report.scenarios.length + 4);
+    expect(md.split("\n").filter((l) => l.startsWith("| ") && / \| \d+ \| [\d.]+ \| [\d.]+ \| /.test(l)).length).toBe(
+      report.scenarios.length + 4,
+    );
   });
 });

@@ -13,7 +13,19 @@ import { startHello, startNginx200, startNginxOverHello, type Baseline } from ".
 import { summarizeProfile, type ProfileSummary } from "./cpu-profile.ts";
 import { loadRun, wrkRun, type LoadResult, type LoadSpec, type WrkResult } from "./load-run.ts";
 import { clusterComponents, type Component } from "./procs.ts";
-import { commandCalls, compactAof, dbsize, fillSessions, flushAll, LAYOUTS, perRequest, sampleSession, usedMemory, weighLayout, type Layout } from "./redis-stats.ts";
+import {
+  commandCalls,
+  compactAof,
+  dbsize,
+  fillSessions,
+  flushAll,
+  LAYOUTS,
+  perRequest,
+  sampleSession,
+  usedMemory,
+  weighLayout,
+  type Layout,
+} from "./redis-stats.ts";
 import { renderMarkdown, renderSvg } from "./bench-report.ts";
 import type { BenchRequest, VisitorMode } from "./visitors.ts";
 import { freePort } from "../../infra/cluster/ports.ts";
@@ -30,7 +42,12 @@ const GROWTH_LARGE = QUICK ? 20_000 : 1_000_000;
 const GROWTH_PAIRS = QUICK ? 1 : 2;
 // BENCH_ONLY=atomic,profile runs a subset (the baselines always run): for iterating on one
 // optimization without the full six minutes.
-const ONLY = new Set((process.env.BENCH_ONLY ?? "").split(",").map((x) => x.trim()).filter(Boolean));
+const ONLY = new Set(
+  (process.env.BENCH_ONLY ?? "")
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
 const only = (part: string) => ONLY.size === 0 || ONLY.has(part);
 const OUT = resolve(process.env.BENCH_OUT || join(repoRoot, "loadtest/reports"));
 
@@ -68,12 +85,20 @@ onInterrupt((signal) => {
   return cleanupAll();
 });
 
-
 const workDir = mkdtempSync(join(tmpdir(), "bench-"));
 cleanups.add(async () => rmSync(workDir, { recursive: true, force: true }));
 
-async function startCluster(name: string, opts: { replicas: number; appEnv?: Record<string, string>; upstreamKeepalive?: boolean }) {
-  const cluster = LocalCluster.create({ dir: join(workDir, name), replicas: opts.replicas, appEnv: { LOG_LEVEL: "info", ...LOAD_APP_ENV, ...opts.appEnv }, upstreamKeepalive: opts.upstreamKeepalive, clientLimits: false });
+async function startCluster(
+  name: string,
+  opts: { replicas: number; appEnv?: Record<string, string>; upstreamKeepalive?: boolean },
+) {
+  const cluster = LocalCluster.create({
+    dir: join(workDir, name),
+    replicas: opts.replicas,
+    appEnv: { LOG_LEVEL: "info", ...LOAD_APP_ENV, ...opts.appEnv },
+    upstreamKeepalive: opts.upstreamKeepalive,
+    clientLimits: false,
+  });
   const stop = () => cluster.stop();
   cleanups.add(stop);
   await cluster.start();
@@ -100,7 +125,8 @@ let step = 0;
 
 function perReq(cpuMs: Record<string, number>, requests: number): Record<string, number> {
   const out: Record<string, number> = {};
-  for (const [k, ms] of Object.entries(cpuMs)) out[k] = requests > 0 ? Math.round(((ms * 1000) / requests) * 10) / 10 : Number.NaN;
+  for (const [k, ms] of Object.entries(cpuMs))
+    out[k] = requests > 0 ? Math.round(((ms * 1000) / requests) * 10) / 10 : Number.NaN;
   return out;
 }
 
@@ -110,7 +136,13 @@ function progress(label: string, r: LoadResult, extra = ""): void {
   const ratio = b1Runs.length ? `  ${(r.rps / b1()).toFixed(2)}x B1` : "";
   console.log(
     `[${String(step).padStart(2)}] ${label.padEnd(52)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${l.p50.toFixed(1)}  p97.5 ${l.p97_5.toFixed(1)}  p99 ${l.p99.toFixed(1)} ms  ` +
-      `load ${r.loadAverage1m.toFixed(1)}  errors ${r.errors}${r.errors ? ` (${Object.entries(r.errorKinds).map(([k, n]) => `${k} ${n}`).join(", ")})` : ""}  non-2xx ${r.non2xx}${ratio}${extra}`,
+      `load ${r.loadAverage1m.toFixed(1)}  errors ${r.errors}${
+        r.errors
+          ? ` (${Object.entries(r.errorKinds)
+              .map(([k, n]) => `${k} ${n}`)
+              .join(", ")})`
+          : ""
+      }  non-2xx ${r.non2xx}${ratio}${extra}`,
   );
 }
 
@@ -121,13 +153,33 @@ type Def = Omit<ScenarioResult, "result" | "cpuUsPerReq" | "redisPerReq" | "rati
 const WARMUP_FRESH = QUICK ? 0 : 8;
 const warmed = new WeakSet<object>();
 
-async function measure(def: Def, spec: Omit<LoadSpec, "connections" | "seconds" | "warmupSeconds">, components: Component[], cluster?: LocalCluster, processes: object | undefined = cluster): Promise<ScenarioResult> {
+async function measure(
+  def: Def,
+  spec: Omit<LoadSpec, "connections" | "seconds" | "warmupSeconds">,
+  components: Component[],
+  cluster?: LocalCluster,
+  processes: object | undefined = cluster,
+): Promise<ScenarioResult> {
   const fresh = processes !== undefined && !warmed.has(processes);
   if (processes) warmed.add(processes);
-  const full: LoadSpec = { ...spec, connections: CONNECTIONS, seconds: SECONDS, warmupSeconds: fresh ? WARMUP_FRESH : WARMUP };
+  const full: LoadSpec = {
+    ...spec,
+    connections: CONNECTIONS,
+    seconds: SECONDS,
+    warmupSeconds: fresh ? WARMUP_FRESH : WARMUP,
+  };
   let before: Record<string, number> | undefined;
   let after: Record<string, number> | undefined;
-  const result = await loadRun(full, components, cluster ? { before: async () => void (before = await commandCalls(cluster)), after: async () => void (after = await commandCalls(cluster)) } : {});
+  const result = await loadRun(
+    full,
+    components,
+    cluster
+      ? {
+          before: async () => void (before = await commandCalls(cluster)),
+          after: async () => void (after = await commandCalls(cluster)),
+        }
+      : {},
+  );
   const s: ScenarioResult = {
     ...def,
     result,
@@ -142,11 +194,27 @@ async function measure(def: Def, spec: Omit<LoadSpec, "connections" | "seconds" 
 }
 
 async function baselines(nginx200: Baseline, hello: Baseline, round: number): Promise<void> {
-  for (const [kind, target] of [["B0", nginx200], ["B1", hello]] as const) {
+  for (const [kind, target] of [
+    ["B0", nginx200],
+    ["B1", hello],
+  ] as const) {
     const comps: Component[] = [{ name: kind === "B0" ? "nginx" : "node", pids: target.pids }];
-    const result = await loadRun({ url: target.url, request: { method: "GET", path: "/" }, visitors: "new", connections: CONNECTIONS, seconds: SECONDS, warmupSeconds: WARMUP }, comps);
+    const result = await loadRun(
+      {
+        url: target.url,
+        request: { method: "GET", path: "/" },
+        visitors: "new",
+        connections: CONNECTIONS,
+        seconds: SECONDS,
+        warmupSeconds: WARMUP,
+      },
+      comps,
+    );
     (kind === "B0" ? b0Runs : b1Runs).push(result);
-    progress(`${kind} ${kind === "B0" ? "nginx alone, return 200" : "bare Express 5 hello-world"} (round ${round})`, result);
+    progress(
+      `${kind} ${kind === "B0" ? "nginx alone, return 200" : "bare Express 5 hello-world"} (round ${round})`,
+      result,
+    );
   }
 }
 
@@ -158,7 +226,9 @@ function versionOf(cmd: string, args: string[]): string {
 
 function machine() {
   const os = /PRETTY_NAME="([^"]+)"/.exec(readFileSync("/etc/os-release", "utf8"))?.[1] ?? "unknown";
-  const pkg = (name: string) => (JSON.parse(readFileSync(join(repoRoot, "node_modules", name, "package.json"), "utf8")) as { version: string }).version;
+  const pkg = (name: string) =>
+    (JSON.parse(readFileSync(join(repoRoot, "node_modules", name, "package.json"), "utf8")) as { version: string })
+      .version;
   return {
     cores: cpus().length,
     cpu: cpus()[0]?.model ?? "unknown",
@@ -185,7 +255,9 @@ function existsNginx(): string {
 async function main(): Promise<void> {
   const started = new Date();
   const load0 = loadavg();
-  console.log(`make bench${QUICK ? " (QUICK)" : ""}: c=${CONNECTIONS}, ${SECONDS} s per scenario${WARMUP ? ` after ${WARMUP} s warm-up` : ""}; load average ${load0.map((x) => x.toFixed(2)).join(" ")}`);
+  console.log(
+    `make bench${QUICK ? " (QUICK)" : ""}: c=${CONNECTIONS}, ${SECONDS} s per scenario${WARMUP ? ` after ${WARMUP} s warm-up` : ""}; load average ${load0.map((x) => x.toFixed(2)).join(" ")}`,
+  );
 
   const nginx200 = await startNginx200(join(workDir, "b0"), await freePort());
   cleanups.add(nginx200.stop);
@@ -196,7 +268,10 @@ async function main(): Promise<void> {
   const wrk: WrkResult = await wrkRun(`${nginx200.url}/`, CONNECTIONS, SECONDS);
   step++;
   if ("missing" in wrk) console.log(`[${String(step).padStart(2)}] B0 with wrk: skipped, ${wrk.missing}`);
-  else console.log(`[${String(step).padStart(2)}] ${"B0 nginx alone, driven by wrk -t2".padEnd(52)} ${wrk.rps.toFixed(0).padStart(6)} req/s  p50 ${wrk.latencyMs.p50.toFixed(1)}  p99 ${wrk.latencyMs.p99.toFixed(1)} ms  errors ${wrk.errors}  ${(wrk.rps / b0Runs[0]!.rps).toFixed(2)}x autocannon`);
+  else
+    console.log(
+      `[${String(step).padStart(2)}] ${"B0 nginx alone, driven by wrk -t2".padEnd(52)} ${wrk.rps.toFixed(0).padStart(6)} req/s  p50 ${wrk.latencyMs.p50.toFixed(1)}  p99 ${wrk.latencyMs.p99.toFixed(1)} ms  errors ${wrk.errors}  ${(wrk.rps / b0Runs[0]!.rps).toFixed(2)}x autocannon`,
+    );
 
   const keyed = { request: KEYED_POST, uniqueIdempotencyKey: true } as const;
   const base = { replicas: null, counter: null, store: null, visitors: null, keepalive: null } as const;
@@ -206,8 +281,25 @@ async function main(): Promise<void> {
   {
     const lb = await startNginxOverHello(join(workDir, "ceiling"), await freePort(), 3);
     cleanups.add(lb.stop);
-    const comps: Component[] = [{ name: "nginx", pids: lb.pids }, { name: "node", pids: lb.nodePids }];
-    await measure({ ...base, id: "nginx3-hello", label: "ceiling: nginx + 3 bare hello-world replicas", group: "nginx", replicas: 3, keepalive: true, request: "GET /" }, { url: lb.url, request: { method: "GET", path: "/" }, visitors: "new" }, comps, undefined, lb);
+    const comps: Component[] = [
+      { name: "nginx", pids: lb.pids },
+      { name: "node", pids: lb.nodePids },
+    ];
+    await measure(
+      {
+        ...base,
+        id: "nginx3-hello",
+        label: "ceiling: nginx + 3 bare hello-world replicas",
+        group: "nginx",
+        replicas: 3,
+        keepalive: true,
+        request: "GET /",
+      },
+      { url: lb.url, request: { method: "GET", path: "/" }, visitors: "new" },
+      comps,
+      undefined,
+      lb,
+    );
     await lb.stop();
     cleanups.delete(lb.stop);
   }
@@ -216,8 +308,39 @@ async function main(): Promise<void> {
   if (only("session")) {
     const c = await startCluster("session", { replicas: 3, appEnv: { COUNTER: "session" } });
     const direct = (await c.cluster.replicas())[0]!.url;
-    await measure({ ...base, id: "direct-session", label: "1 replica direct, COUNTER=session, GET /counter", group: "direct", replicas: 1, counter: "session", store: "redis", visitors: "returning", request: "GET /counter" }, { url: direct, request: SEED_GET, visitors: "returning" }, c.components, c.cluster);
-    await measure({ ...base, id: "nginx3-session", label: "nginx + 3 replicas, COUNTER=session, GET /counter", group: "nginx", replicas: 3, counter: "session", store: "redis", visitors: "returning", keepalive: true, request: "GET /counter" }, { url: c.cluster.baseUrl(), request: SEED_GET, visitors: "returning" }, c.components, c.cluster);
+    await measure(
+      {
+        ...base,
+        id: "direct-session",
+        label: "1 replica direct, COUNTER=session, GET /counter",
+        group: "direct",
+        replicas: 1,
+        counter: "session",
+        store: "redis",
+        visitors: "returning",
+        request: "GET /counter",
+      },
+      { url: direct, request: SEED_GET, visitors: "returning" },
+      c.components,
+      c.cluster,
+    );
+    await measure(
+      {
+        ...base,
+        id: "nginx3-session",
+        label: "nginx + 3 replicas, COUNTER=session, GET /counter",
+        group: "nginx",
+        replicas: 3,
+        counter: "session",
+        store: "redis",
+        visitors: "returning",
+        keepalive: true,
+        request: "GET /counter",
+      },
+      { url: c.cluster.baseUrl(), request: SEED_GET, visitors: "returning" },
+      c.components,
+      c.cluster,
+    );
     await c.stop();
   }
 
@@ -226,18 +349,112 @@ async function main(): Promise<void> {
   if (only("atomic") || only("growth")) {
     const c = await startCluster("atomic", { replicas: 3 });
     const url = c.cluster.baseUrl();
-    const d = { ...base, counter: "atomic", store: "redis", keepalive: true, request: "POST /api/counter + Idempotency-Key" } as const;
+    const d = {
+      ...base,
+      counter: "atomic",
+      store: "redis",
+      keepalive: true,
+      request: "POST /api/counter + Idempotency-Key",
+    } as const;
     if (only("atomic")) {
-    await measure({ ...d, id: "nginx3-keyed", label: "nginx + 3 replicas, exactly-once (POST + key)", group: "nginx", replicas: 3, visitors: "returning" }, { url, ...keyed, visitors: "returning" }, c.components, c.cluster);
-    await measure({ ...d, id: "nginx3-keyed-new", label: "nginx + 3 replicas, exactly-once, new visitors", group: "nginx", replicas: 3, visitors: "new" }, { url, ...keyed, visitors: "new" }, c.components, c.cluster);
-    await measure({ ...d, id: "nginx3-seed-atomic", label: "nginx + 3 replicas, COUNTER=atomic, GET /counter", group: "nginx", replicas: 3, visitors: "returning", request: "GET /counter" }, { url, request: SEED_GET, visitors: "returning" }, c.components, c.cluster);
-    await c.cluster.scale(2);
-    await measure({ ...d, id: "nginx2-keyed", label: "nginx + 2 replicas, exactly-once", group: "nginx", replicas: 2, visitors: "returning" }, { url, ...keyed, visitors: "returning" }, c.components, c.cluster);
-    await c.cluster.scale(1);
-    await measure({ ...d, id: "nginx1-keyed", label: "nginx + 1 replica, exactly-once", group: "nginx", replicas: 1, visitors: "returning" }, { url, ...keyed, visitors: "returning" }, c.components, c.cluster);
-    const direct = (await c.cluster.replicas())[0]!.url;
-    await measure({ ...d, id: "direct-atomic", label: "1 replica direct, COUNTER=atomic, GET /counter", group: "direct", replicas: 1, keepalive: null, visitors: "returning", request: "GET /counter" }, { url: direct, request: SEED_GET, visitors: "returning" }, c.components, c.cluster);
-    await measure({ ...d, id: "direct-keyed", label: "1 replica direct, exactly-once (POST + key)", group: "direct", replicas: 1, keepalive: null, visitors: "returning" }, { url: direct, ...keyed, visitors: "returning" }, c.components, c.cluster);
+      await measure(
+        {
+          ...d,
+          id: "nginx3-keyed",
+          label: "nginx + 3 replicas, exactly-once (POST + key)",
+          group: "nginx",
+          replicas: 3,
+          visitors: "returning",
+        },
+        { url, ...keyed, visitors: "returning" },
+        c.components,
+        c.cluster,
+      );
+      await measure(
+        {
+          ...d,
+          id: "nginx3-keyed-new",
+          label: "nginx + 3 replicas, exactly-once, new visitors",
+          group: "nginx",
+          replicas: 3,
+          visitors: "new",
+        },
+        { url, ...keyed, visitors: "new" },
+        c.components,
+        c.cluster,
+      );
+      await measure(
+        {
+          ...d,
+          id: "nginx3-seed-atomic",
+          label: "nginx + 3 replicas, COUNTER=atomic, GET /counter",
+          group: "nginx",
+          replicas: 3,
+          visitors: "returning",
+          request: "GET /counter",
+        },
+        { url, request: SEED_GET, visitors: "returning" },
+        c.components,
+        c.cluster,
+      );
+      await c.cluster.scale(2);
+      await measure(
+        {
+          ...d,
+          id: "nginx2-keyed",
+          label: "nginx + 2 replicas, exactly-once",
+          group: "nginx",
+          replicas: 2,
+          visitors: "returning",
+        },
+        { url, ...keyed, visitors: "returning" },
+        c.components,
+        c.cluster,
+      );
+      await c.cluster.scale(1);
+      await measure(
+        {
+          ...d,
+          id: "nginx1-keyed",
+          label: "nginx + 1 replica, exactly-once",
+          group: "nginx",
+          replicas: 1,
+          visitors: "returning",
+        },
+        { url, ...keyed, visitors: "returning" },
+        c.components,
+        c.cluster,
+      );
+      const direct = (await c.cluster.replicas())[0]!.url;
+      await measure(
+        {
+          ...d,
+          id: "direct-atomic",
+          label: "1 replica direct, COUNTER=atomic, GET /counter",
+          group: "direct",
+          replicas: 1,
+          keepalive: null,
+          visitors: "returning",
+          request: "GET /counter",
+        },
+        { url: direct, request: SEED_GET, visitors: "returning" },
+        c.components,
+        c.cluster,
+      );
+      await measure(
+        {
+          ...d,
+          id: "direct-keyed",
+          label: "1 replica direct, exactly-once (POST + key)",
+          group: "direct",
+          replicas: 1,
+          keepalive: null,
+          visitors: "returning",
+        },
+        { url: direct, ...keyed, visitors: "returning" },
+        c.components,
+        c.cluster,
+      );
     }
     if (only("growth")) growth = await measureGrowth(c, d);
     await c.stop();
@@ -245,14 +462,46 @@ async function main(): Promise<void> {
 
   if (only("nokeepalive")) {
     const c = await startCluster("no-keepalive", { replicas: 3, upstreamKeepalive: false });
-    await measure({ ...base, id: "nginx3-keyed-nokeepalive", label: "nginx + 3 replicas, exactly-once, no upstream keepalive", group: "nginx", replicas: 3, counter: "atomic", store: "redis", visitors: "returning", keepalive: false, request: "POST /api/counter + Idempotency-Key" }, { url: c.cluster.baseUrl(), ...keyed, visitors: "returning" }, c.components, c.cluster);
+    await measure(
+      {
+        ...base,
+        id: "nginx3-keyed-nokeepalive",
+        label: "nginx + 3 replicas, exactly-once, no upstream keepalive",
+        group: "nginx",
+        replicas: 3,
+        counter: "atomic",
+        store: "redis",
+        visitors: "returning",
+        keepalive: false,
+        request: "POST /api/counter + Idempotency-Key",
+      },
+      { url: c.cluster.baseUrl(), ...keyed, visitors: "returning" },
+      c.components,
+      c.cluster,
+    );
     await c.stop();
   }
 
   if (only("memory")) {
     const c = await startCluster("memory", { replicas: 1, appEnv: { STORE: "memory", COUNTER: "session" } });
     const direct = (await c.cluster.replicas())[0]!.url;
-    await measure({ ...base, id: "direct-memory", label: "1 replica direct, MemoryStore, GET /counter", group: "direct", replicas: 1, counter: "session", store: "memory", visitors: "returning", request: "GET /counter" }, { url: direct, request: SEED_GET, visitors: "returning" }, c.components, undefined, c.cluster);
+    await measure(
+      {
+        ...base,
+        id: "direct-memory",
+        label: "1 replica direct, MemoryStore, GET /counter",
+        group: "direct",
+        replicas: 1,
+        counter: "session",
+        store: "memory",
+        visitors: "returning",
+        request: "GET /counter",
+      },
+      { url: direct, request: SEED_GET, visitors: "returning" },
+      c.components,
+      undefined,
+      c.cluster,
+    );
     await c.stop();
   }
 
@@ -280,17 +529,27 @@ async function main(): Promise<void> {
     writeFileSync(join(OUT, `${name}.svg`), svg);
   }
   console.log(`\n${md}`);
-  console.log(`wrote ${join(OUT, `bench-${stamp}.{json,md,svg}`)} (and bench-latest.*) in ${((finished.getTime() - started.getTime()) / 1000).toFixed(0)} s`);
+  console.log(
+    `wrote ${join(OUT, `bench-${stamp}.{json,md,svg}`)} (and bench-latest.*) in ${((finished.getTime() - started.getTime()) / 1000).toFixed(0)} s`,
+  );
 }
 
-async function measureGrowth(c: RunningCluster, d: Omit<Def, "id" | "label" | "group" | "replicas" | "visitors">): Promise<Record<string, unknown>> {
+async function measureGrowth(
+  c: RunningCluster,
+  d: Omit<Def, "id" | "label" | "group" | "replicas" | "visitors">,
+): Promise<Record<string, unknown>> {
   const { cluster } = c;
   // One real visitor, so there is a session, a counter and an idempotency key to copy and weigh.
   await new Visitor(cluster.baseUrl()).increment(`bench-${Date.now()}`);
   const sample = await sampleSession(cluster);
   const sessBytes = Number(await cluster.redisCommand("MEMORY", "USAGE", sample.key, "SAMPLES", "0"));
-  const countBytes = Number(await cluster.redisCommand("MEMORY", "USAGE", sample.key.replace(/^sess:/, "count:"), "SAMPLES", "0"));
-  const idemKey = (await cluster.redisCommand("SCAN", "0", "MATCH", "idem:*", "COUNT", "10000")).split("\n").slice(1).find((k) => k.startsWith("idem:"));
+  const countBytes = Number(
+    await cluster.redisCommand("MEMORY", "USAGE", sample.key.replace(/^sess:/, "count:"), "SAMPLES", "0"),
+  );
+  const idemKey = (await cluster.redisCommand("SCAN", "0", "MATCH", "idem:*", "COUNT", "10000"))
+    .split("\n")
+    .slice(1)
+    .find((k) => k.startsWith("idem:"));
   const idemBytes = idemKey ? Number(await cluster.redisCommand("MEMORY", "USAGE", idemKey, "SAMPLES", "0")) : null;
 
   // Memory per session: an empty Redis, then MEMORY_SESSIONS copies of a real session.
@@ -301,20 +560,34 @@ async function measureGrowth(c: RunningCluster, d: Omit<Def, "id" | "label" | "g
   const m1 = await usedMemory(cluster);
   const perSession = (m1 - m0) / MEMORY_SESSIONS;
   step++;
-  console.log(`[${String(step).padStart(2)}] Redis memory per stored session: ${perSession.toFixed(0)} bytes (used_memory +${((m1 - m0) / 1e6).toFixed(1)} MB for ${MEMORY_SESSIONS} sessions; MEMORY USAGE sess ${sessBytes} B + count ${countBytes} B)`);
+  console.log(
+    `[${String(step).padStart(2)}] Redis memory per stored session: ${perSession.toFixed(0)} bytes (used_memory +${((m1 - m0) / 1e6).toFixed(1)} MB for ${MEMORY_SESSIONS} sessions; MEMORY USAGE sess ${sessBytes} B + count ${countBytes} B)`,
+  );
 
   // The same sessions in other layouts, to show where the bytes go.
   const layouts: Record<string, { bytesPerSession: number; what: string }> = {};
   for (const [layout, what] of Object.entries(LAYOUTS)) {
-    layouts[layout] = { bytesPerSession: Math.round(await weighLayout(cluster, layout as Layout, MEMORY_SESSIONS, sample)), what };
+    layouts[layout] = {
+      bytesPerSession: Math.round(await weighLayout(cluster, layout as Layout, MEMORY_SESSIONS, sample)),
+      what,
+    };
   }
   step++;
-  console.log(`[${String(step).padStart(2)}] the same sessions stored otherwise: ${Object.entries(layouts).map(([k, v]) => `${k} ${v.bytesPerSession} B`).join(", ")}`);
+  console.log(
+    `[${String(step).padStart(2)}] the same sessions stored otherwise: ${Object.entries(layouts)
+      .map(([k, v]) => `${k} ${v.bytesPerSession} B`)
+      .join(", ")}`,
+  );
 
   // p99 with few and with many stored sessions, alternating (few, many, few, many, few): on a
   // shared box two runs of the same thing differ by more than the 10% the goal allows, so the
   // figure is the median of the runs with many over the median of the runs with few.
-  const spec = { url: cluster.baseUrl(), request: KEYED_POST, uniqueIdempotencyKey: true, visitors: "returning" as const };
+  const spec = {
+    url: cluster.baseUrl(),
+    request: KEYED_POST,
+    uniqueIdempotencyKey: true,
+    visitors: "returning" as const,
+  };
   const g = { ...d, group: "growth" as const, replicas: 3, visitors: "returning" as const };
   await cluster.scale(3);
   warmed.delete(cluster); // two of the three replicas were just started
@@ -322,7 +595,16 @@ async function measureGrowth(c: RunningCluster, d: Omit<Def, "id" | "label" | "g
     await flushAll(cluster);
     await fillSessions(cluster, sample, GROWTH_SMALL);
     await compactAof(cluster);
-    return measure({ ...g, id: `growth-small-${round}`, label: `nginx + 3, exactly-once, ${fmtCount(GROWTH_SMALL)} sessions stored (${round})` }, spec, c.components, cluster);
+    return measure(
+      {
+        ...g,
+        id: `growth-small-${round}`,
+        label: `nginx + 3, exactly-once, ${fmtCount(GROWTH_SMALL)} sessions stored (${round})`,
+      },
+      spec,
+      c.components,
+      cluster,
+    );
   };
   let atLarge = { keys: 0, usedMemory: 0, bytesPerSession: 0 };
   const large = async (round: number) => {
@@ -332,8 +614,21 @@ async function measureGrowth(c: RunningCluster, d: Omit<Def, "id" | "label" | "g
     await fillSessions(cluster, sample, GROWTH_LARGE);
     await compactAof(cluster);
     const mLarge = await usedMemory(cluster);
-    atLarge = { keys: await dbsize(cluster), usedMemory: mLarge, bytesPerSession: Math.round((mLarge - mEmpty) / GROWTH_LARGE) };
-    return measure({ ...g, id: `growth-large-${round}`, label: `nginx + 3, exactly-once, ${fmtCount(GROWTH_LARGE)} sessions stored (${round})` }, spec, c.components, cluster);
+    atLarge = {
+      keys: await dbsize(cluster),
+      usedMemory: mLarge,
+      bytesPerSession: Math.round((mLarge - mEmpty) / GROWTH_LARGE),
+    };
+    return measure(
+      {
+        ...g,
+        id: `growth-large-${round}`,
+        label: `nginx + 3, exactly-once, ${fmtCount(GROWTH_LARGE)} sessions stored (${round})`,
+      },
+      spec,
+      c.components,
+      cluster,
+    );
   };
   const smalls = [await small(1)];
   const larges: ScenarioResult[] = [];
@@ -378,39 +673,79 @@ async function profileReplica(): Promise<(ProfileSummary & { seconds: number; fi
   const profDir = join(OUT, "profiles");
   mkdirSync(profDir, { recursive: true });
   const already = new Set(readdirSync(profDir));
-  const c = await startCluster("profile", { replicas: 1, appEnv: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` } });
+  const c = await startCluster("profile", {
+    replicas: 1,
+    appEnv: { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profDir}` },
+  });
   const direct = (await c.cluster.replicas())[0]!.url;
-  const r = await loadRun({ url: direct, request: KEYED_POST, uniqueIdempotencyKey: true, visitors: "returning", connections: CONNECTIONS, seconds: SECONDS, warmupSeconds: WARMUP }, c.components);
+  const r = await loadRun(
+    {
+      url: direct,
+      request: KEYED_POST,
+      uniqueIdempotencyKey: true,
+      visitors: "returning",
+      connections: CONNECTIONS,
+      seconds: SECONDS,
+      warmupSeconds: WARMUP,
+    },
+    c.components,
+  );
   progress("profile: 1 replica direct, exactly-once, --cpu-prof", r);
   await c.stop();
   const file = readdirSync(profDir).find((f) => f.endsWith(".cpuprofile") && !already.has(f));
   if (!file) return { error: "the replica wrote no .cpuprofile (did it exit cleanly?)" };
   // Keep the last three profiles; each is megabytes.
-  const old = readdirSync(profDir).filter((f) => f.endsWith(".cpuprofile")).sort().slice(0, -3);
+  const old = readdirSync(profDir)
+    .filter((f) => f.endsWith(".cpuprofile"))
+    .sort()
+    .slice(0, -3);
   for (const f of old) rmSync(join(profDir, f), { force: true });
   const summary = summarizeProfile(join(profDir, file));
   return { ...summary, seconds: SECONDS, file: join(profDir, file) };
 }
 
-function buildReport(x: { started: Date; finished: Date; load0: number[]; wrk: WrkResult; growth: Record<string, unknown>; profile: unknown }) {
+function buildReport(x: {
+  started: Date;
+  finished: Date;
+  load0: number[];
+  wrk: WrkResult;
+  growth: Record<string, unknown>;
+  profile: unknown;
+}) {
   const byId = (id: string) => results.find((s) => s.id === id);
   const goal = byId("nginx3-keyed");
   const ceilingRun = byId("nginx3-hello");
-  const g = x.growth as { memory?: { bytesPerSession: number }; p99?: { ratio: number; small: number[]; large: number[] } };
+  const g = x.growth as {
+    memory?: { bytesPerSession: number };
+    p99?: { ratio: number; small: number[]; large: number[] };
+  };
   const goals = [
     goal && {
       goal: "exactly-once counter, nginx + 3 replicas, c=50: >= 0.70x B1",
       measured: `${goal.ratioB1.toFixed(2)}x B1`,
       met: goal.ratioB1 >= 0.7,
     },
-    goal && ceilingRun && {
-      goal: "... where the topology itself (nginx + 3 bare hello-world replicas) reaches",
-      measured: `${ceilingRun.ratioB1.toFixed(2)}x B1: the goal path does ${(goal.ratioB1 / ceilingRun.ratioB1).toFixed(2)}x of that`,
-      met: null,
+    goal &&
+      ceilingRun && {
+        goal: "... where the topology itself (nginx + 3 bare hello-world replicas) reaches",
+        measured: `${ceilingRun.ratioB1.toFixed(2)}x B1: the goal path does ${(goal.ratioB1 / ceilingRun.ratioB1).toFixed(2)}x of that`,
+        met: null,
+      },
+    goal && {
+      goal: "... with p99 <= 50 ms",
+      measured: `${goal.result.latencyMs.p99.toFixed(1)} ms`,
+      met: goal.result.latencyMs.p99 <= 50,
     },
-    goal && { goal: "... with p99 <= 50 ms", measured: `${goal.result.latencyMs.p99.toFixed(1)} ms`, met: goal.result.latencyMs.p99 <= 50 },
-    goal && { goal: "... with zero errors", measured: `${goal.result.errors} errors, ${goal.result.non2xx} non-2xx`, met: goal.result.errors === 0 && goal.result.non2xx === 0 },
-    g.memory && { goal: "Redis holds a session in <= 150 bytes", measured: `${g.memory.bytesPerSession} bytes`, met: g.memory.bytesPerSession <= 150 },
+    goal && {
+      goal: "... with zero errors",
+      measured: `${goal.result.errors} errors, ${goal.result.non2xx} non-2xx`,
+      met: goal.result.errors === 0 && goal.result.non2xx === 0,
+    },
+    g.memory && {
+      goal: "Redis holds a session in <= 150 bytes",
+      measured: `${g.memory.bytesPerSession} bytes`,
+      met: g.memory.bytesPerSession <= 150,
+    },
     g.p99 && {
       goal: `p99 with ${fmtCount(GROWTH_LARGE)} stored sessions within 10% of p99 with ${fmtCount(GROWTH_SMALL)}`,
       measured: `median ${median(g.p99.large).toFixed(1)} ms (${g.p99.large.map((v) => v.toFixed(1)).join(", ")}) vs ${median(g.p99.small).toFixed(1)} ms (${g.p99.small.map((v) => v.toFixed(1)).join(", ")}): ${g.p99.ratio >= 1 ? "+" : ""}${((g.p99.ratio - 1) * 100).toFixed(0)}%`,
@@ -423,7 +758,9 @@ function buildReport(x: { started: Date; finished: Date; load0: number[]; wrk: W
   const budget = goal && {
     usPerRequest: goal.cpuUsPerReq,
     totalUs: Object.values(goal.cpuUsPerReq).reduce((a, b) => a + b, 0),
-    withoutLoadgenUs: Object.entries(goal.cpuUsPerReq).filter(([k]) => k !== "loadgen").reduce((a, [, v]) => a + v, 0),
+    withoutLoadgenUs: Object.entries(goal.cpuUsPerReq)
+      .filter(([k]) => k !== "loadgen")
+      .reduce((a, [, v]) => a + v, 0),
     cores,
   };
   const ceiling = budget && {

@@ -33,7 +33,8 @@ export function summarizeProfile(file: string, topN = 15): ProfileSummary {
   const p = JSON.parse(readFileSync(file, "utf8")) as Profile;
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
-  for (let i = 0; i < p.samples.length; i++) self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0));
+  for (let i = 0; i < p.samples.length; i++)
+    self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + (p.timeDeltas[i] ?? 0));
   const fnTime = new Map<string, { fn: string; where: string; area: string; us: number }>();
   const areaTime = new Map<string, number>();
   let busy = 0;
@@ -54,6 +55,9 @@ export function summarizeProfile(file: string, topN = 15): ProfileSummary {
   return {
     busyMs: Math.round(busy / 1000),
     areas: [...areaTime.entries()].sort((a, b) => b[1] - a[1]).map(([area, us]) => ({ area, pct: pct(us) })),
-    top: [...fnTime.values()].sort((a, b) => b.us - a.us).slice(0, topN).map((e) => ({ fn: e.fn, where: e.where, area: e.area, pct: pct(e.us) })),
+    top: [...fnTime.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, topN)
+      .map((e) => ({ fn: e.fn, where: e.where, area: e.area, pct: pct(e.us) })),
   };
 }

@@ -74,7 +74,11 @@ function options(spec: LoadSpec, seconds: number): autocannon.Options {
   };
 }
 
-async function autocannonRun(opts: autocannon.Options, lat?: Latencies, errorKinds?: Record<string, number>): Promise<autocannon.Result> {
+async function autocannonRun(
+  opts: autocannon.Options,
+  lat?: Latencies,
+  errorKinds?: Record<string, number>,
+): Promise<autocannon.Result> {
   return new Promise((resolve, reject) => {
     const instance = autocannon(opts, (err, result) => (err ? reject(err) : resolve(result)));
     if (lat) instance.on("response", (_client, _status, _bytes, ms: number) => lat.push(ms));
@@ -103,13 +107,19 @@ export async function loadRun(spec: LoadSpec, components: Component[], around: A
   await around.after?.();
   const sorted = lat.sorted();
   const statusCodes: Record<string, number> = {};
-  for (const [code, v] of Object.entries(r.statusCodeStats ?? {})) statusCodes[code] = Number((v as { count: number }).count);
+  for (const [code, v] of Object.entries(r.statusCodeStats ?? {}))
+    statusCodes[code] = Number((v as { count: number }).count);
   const requests = sorted.length;
   return {
     requests,
     seconds: r.duration,
     rps: requests / r.duration,
-    latencyMs: { p50: percentile(sorted, 50), p97_5: percentile(sorted, 97.5), p99: percentile(sorted, 99), max: sorted.at(-1) ?? Number.NaN },
+    latencyMs: {
+      p50: percentile(sorted, 50),
+      p97_5: percentile(sorted, 97.5),
+      p99: percentile(sorted, 99),
+      max: sorted.at(-1) ?? Number.NaN,
+    },
     errors: r.errors,
     timeouts: r.timeouts,
     non2xx: r.non2xx,
@@ -131,9 +141,12 @@ function toMs(v: string, unit: string): number {
 export async function wrkRun(url: string, connections: number, seconds: number): Promise<WrkResult> {
   let stdout: string;
   try {
-    stdout = await run("wrk", ["-t2", `-c${connections}`, `-d${seconds}s`, "--latency", "--timeout", "10s", url], { timeoutMs: (seconds + 20) * 1000 });
+    stdout = await run("wrk", ["-t2", `-c${connections}`, `-d${seconds}s`, "--latency", "--timeout", "10s", url], {
+      timeoutMs: (seconds + 20) * 1000,
+    });
   } catch (err) {
-    if (((err as Error).cause as NodeJS.ErrnoException | undefined)?.code === "ENOENT") return { missing: "wrk is not installed (apt-get install wrk; make bench does it as root)" };
+    if (((err as Error).cause as NodeJS.ErrnoException | undefined)?.code === "ENOENT")
+      return { missing: "wrk is not installed (apt-get install wrk; make bench does it as root)" };
     throw err;
   }
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1]);

@@ -32,12 +32,16 @@ function cmdline(pid: number): string {
 }
 
 function allPids(): number[] {
-  return readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number);
+  return readdirSync("/proc")
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number);
 }
 
 /** Pids whose command line contains `marker`, plus all their descendants (nginx workers). */
 export function findProcesses(marker: string): number[] {
-  const stats = allPids().map(readStat).filter((s): s is Stat => s !== undefined);
+  const stats = allPids()
+    .map(readStat)
+    .filter((s): s is Stat => s !== undefined);
   const roots = new Set(stats.filter((s) => cmdline(s.pid).includes(marker)).map((s) => s.pid));
   let grew = true;
   while (grew) {
@@ -72,7 +76,9 @@ export function cpuMs(pids: readonly number[]): number {
 export type Component = { name: string; pids: () => number[] };
 
 /** The measured parts of a started local cluster: its replicas and nginx by their command lines, Redis by the pid it reports. */
-export async function clusterComponents(cluster: Pick<Cluster, "redisCommand"> & { dir: string }): Promise<Component[]> {
+export async function clusterComponents(
+  cluster: Pick<Cluster, "redisCommand"> & { dir: string },
+): Promise<Component[]> {
   const redisPid = Number((await info(cluster, "server")).process_id);
   return [
     { name: "node", pids: () => findProcesses(`--cluster-dir=${cluster.dir}`) },

@@ -23,10 +23,25 @@ export async function commandCalls(cluster: Cluster): Promise<Record<string, num
   return out;
 }
 
-export function perRequest(before: Record<string, number>, after: Record<string, number>, requests: number): Record<string, number> {
+export function perRequest(
+  before: Record<string, number>,
+  after: Record<string, number>,
+  requests: number,
+): Record<string, number> {
   const out: Record<string, number> = {};
   // The bench's own INFO/SCAN/redis-cli calls are not the app's.
-  const ours = new Set(["info", "scan", "ping", "auth", "config|set", "config|get", "memory|usage", "dbsize", "command|docs", "command"]);
+  const ours = new Set([
+    "info",
+    "scan",
+    "ping",
+    "auth",
+    "config|set",
+    "config|get",
+    "memory|usage",
+    "dbsize",
+    "command|docs",
+    "command",
+  ]);
   for (const [cmd, n] of Object.entries(after)) {
     const d = n - (before[cmd] ?? 0);
     if (d > 0 && !ours.has(cmd) && requests > 0) out[cmd] = Math.round((d / requests) * 100) / 100;
@@ -77,13 +92,20 @@ export type SessionSample = { session: string; counter: string | undefined; ttl:
 export async function sampleSession(cluster: Cluster): Promise<SessionSample & { key: string }> {
   let cursor = "0";
   do {
-    const [next, ...keys] = (await cluster.redisCommand("SCAN", cursor, "MATCH", "sess:*", "COUNT", "1000")).split("\n");
+    const [next, ...keys] = (await cluster.redisCommand("SCAN", cursor, "MATCH", "sess:*", "COUNT", "1000")).split(
+      "\n",
+    );
     cursor = next!;
     const key = keys.find((k) => k.startsWith("sess:"));
     if (key) {
       const sid = key.slice("sess:".length);
       const counter = await cluster.redisCommand("GET", `count:${sid}`);
-      return { key, session: await cluster.redisCommand("GET", key), counter: counter === "" ? undefined : counter, ttl: Number(await cluster.redisCommand("TTL", key)) };
+      return {
+        key,
+        session: await cluster.redisCommand("GET", key),
+        counter: counter === "" ? undefined : counter,
+        ttl: Number(await cluster.redisCommand("TTL", key)),
+      };
     }
   } while (cursor !== "0");
   throw new Error("no session in Redis to copy; the load run before the fill made none");
@@ -102,15 +124,32 @@ return n
 `;
 
 /** Adds `count` sessions like `sample` (same value, counter and TTL) in batches. */
-export async function fillSessions(cluster: Cluster, sample: SessionSample, count: number, batch = 10_000): Promise<void> {
+export async function fillSessions(
+  cluster: Cluster,
+  sample: SessionSample,
+  count: number,
+  batch = 10_000,
+): Promise<void> {
   const prefix = randomBytes(17).toString("base64url").slice(0, 22);
   for (let from = 0; from < count; from += batch) {
     const n = Math.min(batch, count - from);
     try {
-      await cluster.redisCommand("EVAL", FILL_LUA, "0", prefix, String(from), String(n), sample.session, String(Math.max(sample.ttl, 60)), sample.counter ?? "");
+      await cluster.redisCommand(
+        "EVAL",
+        FILL_LUA,
+        "0",
+        prefix,
+        String(from),
+        String(n),
+        sample.session,
+        String(Math.max(sample.ttl, 60)),
+        sample.counter ?? "",
+      );
     } catch (err) {
       // The error would carry the whole command line, password included; say what failed instead.
-      throw new Error(`filling Redis with sessions failed at ${from} of ${count}: ${(err as { stderr?: string }).stderr || (err as Error).message.split("\n")[0]}`);
+      throw new Error(
+        `filling Redis with sessions failed at ${from} of ${count}: ${(err as { stderr?: string }).stderr || (err as Error).message.split("\n")[0]}`,
+      );
     }
   }
 }
@@ -122,7 +161,7 @@ export async function dbsize(cluster: Cluster): Promise<number> {
 // Other ways to store the same session, weighed side by side with the app's own layout to
 // show where a session's bytes go (per-key overhead vs value) and what would fit a budget.
 export const LAYOUTS = {
-  "compact-json": "sess:<32-char id> = {\"createdAt\":<ms>} plus count:<id>: the cookie object left out of the value",
+  "compact-json": 'sess:<32-char id> = {"createdAt":<ms>} plus count:<id>: the cookie object left out of the value',
   "one-hash": "one hash per session, sess:<32-char id> {c: createdAt, n: count}: no separate counter key",
   "one-hash-short-id": "one hash per session under s:<22-char id> (128 random bits) {c, n}",
 } as const;
@@ -150,14 +189,30 @@ return n
 `;
 
 /** Bytes per session (INFO used_memory delta) for `count` sessions stored in `layout`; leaves Redis empty. */
-export async function weighLayout(cluster: Cluster, layout: Layout, count: number, sample: SessionSample, batch = 10_000): Promise<number> {
+export async function weighLayout(
+  cluster: Cluster,
+  layout: Layout,
+  count: number,
+  sample: SessionSample,
+  batch = 10_000,
+): Promise<number> {
   await flushAll(cluster);
   const m0 = await usedMemory(cluster);
   const created = /"createdAt":(\d+)/.exec(sample.session)?.[1] ?? String(Date.now());
   for (let from = 0; from < count; from += batch) {
     const prefix = `${randomBytes(17).toString("base64url").slice(0, 16)}${String(from / batch).padStart(6, "0")}`;
     const n = Math.min(batch, count - from);
-    await cluster.redisCommand("EVAL", LAYOUT_LUA, "0", layout, prefix, String(n), String(Math.max(sample.ttl, 60)), created, sample.counter ?? "1");
+    await cluster.redisCommand(
+      "EVAL",
+      LAYOUT_LUA,
+      "0",
+      layout,
+      prefix,
+      String(n),
+      String(Math.max(sample.ttl, 60)),
+      created,
+      sample.counter ?? "1",
+    );
   }
   const m1 = await usedMemory(cluster);
   await flushAll(cluster);

@@ -30,11 +30,27 @@ function sessionServer() {
   return { server, seen, keys, stats: () => ({ issued, withoutCookie }) };
 }
 
-const request: BenchRequest[] = [{ method: "POST", path: "/api/counter", headers: { "content-type": "application/json" }, body: "{}" }];
+const request: BenchRequest[] = [
+  { method: "POST", path: "/api/counter", headers: { "content-type": "application/json" }, body: "{}" },
+];
 
-async function run(url: string, mode: "new" | "returning", connections: number, amount: number, uniqueKeys = false, reconnectRate?: number) {
+async function run(
+  url: string,
+  mode: "new" | "returning",
+  connections: number,
+  amount: number,
+  uniqueKeys = false,
+  reconnectRate?: number,
+) {
   const setupClient = setupClientFor(mode, request, { uniqueKeys });
-  return autocannon({ url, connections, amount, requests: request, ...(setupClient ? { setupClient } : {}), ...(reconnectRate ? { reconnectRate } : {}) });
+  return autocannon({
+    url,
+    connections,
+    amount,
+    requests: request,
+    ...(setupClient ? { setupClient } : {}),
+    ...(reconnectRate ? { reconnectRate } : {}),
+  });
 }
 
 describe("benchmark visitors", { timeout: 30_000 }, () => {

@@ -56,22 +56,25 @@ export function setupClientFor(
       if (!opts.uniqueKeys) client.setRequests(build());
     };
     const build = (): AcRequest[] =>
-      requests.map((r) => ({
-        method: r.method,
-        path: r.path,
-        body: r.body,
-        headers: withCookie(r.headers),
-        ...(mode === "returning" && { onResponse }),
-        // autocannon calls setupRequest right before each request it sends, also the first
-        // one after a reconnect (reconnectRate), so no two requests carry the same key.
-        ...(opts.uniqueKeys && {
-          setupRequest: (req: AcRequest) => {
-            req.headers = withCookie(req.headers as Record<string, string>);
-            req.headers["idempotency-key"] = `${prefix}${n++}`;
-            return req;
-          },
-        }),
-      }) as AcRequest);
+      requests.map(
+        (r) =>
+          ({
+            method: r.method,
+            path: r.path,
+            body: r.body,
+            headers: withCookie(r.headers),
+            ...(mode === "returning" && { onResponse }),
+            // autocannon calls setupRequest right before each request it sends, also the first
+            // one after a reconnect (reconnectRate), so no two requests carry the same key.
+            ...(opts.uniqueKeys && {
+              setupRequest: (req: AcRequest) => {
+                req.headers = withCookie(req.headers as Record<string, string>);
+                req.headers["idempotency-key"] = `${prefix}${n++}`;
+                return req;
+              },
+            }),
+          }) as AcRequest,
+      );
     client.setRequests(build());
   };
 }

@@ -69,48 +69,51 @@ export class Visitor {
         clearTimeout(timer);
         reject(new TransportError(code, message, performance.now() - t0));
       };
-      const req = httpRequest({
-        agent,
-        host: this.#url.hostname,
-        port: this.#url.port,
-        path,
-        method: opts.method ?? "GET",
-        headers,
-      }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("error", (err: NodeJS.ErrnoException) => fail(err.code ?? "ECONNRESET", err.message));
-        res.on("aborted", () => fail("ECONNRESET", "the response was cut off"));
-        res.on("end", () => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(timer);
-          const text = Buffer.concat(chunks).toString("utf8");
-          const h = new Headers();
-          for (const [k, v] of Object.entries(res.headers)) {
-            if (Array.isArray(v)) for (const x of v) h.append(k, x);
-            else if (v !== undefined) h.set(k, v);
-          }
-          this.#takeCookies(h.getSetCookie());
-          let json: Record<string, unknown> | undefined;
-          if ((h.get("content-type") ?? "").includes("json")) {
-            try {
-              json = JSON.parse(text) as Record<string, unknown>;
-            } catch {
-              json = undefined;
+      const req = httpRequest(
+        {
+          agent,
+          host: this.#url.hostname,
+          port: this.#url.port,
+          path,
+          method: opts.method ?? "GET",
+          headers,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on("data", (c: Buffer) => chunks.push(c));
+          res.on("error", (err: NodeJS.ErrnoException) => fail(err.code ?? "ECONNRESET", err.message));
+          res.on("aborted", () => fail("ECONNRESET", "the response was cut off"));
+          res.on("end", () => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            const text = Buffer.concat(chunks).toString("utf8");
+            const h = new Headers();
+            for (const [k, v] of Object.entries(res.headers)) {
+              if (Array.isArray(v)) for (const x of v) h.append(k, x);
+              else if (v !== undefined) h.set(k, v);
             }
-          }
-          resolve({
-            status: res.statusCode ?? 0,
-            replica: h.get("x-replica") ?? undefined,
-            requestId: h.get("x-request-id") ?? undefined,
-            text,
-            json,
-            headers: h,
-            ms: performance.now() - t0,
+            this.#takeCookies(h.getSetCookie());
+            let json: Record<string, unknown> | undefined;
+            if ((h.get("content-type") ?? "").includes("json")) {
+              try {
+                json = JSON.parse(text) as Record<string, unknown>;
+              } catch {
+                json = undefined;
+              }
+            }
+            resolve({
+              status: res.statusCode ?? 0,
+              replica: h.get("x-replica") ?? undefined,
+              requestId: h.get("x-request-id") ?? undefined,
+              text,
+              json,
+              headers: h,
+              ms: performance.now() - t0,
+            });
           });
-        });
-      });
+        },
+      );
       const timer = setTimeout(() => {
         fail("ETIMEDOUT", `no answer within ${timeoutMs} ms`);
         req.destroy();
@@ -146,6 +149,9 @@ export class Visitor {
 
   /** POST /api/counter, optionally with an Idempotency-Key. */
   increment(key?: string, opts: RequestOptions = {}): Promise<Reply> {
-    return this.post("/api/counter", { ...opts, headers: { ...opts.headers, ...(key !== undefined ? { "Idempotency-Key": key } : {}) } });
+    return this.post("/api/counter", {
+      ...opts,
+      headers: { ...opts.headers, ...(key !== undefined ? { "Idempotency-Key": key } : {}) },
+    });
   }
 }

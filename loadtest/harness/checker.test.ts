@@ -1,7 +1,15 @@
 // The checker on hand-made histories: a clean one passes, and each violation it exists to
 // catch (lost, duplicated, non-monotonic, session reset) is caught and counted.
 import { describe, expect, it } from "vitest";
-import { check, checkBounds, checkContinuity, checkExactlyOnce, checkMonotonic, checkSpread, tallySessions } from "./checker.ts";
+import {
+  check,
+  checkBounds,
+  checkContinuity,
+  checkExactlyOnce,
+  checkMonotonic,
+  checkSpread,
+  tallySessions,
+} from "./checker.ts";
 import { classify, type Attempt, type History, type Op, type Outcome } from "./history.ts";
 
 const S = "sessA";
@@ -12,17 +20,36 @@ function attempt(t0: number, outcome: Outcome, extra: Partial<Attempt> = {}): At
 }
 
 /** A user that starts session S at t=0, then runs `incs`, then reads `final`. */
-function user(u: number, incs: Op["attempts"][], final: number | undefined, opts: { session?: string; finalSession?: string } = {}): Op[] {
+function user(
+  u: number,
+  incs: Op["attempts"][],
+  final: number | undefined,
+  opts: { session?: string; finalSession?: string } = {},
+): Op[] {
   const session = opts.session ?? S;
   const ops: Op[] = [{ user: u, kind: "start", attempts: [attempt(0, "ok", { count: 0, session, status: 201 })] }];
-  incs.forEach((attempts, i) => ops.push({ user: u, kind: "increment", key: `u${u}-k${i}`, attempts: attempts.map((a) => ({ ...a, session: a.session === S ? session : a.session })) }));
-  if (final !== undefined) ops.push({ user: u, kind: "read", attempts: [attempt(10_000, "ok", { count: final, session: opts.finalSession ?? session })] });
+  incs.forEach((attempts, i) =>
+    ops.push({
+      user: u,
+      kind: "increment",
+      key: `u${u}-k${i}`,
+      attempts: attempts.map((a) => ({ ...a, session: a.session === S ? session : a.session })),
+    }),
+  );
+  if (final !== undefined)
+    ops.push({
+      user: u,
+      kind: "read",
+      attempts: [attempt(10_000, "ok", { count: final, session: opts.finalSession ?? session })],
+    });
   return ops;
 }
 
 /** n sequential acknowledged increments counting 1..n, 10 ms apart, served round-robin. */
 const sequential = (n: number, replicas = ["app-1", "app-2", "app-3"]) =>
-  Array.from({ length: n }, (_, i) => [attempt(10 + i * 10, "ok", { count: i + 1, replica: replicas[i % replicas.length] })]);
+  Array.from({ length: n }, (_, i) => [
+    attempt(10 + i * 10, "ok", { count: i + 1, replica: replicas[i % replicas.length] }),
+  ]);
 
 function history(ops: Op[], extra: Partial<History> = {}): History {
   const users = new Set(ops.map((o) => o.user)).size;
@@ -57,7 +84,10 @@ describe("checker", () => {
   });
 
   it("catches a duplicate: final above acknowledged + indeterminate", () => {
-    const incs = [...sequential(3), [attempt(100, "indeterminate", { reason: "502", replica: undefined, session: undefined })]];
+    const incs = [
+      ...sequential(3),
+      [attempt(100, "indeterminate", { reason: "502", replica: undefined, session: undefined })],
+    ];
     // 3 acknowledged + 1 that may have happened: 4 is allowed, 5 is a double count.
     expect(checkBounds(tallySessions(history(user(0, incs, 4)))).ok).toBe(true);
     const c = checkBounds(tallySessions(history(user(0, incs, 5))));
@@ -80,7 +110,11 @@ describe("checker", () => {
 
   it("accepts any order among increments that overlapped in time", () => {
     // Two requests in flight together may complete in either order.
-    const incs = [[attempt(10, "ok", { count: 2, t1: 30 })], [attempt(11, "ok", { count: 1, t1: 31 })], [attempt(40, "ok", { count: 3 })]];
+    const incs = [
+      [attempt(10, "ok", { count: 2, t1: 30 })],
+      [attempt(11, "ok", { count: 1, t1: 31 })],
+      [attempt(40, "ok", { count: 3 })],
+    ];
     expect(checkMonotonic(history(user(0, incs, 3))).ok).toBe(true);
   });
 
@@ -104,7 +138,10 @@ describe("checker", () => {
   });
 
   it("with keys, holds final to exactly the acknowledged keys; an unresolved key fails the strict check", () => {
-    const resolved = [...sequential(2), [attempt(100, "indeterminate", { reason: "502" }), attempt(200, "ok", { count: 3, replayed: true })]];
+    const resolved = [
+      ...sequential(2),
+      [attempt(100, "indeterminate", { reason: "502" }), attempt(200, "ok", { count: 3, replayed: true })],
+    ];
     expect(checkExactlyOnce(history(user(0, resolved, 3), { keyed: true })).ok).toBe(true);
     // Bounds allow 2..3 here, the strict check allows nothing: the key was never confirmed.
     const open = [...sequential(2), [attempt(100, "indeterminate", { reason: "ETIMEDOUT" })]];

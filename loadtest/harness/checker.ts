@@ -110,9 +110,10 @@ export function checkBounds(sessions: SessionTally[]): Check {
     name: "bounds",
     consistency: true,
     ok: bad === 0,
-    summary: bad === 0
-      ? `acknowledged <= final <= acknowledged + indeterminate in all ${sessions.length} sessions`
-      : `${bad} of ${sessions.length} sessions out of bounds: ${lost} acknowledged increments lost (${percentOf(lost, acked)}), ${dup} duplicated${unread ? `, ${unread} final counts unreadable` : ""}`,
+    summary:
+      bad === 0
+        ? `acknowledged <= final <= acknowledged + indeterminate in all ${sessions.length} sessions`
+        : `${bad} of ${sessions.length} sessions out of bounds: ${lost} acknowledged increments lost (${percentOf(lost, acked)}), ${dup} duplicated${unread ? `, ${unread} final counts unreadable` : ""}`,
     figures: { sessions: sessions.length, violating: bad, lost, duplicated: dup, unread },
   };
 }
@@ -191,7 +192,10 @@ export function checkMonotonic(h: History): Check {
     name: "monotonic",
     consistency: true,
     ok: violations === 0,
-    summary: violations === 0 ? "no user saw its count stall or go down" : `${violations} answers went backwards or stalled for ${usersAffected} users, e.g. ${example}`,
+    summary:
+      violations === 0
+        ? "no user saw its count stall or go down"
+        : `${violations} answers went backwards or stalled for ${usersAffected} users, e.g. ${example}`,
     figures: { violations, users: usersAffected },
   };
 }
@@ -221,7 +225,12 @@ export function checkContinuity(h: History): Check {
     ok,
     summary: ok
       ? "every answer carried the session its user started"
-      : [changed ? `${changed} users had their session replaced (${answers} answers under another session)` : "", notStarted ? `${notStarted} users never got a session` : ""].filter(Boolean).join("; "),
+      : [
+          changed ? `${changed} users had their session replaced (${answers} answers under another session)` : "",
+          notStarted ? `${notStarted} users never got a session` : "",
+        ]
+          .filter(Boolean)
+          .join("; "),
     figures: { users: changed, answers, notStarted },
   };
 }
@@ -281,7 +290,10 @@ export function checkFailures(h: History, expect: Expectations): Check {
       reasons.set(a.reason, (reasons.get(a.reason) ?? 0) + 1);
     }
   }
-  const why = [...reasons].sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r} ${n}`).join(", ");
+  const why = [...reasons]
+    .sort((a, b) => b[1] - a[1])
+    .map(([r, n]) => `${r} ${n}`)
+    .join(", ");
   const promised = expect.noFailures === true;
   return {
     name: "no failures",

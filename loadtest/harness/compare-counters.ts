@@ -28,7 +28,8 @@ const { values } = parseArgs({
 });
 const num = (name: string, v: string) => {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1 || n > 100_000) throw new Error(`${name} must be a whole number from 1 to 100000, not "${v}"`);
+  if (!Number.isInteger(n) || n < 1 || n > 100_000)
+    throw new Error(`${name} must be a whole number from 1 to 100000, not "${v}"`);
   return n;
 };
 const kind = chooseKind(values.cluster);
@@ -43,11 +44,21 @@ const quiet: Pick<RunOptions, "log" | "progressEverySeconds"> = { log: () => {},
 const plain: Scenario = { name: "load", title: "no faults", expect: {} };
 
 function table(head: string[], rows: (string | number)[][]): string {
-  return [`| ${head.join(" | ")} |`, `|${head.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
+  return [
+    `| ${head.join(" | ")} |`,
+    `|${head.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
+  ].join("\n");
 }
 
 async function open(counter: "atomic" | "session"): Promise<Cluster> {
-  const c = await createCluster(kind, { replicas: 3, port: 0, appEnv: { ...LOAD_APP_ENV, COUNTER: counter }, dir: mkdtempSync(join(tmpdir(), `compare-${counter}-`)), clientLimits: false });
+  const c = await createCluster(kind, {
+    replicas: 3,
+    port: 0,
+    appEnv: { ...LOAD_APP_ENV, COUNTER: counter },
+    dir: mkdtempSync(join(tmpdir(), `compare-${counter}-`)),
+    clientLimits: false,
+  });
   activeClusters.add(c);
   await c.start();
   return c;
@@ -77,23 +88,62 @@ async function measure(session: Cluster, atomic: Cluster, out: string[], json: R
     { label: "atomic + keys", counter: "atomic", keyed: true, cluster: atomic },
   ];
   const run = (m: Mode, s: Scenario, o: Partial<RunOptions>): Promise<ScenarioResult> =>
-    runScenario(s, { kind, counter: m.counter, keyed: m.keyed, cluster: m.cluster, users, durationMs: 120_000, ...quiet, ...o });
+    runScenario(s, {
+      kind,
+      counter: m.counter,
+      keyed: m.keyed,
+      cluster: m.cluster,
+      users,
+      durationMs: 120_000,
+      ...quiet,
+      ...o,
+    });
   // 1. Lost updates: each session gets `increments` with C in flight on it. Two shapes: the
   // issue's one session x 1000, and several sessions loading the cluster together.
   const lostRows: (string | number)[][] = [];
   const lostJson = [];
-  for (const [sessions, perSession] of [[1, 1000], [users, increments]] as const) {
+  for (const [sessions, perSession] of [
+    [1, 1000],
+    [users, increments],
+  ] as const) {
     for (const c of [1, 5, 20]) {
       for (const m of [modes[0]!, modes[2]!]) {
         const r = await run(m, plain, { users: sessions, concurrency: c, opsPerUser: perSession });
         const t = r.verdict.totals;
-        lostRows.push([m.label, `${sessions} x ${perSession}`, c, t.acknowledged, t.final, t.lost, percentOf(t.lost, t.acknowledged), t.duplicated, r.verdict.consistent ? "consistent" : "**violated**"]);
-        lostJson.push({ mode: m.label, sessions, perSession, concurrency: c, totals: t, consistent: r.verdict.consistent });
-        console.log(`lost updates: ${m.label.padEnd(15)} ${sessions} x ${perSession} C=${String(c).padEnd(3)} acknowledged ${t.acknowledged}, final ${t.final}, lost ${t.lost} (${percentOf(t.lost, t.acknowledged)})`);
+        lostRows.push([
+          m.label,
+          `${sessions} x ${perSession}`,
+          c,
+          t.acknowledged,
+          t.final,
+          t.lost,
+          percentOf(t.lost, t.acknowledged),
+          t.duplicated,
+          r.verdict.consistent ? "consistent" : "**violated**",
+        ]);
+        lostJson.push({
+          mode: m.label,
+          sessions,
+          perSession,
+          concurrency: c,
+          totals: t,
+          consistent: r.verdict.consistent,
+        });
+        console.log(
+          `lost updates: ${m.label.padEnd(15)} ${sessions} x ${perSession} C=${String(c).padEnd(3)} acknowledged ${t.acknowledged}, final ${t.final}, lost ${t.lost} (${percentOf(t.lost, t.acknowledged)})`,
+        );
       }
     }
   }
-  out.push("## Lost updates (sessions x increments each, C in flight per session)", "", table(["counter", "sessions x increments", "C", "acknowledged", "final", "lost", "lost rate", "duplicated", "checker"], lostRows), "");
+  out.push(
+    "## Lost updates (sessions x increments each, C in flight per session)",
+    "",
+    table(
+      ["counter", "sessions x increments", "C", "acknowledged", "final", "lost", "lost rate", "duplicated", "checker"],
+      lostRows,
+    ),
+    "",
+  );
   json.lostUpdates = lostJson;
 
   // 2. kill-replica with SIGKILL, repeated: the strict check with keys, the bounds without.
@@ -117,11 +167,41 @@ async function measure(session: Cluster, atomic: Cluster, out: string[], json: R
       sum.unresolved += Number(exact?.figures.unresolved ?? 0);
       const failed = r.verdict.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.summary}`);
       killJson.push({ mode: m.label, run: i + 1, pass: r.pass, totals: t, exactlyOnce: exact?.ok ?? null, failed });
-      console.log(`kill-replica ${i + 1}/${kills} ${m.label.padEnd(15)} ${r.pass ? "PASS" : "FAIL"}: acknowledged ${t.acknowledged}, final ${t.final}, lost ${t.lost}, duplicated ${t.duplicated}, indeterminate attempts ${t.indeterminate}, replays ${t.replayed}${exact ? `, exactly-once ${exact.ok ? "held" : "FAILED"}` : ""}${failed.length ? `; failed: ${failed.join("; ")}` : ""}`);
+      console.log(
+        `kill-replica ${i + 1}/${kills} ${m.label.padEnd(15)} ${r.pass ? "PASS" : "FAIL"}: acknowledged ${t.acknowledged}, final ${t.final}, lost ${t.lost}, duplicated ${t.duplicated}, indeterminate attempts ${t.indeterminate}, replays ${t.replayed}${exact ? `, exactly-once ${exact.ok ? "held" : "FAILED"}` : ""}${failed.length ? `; failed: ${failed.join("; ")}` : ""}`,
+      );
     }
-    killRows.push([m.label, `${sum.passed}/${sum.runs}`, sum.acked, sum.final, sum.lost, sum.dup, sum.indet, m.keyed ? sum.replayed : "-", m.keyed ? sum.unresolved : "-"]);
+    killRows.push([
+      m.label,
+      `${sum.passed}/${sum.runs}`,
+      sum.acked,
+      sum.final,
+      sum.lost,
+      sum.dup,
+      sum.indet,
+      m.keyed ? sum.replayed : "-",
+      m.keyed ? sum.unresolved : "-",
+    ]);
   }
-  out.push(`## kill-replica (SIGKILL mid-run, start again), ${kills} runs per counter, 20 users, 4 s`, "", table(["counter", "runs passed", "acknowledged", "final", "lost", "duplicated", "indeterminate attempts", "replays", "keys unresolved"], killRows), "");
+  out.push(
+    `## kill-replica (SIGKILL mid-run, start again), ${kills} runs per counter, 20 users, 4 s`,
+    "",
+    table(
+      [
+        "counter",
+        "runs passed",
+        "acknowledged",
+        "final",
+        "lost",
+        "duplicated",
+        "indeterminate attempts",
+        "replays",
+        "keys unresolved",
+      ],
+      killRows,
+    ),
+    "",
+  );
   json.killReplica = killJson;
 
   // 3. Throughput through nginx: 50 sequential users, rounds interleaved across modes.
@@ -135,11 +215,23 @@ async function measure(session: Cluster, atomic: Cluster, out: string[], json: R
   }
   // The ratio is taken within each round (same minute, same neighbours), then the median.
   const base = tput.get(modes[0]!.label)!;
-  out.push(`## Throughput through nginx (50 users, 1 in flight each, ${rounds} interleaved rounds of ${seconds} s)`, "",
-    table(["counter", "increments/s per round", "median", "ratio to session (seed), median of rounds"], modes.map((m) => {
-      const xs = tput.get(m.label)!;
-      return [m.label, xs.map(Math.round).join(", "), Math.round(median(xs)), `${median(xs.map((x, i) => x / base[i]!)).toFixed(2)}x`];
-    })), "");
+  out.push(
+    `## Throughput through nginx (50 users, 1 in flight each, ${rounds} interleaved rounds of ${seconds} s)`,
+    "",
+    table(
+      ["counter", "increments/s per round", "median", "ratio to session (seed), median of rounds"],
+      modes.map((m) => {
+        const xs = tput.get(m.label)!;
+        return [
+          m.label,
+          xs.map(Math.round).join(", "),
+          Math.round(median(xs)),
+          `${median(xs.map((x, i) => x / base[i]!)).toFixed(2)}x`,
+        ];
+      }),
+    ),
+    "",
+  );
   json.throughput = Object.fromEntries([...tput].map(([k, v]) => [k, v.map(Math.round)]));
 }
 

@@ -62,7 +62,11 @@ export type History = {
  * (store_timeout) in its 503 bodies; nginx's own 502/504 and a lost connection are always
  * "maybe": the request may have reached a replica that wrote to Redis before it died.
  */
-export function classify(status: number, errorCode: string | undefined, transportCode?: string): { outcome: Outcome; reason: string } {
+export function classify(
+  status: number,
+  errorCode: string | undefined,
+  transportCode?: string,
+): { outcome: Outcome; reason: string } {
   if (status === 0) {
     // Refused by the load balancer itself: the request never left this process.
     if (transportCode === "ECONNREFUSED") return { outcome: "failed", reason: transportCode };

@@ -64,9 +64,18 @@ async function endHealth(cluster: Cluster): Promise<{ ok: boolean; detail: strin
   const pong = await cluster.redisCommand("PING").catch((err: Error) => err.message);
   if (pong !== "PONG") problems.push(`redis: ${pong}`);
   // Through the load balancer, as a user would: a read, once per replica so each is asked.
-  const statuses = await Promise.all(replicas.map(() => new Visitor(cluster.baseUrl()).get("/api/session", { timeoutMs: 5000 }).then((r) => r.status, () => 0)));
+  const statuses = await Promise.all(
+    replicas.map(() =>
+      new Visitor(cluster.baseUrl()).get("/api/session", { timeoutMs: 5000 }).then(
+        (r) => r.status,
+        () => 0,
+      ),
+    ),
+  );
   if (statuses.some((s) => s !== 200)) problems.push(`load balancer answered ${statuses.join(", ")}`);
-  return problems.length ? { ok: false, detail: problems.join("; ") } : { ok: true, detail: `${replicas.length} replicas running, redis up, load balancer answers` };
+  return problems.length
+    ? { ok: false, detail: problems.join("; ") }
+    : { ok: true, detail: `${replicas.length} replicas running, redis up, load balancer answers` };
 }
 
 /**
@@ -96,25 +105,36 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
   const concurrency = o.concurrency ?? s.concurrency ?? 1;
   const keyed = counter === "atomic" && (o.keyed ?? true);
   const own = o.cluster === undefined;
-  const cluster = o.cluster ?? await createCluster(o.kind, {
-    replicas: o.replicas ?? 3,
-    port: 0,
-    appEnv: { ...LOAD_APP_ENV, COUNTER: counter, ...s.appEnv },
-    // Every simulated user is 127.0.0.1: nginx's per-client limits would refuse the load itself.
-    clientLimits: false,
-    dir: mkdtempSync(join(tmpdir(), `verify-${s.name}-`)),
-  });
+  const cluster =
+    o.cluster ??
+    (await createCluster(o.kind, {
+      replicas: o.replicas ?? 3,
+      port: 0,
+      appEnv: { ...LOAD_APP_ENV, COUNTER: counter, ...s.appEnv },
+      // Every simulated user is 127.0.0.1: nginx's per-client limits would refuse the load itself.
+      clientLimits: false,
+      dir: mkdtempSync(join(tmpdir(), `verify-${s.name}-`)),
+    }));
   const tag = `[${s.name}]`;
   const cleanup: (() => void)[] = [];
   try {
     if (own) {
       activeClusters.add(cluster);
-      log(`${tag} starting a ${o.kind} cluster (COUNTER=${counter}${s.appEnv ? `, ${Object.entries(s.appEnv).map(([k, v]) => `${k}=${v}`).join(", ")}` : ""})`);
+      log(
+        `${tag} starting a ${o.kind} cluster (COUNTER=${counter}${
+          s.appEnv
+            ? `, ${Object.entries(s.appEnv)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(", ")}`
+            : ""
+        })`,
+      );
       await cluster.start();
     }
     // The ids responses carry in X-Replica, which the checker and the timeline go by.
     const replicas = (await cluster.replicas()).map((r) => r.replicaId);
-    if (!(await inRotation(cluster, replicas))) log(`${tag} not every replica answers through the load balancer yet; starting anyway`);
+    if (!(await inRotation(cluster, replicas)))
+      log(`${tag} not every replica answers through the load balancer yet; starting anyway`);
     const origin = performance.now();
     const clock = () => performance.now() - origin;
     const load = new Load({
@@ -126,7 +146,9 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
       clock,
     });
     const events: FaultEvent[] = [];
-    log(`${tag} ${o.users} users, ${concurrency} in flight each, ${keyed ? "Idempotency-Key on every increment" : "no keys"}, ${(o.durationMs / 1000).toFixed(0)} s`);
+    log(
+      `${tag} ${o.users} users, ${concurrency} in flight each, ${keyed ? "Idempotency-Key on every increment" : "no keys"}, ${(o.durationMs / 1000).toFixed(0)} s`,
+    );
     const started = await load.startSessions();
     if (started < o.users) log(`${tag} ${o.users - started} users could not start a session`);
 
@@ -149,14 +171,22 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
 
     let last = { t: clock(), ok: 0 };
     const every = (o.progressEverySeconds ?? 1) * 1000;
-    const ticker = every > 0 ? setInterval(() => {
-      const st = load.stats;
-      const now = clock();
-      const rate = ((st.ok - last.ok) * 1000) / Math.max(1, now - last.t);
-      last = { t: now, ok: st.ok };
-      const reps = [...st.byReplica].sort().map(([r, n]) => `${r} ${n}`).join("  ");
-      log(`${tag} ${fmt(now)}  ok ${st.ok}  failed ${st.failed}  indeterminate ${st.indeterminate}  ${Math.round(rate)}/s  in flight ${st.inFlight}  | ${reps}`);
-    }, every) : undefined;
+    const ticker =
+      every > 0
+        ? setInterval(() => {
+            const st = load.stats;
+            const now = clock();
+            const rate = ((st.ok - last.ok) * 1000) / Math.max(1, now - last.t);
+            last = { t: now, ok: st.ok };
+            const reps = [...st.byReplica]
+              .sort()
+              .map(([r, n]) => `${r} ${n}`)
+              .join("  ");
+            log(
+              `${tag} ${fmt(now)}  ok ${st.ok}  failed ${st.failed}  indeterminate ${st.indeterminate}  ${Math.round(rate)}/s  in flight ${st.inFlight}  | ${reps}`,
+            );
+          }, every)
+        : undefined;
     if (ticker) cleanup.push(() => clearInterval(ticker));
 
     const running = load.run();

@@ -42,7 +42,12 @@ async function nth(cluster: Cluster, i: number): Promise<ReplicaInfo> {
   return r;
 }
 
-async function stopAndStart(ctx: FaultContext, i: number, signal: Signal, restartAt: number | undefined): Promise<void> {
+async function stopAndStart(
+  ctx: FaultContext,
+  i: number,
+  signal: Signal,
+  restartAt: number | undefined,
+): Promise<void> {
   const r = await nth(ctx.cluster, i);
   ctx.mark(r.replicaId, "down", `${signal} ${r.name}`);
   await ctx.cluster.killReplica(r.index, signal);
@@ -107,7 +112,10 @@ export const scenarios: Scenario[] = [
     title: "SIGTERM Redis, start it; SIGKILL Redis (AOF on), start it; all under load",
     expect: { fastFailuresMs: 2000 },
     faults: async (ctx) => {
-      for (const [signal, downAt, upAt] of [["SIGTERM", 0.2, 0.35], ["SIGKILL", 0.55, 0.7]] as const) {
+      for (const [signal, downAt, upAt] of [
+        ["SIGTERM", 0.2, 0.35],
+        ["SIGKILL", 0.55, 0.7],
+      ] as const) {
         await ctx.at(downAt);
         ctx.mark("redis", "down", `${signal} redis`);
         await ctx.cluster.stopRedis(signal);

@@ -3,8 +3,16 @@ import { check } from "./checker.ts";
 import type { Attempt, History } from "./history.ts";
 import { timelineSvg } from "./timeline.ts";
 
-const a = (t0: number, replica: string | undefined, outcome: Attempt["outcome"], count?: number): Attempt =>
-  ({ t0, t1: t0 + 4, replica, status: outcome === "ok" ? 200 : 502, outcome, reason: outcome === "ok" ? "200" : "502", count, session: "s" });
+const a = (t0: number, replica: string | undefined, outcome: Attempt["outcome"], count?: number): Attempt => ({
+  t0,
+  t1: t0 + 4,
+  replica,
+  status: outcome === "ok" ? 200 : 502,
+  outcome,
+  reason: outcome === "ok" ? "200" : "502",
+  count,
+  session: "s",
+});
 
 const h: History = {
   scenario: "kill-replica",
@@ -17,10 +25,18 @@ const h: History = {
   ops: [
     { user: 0, kind: "start", attempts: [a(0, "app-1", "ok", 0)] },
     { user: 0, kind: "increment", key: "k1", attempts: [a(100, "app-2", "ok", 1)] },
-    { user: 0, kind: "increment", key: "k2", attempts: [a(500, undefined, "indeterminate"), { ...a(600, "app-1", "ok", 2), replayed: true }] },
+    {
+      user: 0,
+      kind: "increment",
+      key: "k2",
+      attempts: [a(500, undefined, "indeterminate"), { ...a(600, "app-1", "ok", 2), replayed: true }],
+    },
     { user: 0, kind: "read", attempts: [a(990, "app-1", "ok", 2)] },
   ],
-  events: [{ t: 400, target: "app-2", state: "down", label: "SIGKILL app-2" }, { t: 800, target: "app-2", state: "up", label: "app-2 ready" }],
+  events: [
+    { t: 400, target: "app-2", state: "down", label: "SIGKILL app-2" },
+    { t: 800, target: "app-2", state: "up", label: "app-2 ready" },
+  ],
   endHealth: { ok: true, detail: "" },
 };
 

@@ -26,14 +26,42 @@ export function verdictLabel(r: ScenarioResult): string {
 
 /** The plain-text verdict table for the terminal: one row per scenario. */
 export function verdictTable(results: ScenarioResult[]): string {
-  const head = ["scenario", "counter", "verdict", "acked", "final", "lost", "dup", "failed", "indet", "replayed", ...CHECKS.map(([, s]) => s)];
+  const head = [
+    "scenario",
+    "counter",
+    "verdict",
+    "acked",
+    "final",
+    "lost",
+    "dup",
+    "failed",
+    "indet",
+    "replayed",
+    ...CHECKS.map(([, s]) => s),
+  ];
   const rows = results.map((r) => {
     const t = r.verdict.totals;
     const by = new Map(r.verdict.checks.map((c) => [c.name, c]));
-    return [r.scenario, r.counter, verdictLabel(r), t.acknowledged, t.final, t.lost, t.duplicated, t.failed, t.indeterminate, t.replayed, ...CHECKS.map(([n]) => mark(by.get(n)))].map(String);
+    return [
+      r.scenario,
+      r.counter,
+      verdictLabel(r),
+      t.acknowledged,
+      t.final,
+      t.lost,
+      t.duplicated,
+      t.failed,
+      t.indeterminate,
+      t.replayed,
+      ...CHECKS.map(([n]) => mark(by.get(n))),
+    ].map(String);
   });
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i < 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i < 3 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join("  ")
+      .trimEnd();
   return [line(head), ...rows.map(line)].join("\n");
 }
 
@@ -41,7 +69,8 @@ export function verdictTable(results: ScenarioResult[]): string {
 export function failureLines(results: ScenarioResult[]): string[] {
   const out: string[] = [];
   for (const r of results) {
-    for (const c of r.verdict.checks) if (!c.ok) out.push(`${r.scenario}: ${c.name}: ${c.summary}${r.control ? " (expected: negative control)" : ""}`);
+    for (const c of r.verdict.checks)
+      if (!c.ok) out.push(`${r.scenario}: ${c.name}: ${c.summary}${r.control ? " (expected: negative control)" : ""}`);
   }
   return out;
 }
@@ -69,10 +98,20 @@ function scenarioMarkdown(r: ScenarioResult, svgName: string): string {
     for (const e of r.history.events) if (e.label) lines.push(`| ${(e.t / 1000).toFixed(2)} s | ${e.label} |`);
     lines.push("");
   }
-  const worst = r.verdict.sessions.filter((s) => s.lost || s.duplicated || s.final === undefined || s.finalSessionChanged).slice(0, 10);
+  const worst = r.verdict.sessions
+    .filter((s) => s.lost || s.duplicated || s.final === undefined || s.finalSessionChanged)
+    .slice(0, 10);
   if (worst.length) {
-    lines.push("Sessions out of bounds (first 10):", "", "| user | acknowledged | indeterminate | final | lost | duplicated |", "|---|---|---|---|---|---|");
-    for (const s of worst) lines.push(`| ${s.user} | ${s.acknowledged} | ${s.indeterminate} | ${s.final ?? "unread"} | ${s.lost} | ${s.duplicated} |`);
+    lines.push(
+      "Sessions out of bounds (first 10):",
+      "",
+      "| user | acknowledged | indeterminate | final | lost | duplicated |",
+      "|---|---|---|---|---|---|",
+    );
+    for (const s of worst)
+      lines.push(
+        `| ${s.user} | ${s.acknowledged} | ${s.indeterminate} | ${s.final ?? "unread"} | ${s.lost} | ${s.duplicated} |`,
+      );
     lines.push("");
   }
   return lines.join("\n");
@@ -84,7 +123,9 @@ export function summaryMarkdown(results: ScenarioResult[]): string {
   for (const r of results) {
     const t = r.verdict.totals;
     const by = new Map(r.verdict.checks.map((c) => [c.name, c]));
-    lines.push(`| [${r.scenario}](${r.scenario}.md) | ${verdictLabel(r)} | ${t.acknowledged} | ${t.final} | ${t.lost} | ${t.duplicated} | ${t.failed} | ${t.indeterminate} | ${CHECKS.map(([n]) => mark(by.get(n))).join(" | ")} |`);
+    lines.push(
+      `| [${r.scenario}](${r.scenario}.md) | ${verdictLabel(r)} | ${t.acknowledged} | ${t.final} | ${t.lost} | ${t.duplicated} | ${t.failed} | ${t.indeterminate} | ${CHECKS.map(([n]) => mark(by.get(n))).join(" | ")} |`,
+    );
   }
   return lines.join("\n");
 }
@@ -94,7 +135,10 @@ export function writeReports(results: ScenarioResult[], dir: string): string {
   mkdirSync(dir, { recursive: true });
   for (const r of results) {
     const svg = `${r.scenario}.svg`;
-    writeFileSync(join(dir, svg), timelineSvg(r.history, r.verdict, `${r.scenario} (${r.kind}, COUNTER=${r.counter}): ${verdictLabel(r)}`));
+    writeFileSync(
+      join(dir, svg),
+      timelineSvg(r.history, r.verdict, `${r.scenario} (${r.kind}, COUNTER=${r.counter}): ${verdictLabel(r)}`),
+    );
     writeFileSync(join(dir, `${r.scenario}.md`), scenarioMarkdown(r, svg));
     writeFileSync(join(dir, `${r.scenario}.json`), JSON.stringify(r));
   }
@@ -114,7 +158,14 @@ export function writeReports(results: ScenarioResult[], dir: string): string {
     })),
   };
   writeFileSync(join(dir, "summary.json"), `${JSON.stringify(summary, null, 2)}\n`);
-  const md = ["# make verify", "", summaryMarkdown(results), "", ...failureLines(results).map((l) => `- ${l}`), ""].join("\n");
+  const md = [
+    "# make verify",
+    "",
+    summaryMarkdown(results),
+    "",
+    ...failureLines(results).map((l) => `- ${l}`),
+    "",
+  ].join("\n");
   writeFileSync(join(dir, "summary.md"), md);
   return relative(process.cwd(), join(dir, "summary.md"));
 }

@@ -24,13 +24,15 @@ const { values } = parseArgs({
 
 function positive(name: string, v: string, max: number): number {
   const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || n > max) throw new Error(`${name} must be a number from 1 to ${max}, not "${v}"`);
+  if (!Number.isFinite(n) || n <= 0 || n > max)
+    throw new Error(`${name} must be a number from 1 to ${max}, not "${v}"`);
   return n;
 }
 
 async function main(): Promise<number> {
   const kind = chooseKind(values.cluster);
-  if (values.counter !== "atomic" && values.counter !== "session") throw new Error(`COUNTER must be atomic or session, not "${values.counter}"`);
+  if (values.counter !== "atomic" && values.counter !== "session")
+    throw new Error(`COUNTER must be atomic or session, not "${values.counter}"`);
   const counter = values.counter;
   const users = Math.round(positive("USERS", values.users, 2000));
   const durationMs = positive("DURATION", values.duration, 3600) * 1000;
@@ -49,7 +51,9 @@ async function main(): Promise<number> {
       console.log(`[${s.name}] ERROR: ${(err as Error).message}\n`);
       continue;
     }
-    console.log(`[${s.name}] ${r.pass ? "PASS" : "FAIL"}${r.control ? " (negative control)" : ""}: ${r.verdict.totals.acknowledged} acknowledged, ${r.verdict.totals.lost} lost, ${r.verdict.totals.duplicated} duplicated\n`);
+    console.log(
+      `[${s.name}] ${r.pass ? "PASS" : "FAIL"}${r.control ? " (negative control)" : ""}: ${r.verdict.totals.acknowledged} acknowledged, ${r.verdict.totals.lost} lost, ${r.verdict.totals.duplicated} duplicated\n`,
+    );
     results.push(r);
   }
 
@@ -58,7 +62,9 @@ async function main(): Promise<number> {
   for (const line of [...failureLines(results), ...errors]) console.log(`  ${line}`);
   console.log(`\nreports: ${summary} (and a .json, .md and .svg timeline per scenario)`);
   const failed = [...results.filter((r) => !r.pass).map((r) => r.scenario), ...errors.map((e) => e.split(":")[0]!)];
-  console.log(failed.length ? `verify: FAILED (${failed.join(", ")})` : `verify: all ${results.length} scenarios passed`);
+  console.log(
+    failed.length ? `verify: FAILED (${failed.join(", ")})` : `verify: all ${results.length} scenarios passed`,
+  );
   return failed.length ? 1 : 0;
 }
 
@@ -67,9 +73,12 @@ onInterrupt((signal) => {
   return Promise.allSettled([...activeClusters].map((c) => c.stop()));
 });
 
-main().then((code) => {
-  process.exitCode = code;
-}, (err: Error) => {
-  console.error(`verify: ${err.message}`);
-  process.exitCode = 2;
-});
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: Error) => {
+    console.error(`verify: ${err.message}`);
+    process.exitCode = 2;
+  },
+);

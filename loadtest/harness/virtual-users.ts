@@ -24,7 +24,14 @@ export type LoadOptions = {
   clock: () => number;
 };
 
-export type LoadStats = { attempts: number; ok: number; failed: number; indeterminate: number; inFlight: number; byReplica: Map<string, number> };
+export type LoadStats = {
+  attempts: number;
+  ok: number;
+  failed: number;
+  indeterminate: number;
+  inFlight: number;
+  byReplica: Map<string, number>;
+};
 
 type Send = (v: Visitor) => Promise<Reply>;
 

@@ -18,7 +18,9 @@ export function fileStamp(at: Date = new Date()): string {
 export function onInterrupt(cleanup: (signal: NodeJS.Signals) => Promise<unknown>): void {
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.once(signal, () => {
-      void cleanup(signal).catch(() => {}).finally(() => process.exit(130));
+      void cleanup(signal)
+        .catch(() => {})
+        .finally(() => process.exit(130));
     });
   }
 }

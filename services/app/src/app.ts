@@ -45,7 +45,9 @@ export function createApp({ config, logger, redis, lifecycle, ...deps }: AppDeps
 
   // Every place that stores a new session asks this gate first.
   const gate = new NewSessionGate(config, redis);
-  const counter: Counter = metrics.instrumentCounter(config.counter === "atomic" && redis ? new AtomicCounter(redis, config, gate) : new SessionCounter(gate));
+  const counter: Counter = metrics.instrumentCounter(
+    config.counter === "atomic" && redis ? new AtomicCounter(redis, config, gate) : new SessionCounter(gate),
+  );
   const store = createStore(config, redis, { observe: metrics.observeStore, log: logger });
 
   app.use(noStore);
@@ -58,12 +60,30 @@ export function createApp({ config, logger, redis, lifecycle, ...deps }: AppDeps
   app.use(memoryStoreCounterRoutes({ config, gate }));
   // A returning visitor's increment in one Redis round trip; anything else falls through.
   if (counter.incrementStored && config.store === "redis") {
-    app.use(storedCounterRoutes({ incrementStored: counter.incrementStored, cookieName: config.session.cookieName, secrets: config.session.secrets, replicaId: config.replicaId }));
+    app.use(
+      storedCounterRoutes({
+        incrementStored: counter.incrementStored,
+        cookieName: config.session.cookieName,
+        secrets: config.session.secrets,
+        replicaId: config.replicaId,
+      }),
+    );
   }
-  app.use(sessionMiddleware(config, store), sessionGuard({ cookieName: config.session.cookieName, secrets: config.session.secrets }));
+  app.use(
+    sessionMiddleware(config, store),
+    sessionGuard({ cookieName: config.session.cookieName, secrets: config.session.secrets }),
+  );
   app.use(seedRoutes(counter));
   app.use("/api", metrics.mounted("/api"));
-  app.use("/api", authRoutes({ counter, rotator: new SessionRotator(redis, config.session.idleTimeoutSeconds, gate), replicaId: config.replicaId, cookieName: config.session.cookieName }));
+  app.use(
+    "/api",
+    authRoutes({
+      counter,
+      rotator: new SessionRotator(redis, config.session.idleTimeoutSeconds, gate),
+      replicaId: config.replicaId,
+      cookieName: config.session.cookieName,
+    }),
+  );
   app.use("/api", apiRoutes({ counter, gate, replicaId: config.replicaId, cookieName: config.session.cookieName }));
   app.use(unknownRoute);
   app.use(errorHandler);

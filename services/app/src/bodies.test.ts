@@ -25,9 +25,14 @@ describe("parseBy", () => {
 
   it("refuses anything else with a 400 invalid_body that says what to send", () => {
     const rule = '"by" must be an integer from 1 to 1000.';
-    for (const by of [0, 1001, 1.5, "1", null, true]) expect(refusal(() => parseBy(req({ by })))).toEqual({ status: 400, code: "invalid_body", message: rule });
-    expect(refusal(() => parseBy(req({ by: 1, admin: true }))).message).toBe('Unknown field(s): admin. Only "by" is accepted.');
-    expect(refusal(() => parseBy(req([1]))).message).toBe('The body must be a JSON object such as {"by": 1}, or empty.');
+    for (const by of [0, 1001, 1.5, "1", null, true])
+      expect(refusal(() => parseBy(req({ by })))).toEqual({ status: 400, code: "invalid_body", message: rule });
+    expect(refusal(() => parseBy(req({ by: 1, admin: true }))).message).toBe(
+      'Unknown field(s): admin. Only "by" is accepted.',
+    );
+    expect(refusal(() => parseBy(req([1]))).message).toBe(
+      'The body must be a JSON object such as {"by": 1}, or empty.',
+    );
   });
 });
 
@@ -38,12 +43,22 @@ describe("parseName", () => {
   });
 
   it("refuses a missing body, a missing or non-string name, a blank, long or control-character name, and extra fields", () => {
-    expect(refusal(() => parseName(req(undefined)))).toEqual({ status: 400, code: "invalid_body", message: 'The body must be a JSON object such as {"name": "ada"}.' });
+    expect(refusal(() => parseName(req(undefined)))).toEqual({
+      status: 400,
+      code: "invalid_body",
+      message: 'The body must be a JSON object such as {"name": "ada"}.',
+    });
     expect(refusal(() => parseName(req({}))).message).toBe('"name" is required: a string of 1 to 64 characters.');
-    expect(refusal(() => parseName(req({ name: 5 }))).message).toBe('"name" is required: a string of 1 to 64 characters.');
+    expect(refusal(() => parseName(req({ name: 5 }))).message).toBe(
+      '"name" is required: a string of 1 to 64 characters.',
+    );
     for (const name of ["   ", "x".repeat(65), "ada\u001b[31m", "a\u200bb"]) {
-      expect(refusal(() => parseName(req({ name }))).message).toBe('"name" must be 1 to 64 characters, without control characters.');
+      expect(refusal(() => parseName(req({ name }))).message).toBe(
+        '"name" must be 1 to 64 characters, without control characters.',
+      );
     }
-    expect(refusal(() => parseName(req({ name: "ada", role: "admin" }))).message).toBe('Unknown field(s): role. Only "name" is accepted.');
+    expect(refusal(() => parseName(req({ name: "ada", role: "admin" }))).message).toBe(
+      'Unknown field(s): role. Only "name" is accepted.',
+    );
   });
 });

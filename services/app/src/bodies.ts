@@ -18,7 +18,9 @@ export function parseBody<T extends z.ZodType>(schema: T, req: Request): z.outpu
 
 /** A strict object whose type and unknown-key errors say what the body must look like. */
 function bodyObject<S extends z.core.$ZodLooseShape>(shape: S, example: string) {
-  const only = Object.keys(shape).map((k) => `"${k}"`).join(", ");
+  const only = Object.keys(shape)
+    .map((k) => `"${k}"`)
+    .join(", ");
   return z.strictObject(shape, {
     error: (iss) =>
       iss.code === "unrecognized_keys"

@@ -27,13 +27,22 @@ describe("loadConfig", () => {
 
   it("puts the operator listener on OPS_PORT (9091) at HOST unless OPS_HOST says otherwise, never on PORT", () => {
     expect(loadConfig({ HOST: "127.0.0.1" })).toMatchObject({ opsHost: "127.0.0.1", opsPort: 9091 });
-    expect(loadConfig({ OPS_HOST: "::1", OPS_PORT: "0", PORT: "0" })).toMatchObject({ opsHost: "::1", opsPort: 0, port: 0 });
-    expect(problemsOf({ PORT: "9000", OPS_PORT: "9000" })).toEqual([expect.stringMatching(/^OPS_PORT: must differ from PORT/)]);
+    expect(loadConfig({ OPS_HOST: "::1", OPS_PORT: "0", PORT: "0" })).toMatchObject({
+      opsHost: "::1",
+      opsPort: 0,
+      port: 0,
+    });
+    expect(problemsOf({ PORT: "9000", OPS_PORT: "9000" })).toEqual([
+      expect.stringMatching(/^OPS_PORT: must differ from PORT/),
+    ]);
   });
 
   it("reads PUBLIC_ORIGINS as a list of origins and names any entry that is not one", () => {
     expect(loadConfig({}).publicOrigins).toEqual([]);
-    expect(loadConfig({ PUBLIC_ORIGINS: "https://counter.example, http://127.0.0.1:8080/" }).publicOrigins).toEqual(["https://counter.example", "http://127.0.0.1:8080"]);
+    expect(loadConfig({ PUBLIC_ORIGINS: "https://counter.example, http://127.0.0.1:8080/" }).publicOrigins).toEqual([
+      "https://counter.example",
+      "http://127.0.0.1:8080",
+    ]);
     expect(problemsOf({ PUBLIC_ORIGINS: "https://ok.example,counter.example,https://x.example/path" })).toEqual([
       expect.stringMatching(/^PUBLIC_ORIGINS: "counter.example" is not an origin/),
       expect.stringMatching(/^PUBLIC_ORIGINS: "https:\/\/x.example\/path" is not an origin/),
@@ -45,9 +54,18 @@ describe("loadConfig", () => {
   });
 
   it("lists every wrong key at once", () => {
-    const problems = problemsOf({ PORT: "http", STORE: "mongo", REDIS_URL: "http://x", LOG_LEVEL: "loud", LOG_FLUSH_MS: "-1", SHUTDOWN_DRAIN_MS: "-1" });
+    const problems = problemsOf({
+      PORT: "http",
+      STORE: "mongo",
+      REDIS_URL: "http://x",
+      LOG_LEVEL: "loud",
+      LOG_FLUSH_MS: "-1",
+      SHUTDOWN_DRAIN_MS: "-1",
+    });
     const keys = problems.map((p) => p.split(":")[0]);
-    expect(keys).toEqual(expect.arrayContaining(["PORT", "STORE", "REDIS_URL", "LOG_LEVEL", "LOG_FLUSH_MS", "SHUTDOWN_DRAIN_MS"]));
+    expect(keys).toEqual(
+      expect.arrayContaining(["PORT", "STORE", "REDIS_URL", "LOG_LEVEL", "LOG_FLUSH_MS", "SHUTDOWN_DRAIN_MS"]),
+    );
     expect(problems).toHaveLength(6);
   });
 
@@ -70,7 +88,9 @@ describe("loadConfig", () => {
   });
 
   it("refuses the test-only fault hook outside NODE_ENV=test", () => {
-    expect(problemsOf({ NODE_ENV: "production", SESSION_SECRET: "x".repeat(32), FAULT_SIGKILL_AFTER_INCREMENT: "k-" })[0]).toMatch(/^FAULT_SIGKILL_AFTER_INCREMENT: .*NODE_ENV=test/);
+    expect(
+      problemsOf({ NODE_ENV: "production", SESSION_SECRET: "x".repeat(32), FAULT_SIGKILL_AFTER_INCREMENT: "k-" })[0],
+    ).toMatch(/^FAULT_SIGKILL_AFTER_INCREMENT: .*NODE_ENV=test/);
     expect(problemsOf({ FAULT_SIGKILL_AFTER_INCREMENT: "k-" })).toHaveLength(1);
     expect(loadConfig({ NODE_ENV: "test", FAULT_SIGKILL_AFTER_INCREMENT: "k-" }).faultSigkillAfterIncrement).toBe("k-");
     expect(loadConfig({}).faultSigkillAfterIncrement).toBeUndefined();

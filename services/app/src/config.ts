@@ -16,19 +16,30 @@ const schema = z
     OPS_HOST: z.string().min(1).optional(),
     OPS_PORT: int(0, 65535).default(9091),
     PUBLIC_ORIGINS: z.string().optional(),
-    REPLICA_ID: z.string().regex(/^[\w.-]{1,64}$/, "letters, digits, '.', '_' or '-', at most 64").optional(),
+    REPLICA_ID: z
+      .string()
+      .regex(/^[\w.-]{1,64}$/, "letters, digits, '.', '_' or '-', at most 64")
+      .optional(),
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     LOG_FLUSH_MS: int(0, 10_000).default(100),
     STORE: z.enum(["redis", "memory"]).default("redis"),
     COUNTER: z.enum(["atomic", "session"]).optional(),
-    REDIS_URL: z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" }).default("redis://127.0.0.1:6379"),
-    REDIS_USERNAME: z.string().regex(/^[^\s>]{1,64}$/, "a Redis ACL user name: no spaces, at most 64 characters").optional(),
+    REDIS_URL: z
+      .url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" })
+      .default("redis://127.0.0.1:6379"),
+    REDIS_USERNAME: z
+      .string()
+      .regex(/^[^\s>]{1,64}$/, "a Redis ACL user name: no spaces, at most 64 characters")
+      .optional(),
     REDIS_PASSWORD: z.string().optional(),
     REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000).default(500),
     REDIS_CONNECT_TIMEOUT_MS: int(50, 60_000).default(1000),
     SESSION_SECRET: z.string().optional(),
     SESSION_SECRETS: z.string().optional(),
-    SESSION_COOKIE_NAME: z.string().regex(/^[\w-]{1,64}$/, "a cookie token: letters, digits, '_' or '-'").default("sid"),
+    SESSION_COOKIE_NAME: z
+      .string()
+      .regex(/^[\w-]{1,64}$/, "a cookie token: letters, digits, '_' or '-'")
+      .default("sid"),
     SESSION_IDLE_TIMEOUT_SECONDS: int(1, 31 * 86400).default(1800),
     SESSION_ABSOLUTE_TIMEOUT_SECONDS: int(1, 366 * 86400).default(86400),
     IDEMPOTENCY_TTL_SECONDS: int(1, 7 * 86400).default(3600),
@@ -39,7 +50,10 @@ const schema = z
     KEEP_ALIVE_TIMEOUT_MS: int(1000, 600_000).default(65_000),
     SHUTDOWN_DELAY_MS: int(0, 60_000).default(300),
     SHUTDOWN_DRAIN_MS: int(100, 120_000).default(10_000),
-    FAULT_SIGKILL_AFTER_INCREMENT: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, "an Idempotency-Key prefix").optional(),
+    FAULT_SIGKILL_AFTER_INCREMENT: z
+      .string()
+      .regex(/^[A-Za-z0-9._:-]{1,64}$/, "an Idempotency-Key prefix")
+      .optional(),
   })
   .superRefine((c, ctx) => {
     if (c.OPS_PORT !== 0 && c.OPS_PORT === c.PORT) {
@@ -53,15 +67,27 @@ const schema = z
       }
     }
     if (c.STORE === "memory" && c.COUNTER === "atomic") {
-      ctx.addIssue({ code: "custom", path: ["COUNTER"], message: "atomic needs STORE=redis; use COUNTER=session with STORE=memory" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["COUNTER"],
+        message: "atomic needs STORE=redis; use COUNTER=session with STORE=memory",
+      });
     }
     // A fault hook that kills the process must never reach a real deployment by accident.
     if (c.FAULT_SIGKILL_AFTER_INCREMENT !== undefined && c.NODE_ENV !== "test") {
-      ctx.addIssue({ code: "custom", path: ["FAULT_SIGKILL_AFTER_INCREMENT"], message: "a test-only fault hook; it is refused unless NODE_ENV=test" });
+      ctx.addIssue({
+        code: "custom",
+        path: ["FAULT_SIGKILL_AFTER_INCREMENT"],
+        message: "a test-only fault hook; it is refused unless NODE_ENV=test",
+      });
     }
   });
 
-const splitList = (value: string) => value.split(",").map((s) => s.trim()).filter(Boolean);
+const splitList = (value: string) =>
+  value
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 /** `value` as a serialized origin ("https://host[:port]"), or undefined when it is not exactly one. */
 function parseOrigin(value: string): string | undefined {
@@ -88,7 +114,13 @@ export type Config = Readonly<{
   logFlushMs: number;
   store: "redis" | "memory";
   counter: "atomic" | "session";
-  redis: Readonly<{ url: string; username: string | undefined; password: string | undefined; commandTimeoutMs: number; connectTimeoutMs: number }>;
+  redis: Readonly<{
+    url: string;
+    username: string | undefined;
+    password: string | undefined;
+    commandTimeoutMs: number;
+    connectTimeoutMs: number;
+  }>;
   session: Readonly<{
     secrets: readonly string[];
     usingDevSecret: boolean;
@@ -160,7 +192,10 @@ export function loadConfig(rawEnv: Env = process.env): Config {
   }
 
   const secretsRaw = env.SESSION_SECRETS ?? env.SESSION_SECRET;
-  const secrets = (secretsRaw ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const secrets = (secretsRaw ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   const nodeEnv = parsed.success ? parsed.data.NODE_ENV : env.NODE_ENV;
   if (env.SESSION_SECRETS !== undefined && env.SESSION_SECRET !== undefined) {
     problems.push("SESSION_SECRETS: set either SESSION_SECRET or SESSION_SECRETS (new,old), not both");
@@ -168,7 +203,10 @@ export function loadConfig(rawEnv: Env = process.env): Config {
   if (nodeEnv === "production") {
     if (secrets.length === 0) problems.push("SESSION_SECRET: required when NODE_ENV=production");
     for (const [i, s] of secrets.entries()) {
-      if (Buffer.byteLength(s) < 32) problems.push(`SESSION_SECRET: secret #${i + 1} is ${Buffer.byteLength(s)} bytes; at least 32 are required in production`);
+      if (Buffer.byteLength(s) < 32)
+        problems.push(
+          `SESSION_SECRET: secret #${i + 1} is ${Buffer.byteLength(s)} bytes; at least 32 are required in production`,
+        );
     }
   }
 

@@ -22,7 +22,8 @@ describe("parseIdempotencyKey", () => {
   });
 
   it("answers 400 for an empty, oversized, spaced, non-ASCII, half-quoted or doubled key", () => {
-    for (const bad of ["", '""', '"', "x".repeat(129), "a b", "ключ", '"abc', "a, b"]) expect(status(bad), bad).toBe(400);
+    for (const bad of ["", '""', '"', "x".repeat(129), "a b", "ключ", '"abc', "a, b"])
+      expect(status(bad), bad).toBe(400);
     expect(status("x".repeat(128))).toBe(200);
   });
 });

@@ -131,7 +131,11 @@ export class AtomicCounter implements Counter {
     // The script extended the TTLs; express-session's touch at the end would repeat it.
     if (status !== 3 && status !== 4) markTouched(req);
     // Gone since express-session loaded it.
-    if (status === 3 || status === 4) throw conflict("session_expired", "The session expired or was destroyed during the request; a new one starts on the next request.");
+    if (status === 3 || status === 4)
+      throw conflict(
+        "session_expired",
+        "The session expired or was destroyed during the request; a new one starts on the next request.",
+      );
     return answer(status, count);
   }
 
@@ -143,11 +147,23 @@ export class AtomicCounter implements Counter {
 
   async #run(sid: string, inc: IncrementRequest, checkAge: boolean): Promise<[number, number]> {
     const k = [keys.session(sid), keys.counter(sid)];
-    if (inc.idempotencyKey !== undefined) k.push(keys.idempotency(sid), keys.legacyIdempotency(sid, inc.idempotencyKey));
+    if (inc.idempotencyKey !== undefined)
+      k.push(keys.idempotency(sid), keys.legacyIdempotency(sid, inc.idempotencyKey));
     const fn = this.#redis.counterIncrement as IncrementFn;
     const oldest = checkAge ? Date.now() - this.#absoluteMs : 0;
     const [status, count] = await withStore(() =>
-      fn.call(this.#redis, k.length, ...k, this.#ttl, inc.by, this.#idemTtl, fingerprint(inc.by), oldest, inc.idempotencyKey ?? "", this.#maxKeys),
+      fn.call(
+        this.#redis,
+        k.length,
+        ...k,
+        this.#ttl,
+        inc.by,
+        this.#idemTtl,
+        fingerprint(inc.by),
+        oldest,
+        inc.idempotencyKey ?? "",
+        this.#maxKeys,
+      ),
     );
     if (status === 0) this.#afterApplied?.(inc.idempotencyKey);
     return [status, count];
@@ -162,11 +178,20 @@ export class AtomicCounter implements Counter {
 
 /** The script's answer for a stored session: the result, or the client's error. */
 function answer(status: number, value: number): IncrementResult {
-  if (status === 2) throw unprocessable("idempotency_key_reused", "This Idempotency-Key was already used with a different request; send a new key.");
+  if (status === 2)
+    throw unprocessable(
+      "idempotency_key_reused",
+      "This Idempotency-Key was already used with a different request; send a new key.",
+    );
   if (status === 5) {
     // Seconds until the oldest record expires and frees a place (at least 1).
     const seconds = String(Math.max(1, Math.ceil(value / 1000)));
-    throw new HttpError(429, "too_many_idempotency_keys", `This session holds as many live Idempotency-Keys as allowed; reuse a key only to retry, or retry in ${seconds} s.`, { "Retry-After": seconds });
+    throw new HttpError(
+      429,
+      "too_many_idempotency_keys",
+      `This session holds as many live Idempotency-Keys as allowed; reuse a key only to retry, or retry in ${seconds} s.`,
+      { "Retry-After": seconds },
+    );
   }
   return { count: value, replayed: status === 1 };
 }
@@ -180,7 +205,10 @@ export class SessionCounter implements Counter {
   }
   async increment(req: Request, inc: IncrementRequest): Promise<IncrementResult> {
     if (inc.idempotencyKey !== undefined) {
-      throw badRequest("idempotency_unsupported", "Idempotency-Key needs COUNTER=atomic; this replica runs the seed's COUNTER=session.");
+      throw badRequest(
+        "idempotency_unsupported",
+        "Idempotency-Key needs COUNTER=atomic; this replica runs the seed's COUNTER=session.",
+      );
     }
     if (req.session.createdAt === undefined) {
       await this.#gate.admit(req);
@@ -221,7 +249,10 @@ export function parseIdempotencyKey(header: string | undefined): string | undefi
   if (header === undefined) return undefined;
   const raw = header.length >= 2 && header.startsWith('"') && header.endsWith('"') ? header.slice(1, -1) : header;
   if (!KEY_RE.test(raw)) {
-    throw badRequest("invalid_idempotency_key", "Idempotency-Key must be 1-128 characters of letters, digits, '.', '_', ':' or '-' (a UUID works).");
+    throw badRequest(
+      "invalid_idempotency_key",
+      "Idempotency-Key must be 1-128 characters of letters, digits, '.', '_', ':' or '-' (a UUID works).",
+    );
   }
   return raw;
 }

@@ -11,7 +11,9 @@ export function sigkillAfterIncrement(config: Config): AfterApplied | undefined 
   return (key) => {
     if (key === undefined || !key.startsWith(prefix)) return;
     // Synchronous write: the line must be on disk before the process vanishes.
-    process.stderr.write(`${JSON.stringify({ level: 40, time: Date.now(), replica: config.replicaId, event: "fault_sigkill", key })}\n`);
+    process.stderr.write(
+      `${JSON.stringify({ level: 40, time: Date.now(), replica: config.replicaId, event: "fault_sigkill", key })}\n`,
+    );
     process.kill(process.pid, "SIGKILL");
   };
 }

@@ -16,11 +16,21 @@ function run(flushMs: number, body: string): Promise<{ msgs: string[]; signal: N
     ${body}
   `;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     let out = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));
     child.on("error", reject);
-    child.on("close", (_code, signal) => resolve({ msgs: out.split("\n").filter(Boolean).map((l) => JSON.parse(l).msg as string), signal }));
+    child.on("close", (_code, signal) =>
+      resolve({
+        msgs: out
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => JSON.parse(l).msg as string),
+        signal,
+      }),
+    );
   });
 }
 
@@ -32,13 +42,18 @@ describe("createLogger", () => {
   });
 
   it("writes an error line at once, with every buffered line before it", async () => {
-    const { msgs } = await run(9_999, `log.info("before"); log.warn("odd"); log.error("trouble"); await sleep(300); kill();`);
+    const { msgs } = await run(
+      9_999,
+      `log.info("before"); log.warn("odd"); log.error("trouble"); await sleep(300); kill();`,
+    );
     expect(msgs).toEqual(["before", "odd", "trouble"]);
   });
 
   it("flushes on exit, also when the process dies of an uncaught exception", async () => {
     expect((await run(9_999, `log.info("bye"); process.exit(0);`)).msgs).toEqual(["bye"]);
-    expect((await run(9_999, `log.info("last words"); setTimeout(() => { throw new Error("boom"); }, 10);`)).msgs).toEqual(["last words"]);
+    expect(
+      (await run(9_999, `log.info("last words"); setTimeout(() => { throw new Error("boom"); }, 10);`)).msgs,
+    ).toEqual(["last words"]);
   });
 
   it("loses only the lines below error of the last flushMs to a SIGKILL; LOG_FLUSH_MS=0 loses none", async () => {

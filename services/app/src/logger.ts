@@ -17,7 +17,12 @@ const MAX_BUFFER_BYTES = 16 * 1024 * 1024;
  */
 export function createLogger(opts: { level: string; replicaId: string; flushMs: number }): Logger {
   const buffered = opts.flushMs > 0;
-  const dest = pino.destination({ dest: 1, sync: !buffered, minLength: buffered ? 4096 : 0, maxLength: buffered ? MAX_BUFFER_BYTES : 0 });
+  const dest = pino.destination({
+    dest: 1,
+    sync: !buffered,
+    minLength: buffered ? 4096 : 0,
+    maxLength: buffered ? MAX_BUFFER_BYTES : 0,
+  });
   const flush = () => {
     if (!(dest as { destroyed?: boolean }).destroyed) dest.flush();
   };

@@ -68,7 +68,11 @@ export class SessionRotator {
     // express-session's own generate(): a new random id and a fresh cookie (Secure decided
     // per request, as for any new session).
     req.sessionStore.generate(req);
-    Object.assign(req.session, { createdAt: Date.now(), ...(old.count !== undefined ? { count: old.count } : {}), ...data });
+    Object.assign(req.session, {
+      createdAt: Date.now(),
+      ...(old.count !== undefined ? { count: old.count } : {}),
+      ...data,
+    });
     try {
       if (this.#redis) {
         const id = req.sessionID;
@@ -76,11 +80,17 @@ export class SessionRotator {
         if (existed) k.push(keys.session(oldId), keys.counter(oldId), keys.idempotency(oldId), keys.replaced(oldId));
         const fn = this.#redis.sessionRotate as RotateFn;
         const json = sessionSerializer.stringify(req.session as SessionData);
-        const done = await withStore(() => fn.call(this.#redis, k.length, ...k, json, this.#ttlSeconds, REPLACED_TTL_SECONDS));
-        if (done === 0) throw conflict("session_expired", "The session was logged out or expired while logging in; log in again.");
+        const done = await withStore(() =>
+          fn.call(this.#redis, k.length, ...k, json, this.#ttlSeconds, REPLACED_TTL_SECONDS),
+        );
+        if (done === 0)
+          throw conflict("session_expired", "The session was logged out or expired while logging in; log in again.");
       } else {
         // STORE=memory: one process, no concurrent writer to race, so two steps are enough.
-        if (existed) await new Promise<void>((resolve, reject) => req.sessionStore.destroy(oldId, (err) => (err ? reject(err) : resolve())));
+        if (existed)
+          await new Promise<void>((resolve, reject) =>
+            req.sessionStore.destroy(oldId, (err) => (err ? reject(err) : resolve())),
+          );
         await saveSession(req);
       }
     } catch (err) {

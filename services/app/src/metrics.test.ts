@@ -19,7 +19,9 @@ describe("SessionStore with the metrics observer", () => {
     const inner = {
       get(sid: string, cb: (err?: unknown, data?: unknown) => void) {
         calls.push(`get ${sid}`);
-        setImmediate(() => (sid === "bad" ? cb(new StoreUnavailableError(new Error("offline"), "no")) : cb(null, { n: 1 })));
+        setImmediate(() =>
+          sid === "bad" ? cb(new StoreUnavailableError(new Error("offline"), "no")) : cb(null, { n: 1 }),
+        );
       },
       touch(_sid: string, _sess: unknown, cb: (err?: unknown) => void) {
         calls.push("touch");
@@ -55,7 +57,12 @@ describe("SessionStore with the metrics observer", () => {
 describe("instrumentCounter", () => {
   it("counts applied increments and replays apart, and does not blame the store for a client's 409", async () => {
     const m = createMetrics({ replicaId: "r1", redis: undefined });
-    const answers = [{ count: 1, replayed: false }, { count: 1, replayed: true }, conflict("session_expired", "gone"), new StoreUnavailableError(new Error("t"), "unknown")];
+    const answers = [
+      { count: 1, replayed: false },
+      { count: 1, replayed: true },
+      conflict("session_expired", "gone"),
+      new StoreUnavailableError(new Error("t"), "unknown"),
+    ];
     const fake: Counter = {
       mode: "atomic",
       async increment() {
@@ -105,7 +112,12 @@ describe("http", () => {
     await new Promise((resolve) => server.once("listening", resolve));
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     try {
-      for (const [method, path] of [["GET", "/api/items/1"], ["GET", "/api/items/2"], ["POST", "/api/items/3"], ["GET", "/random/4"]] as const) {
+      for (const [method, path] of [
+        ["GET", "/api/items/1"],
+        ["GET", "/api/items/2"],
+        ["POST", "/api/items/3"],
+        ["GET", "/random/4"],
+      ] as const) {
         await (await fetch(base + path, { method })).arrayBuffer();
       }
       // finish fires after the response is handed to the socket; let it run.

@@ -23,7 +23,7 @@ export function createMetrics(opts: { replicaId: string; redis: Redis | undefine
 
   const requests = new PromCounter({
     name: "http_requests_total",
-    help: "HTTP requests answered, by method, route template and status; route is \"unmatched\" when no route handled the request (a 404, or a session express-session failed to load).",
+    help: 'HTTP requests answered, by method, route template and status; route is "unmatched" when no route handled the request (a 404, or a session express-session failed to load).',
     labelNames: ["method", "route", "status"] as const,
     registers: [registry],
   });
@@ -96,7 +96,9 @@ export function createMetrics(opts: { replicaId: string; redis: Redis | undefine
         // error handler after Express reset req.baseUrl, hence the base noted by mounted().
         // Middleware that serves paths without a route (static files) names itself in routeLabel.
         const locals = res.locals as { routeBase?: string; routeLabel?: string };
-        const route = locals.routeLabel ?? (req.route ? `${locals.routeBase ?? req.baseUrl}${req.route.path as string}` : "unmatched");
+        const route =
+          locals.routeLabel ??
+          (req.route ? `${locals.routeBase ?? req.baseUrl}${req.route.path as string}` : "unmatched");
         const labels = { method: req.method, route, status: res.statusCode };
         requests.inc(labels);
         duration.observe(labels, (performance.now() - start) / 1000);
@@ -149,7 +151,11 @@ export function createMetrics(opts: { replicaId: string; redis: Redis | undefine
         // whose increment is timed as one of its own: the miss is timed as stored_session_miss.
         ...(incrementStored && {
           incrementStored: (sid, inc) =>
-            timed("counter_increment", async () => counted(await incrementStored(sid, inc)), (r) => (r ? "counter_increment" : "stored_session_miss")),
+            timed(
+              "counter_increment",
+              async () => counted(await incrementStored(sid, inc)),
+              (r) => (r ? "counter_increment" : "stored_session_miss"),
+            ),
         }),
       };
     },

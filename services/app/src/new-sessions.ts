@@ -29,7 +29,9 @@ export class NewSessionGate {
     // counts its own (so the limit is per replica there).
     const opts = { keyPrefix: keys.newSessionsPrefix, points: limit, duration: windowSeconds };
     // rejectIfRedisNotReady: a disconnected client fails at once instead of letting sessions through.
-    this.#limiter = redis ? new RateLimiterRedis({ ...opts, storeClient: redis, rejectIfRedisNotReady: true }) : new RateLimiterMemory(opts);
+    this.#limiter = redis
+      ? new RateLimiterRedis({ ...opts, storeClient: redis, rejectIfRedisNotReady: true })
+      : new RateLimiterMemory(opts);
   }
 
   /** Both checks; throws the 409, the 429 or a 503 (store unavailable: never an open door). */
@@ -46,7 +48,12 @@ export class NewSessionGate {
     } catch (err) {
       if (err instanceof RateLimiterRes) {
         const seconds = Math.max(1, Math.ceil(err.msBeforeNext / 1000));
-        throw new HttpError(429, "too_many_new_sessions", `Too many new sessions from this address; keep the session cookie you were given, or retry in ${seconds} s.`, { "Retry-After": String(seconds) });
+        throw new HttpError(
+          429,
+          "too_many_new_sessions",
+          `Too many new sessions from this address; keep the session cookie you were given, or retry in ${seconds} s.`,
+          { "Retry-After": String(seconds) },
+        );
       }
       const mapped = toStoreError(err);
       throw mapped instanceof HttpError ? mapped : new StoreUnavailableError(err, "no");
@@ -61,7 +68,10 @@ export class NewSessionGate {
     if (sid === undefined || sid === req.sessionID) return;
     const redis = this.#redis;
     if ((await withStore(() => redis.exists(keys.replaced(sid)))) === 1) {
-      throw conflict("session_replaced", "This request carried the cookie of a session that a login replaced; the new cookie is set. Send the request again.");
+      throw conflict(
+        "session_replaced",
+        "This request carried the cookie of a session that a login replaced; the new cookie is set. Send the request again.",
+      );
     }
   }
 }

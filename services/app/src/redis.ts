@@ -45,7 +45,8 @@ export function toStoreError(err: unknown): unknown {
   const m = err.message;
   // Refused before sending: the offline queue is off, or Redis is still loading its AOF.
   // OOM: Redis is at maxmemory with noeviction and refused the write.
-  if (m.includes("enableOfflineQueue") || m.startsWith("LOADING") || m.startsWith("OOM")) return new StoreUnavailableError(err, "no");
+  if (m.includes("enableOfflineQueue") || m.startsWith("LOADING") || m.startsWith("OOM"))
+    return new StoreUnavailableError(err, "no");
   // Sent, then the connection dropped or timed out: Redis may have run it.
   if (m.includes("Command timed out") || m.includes("Connection is closed") || m.includes("max retries per request")) {
     return new StoreUnavailableError(err, "unknown");

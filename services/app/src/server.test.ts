@@ -6,9 +6,15 @@ import { describe, expect, it } from "vitest";
 
 const entry = fileURLToPath(new URL("./server.ts", import.meta.url));
 
-function runServer(env: Record<string, string>, timeoutMs = 10_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runServer(
+  env: Record<string, string>,
+  timeoutMs = 10_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [entry], { env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [entry], {
+      env: { PATH: process.env.PATH, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => (stdout += d));
@@ -26,21 +32,40 @@ function runServer(env: Record<string, string>, timeoutMs = 10_000): Promise<{ c
 
 describe("server start-up", () => {
   it("exits non-zero before listening and names every wrong key", async () => {
-    const r = await runServer({ PORT: "99999", STORE: "disk", NODE_ENV: "production", SESSION_SECRET: "short", COUNTER: "maybe" });
+    const r = await runServer({
+      PORT: "99999",
+      STORE: "disk",
+      NODE_ENV: "production",
+      SESSION_SECRET: "short",
+      COUNTER: "maybe",
+    });
     expect(r.code).toBe(78);
     for (const key of ["PORT", "STORE", "SESSION_SECRET", "COUNTER"]) expect(r.stderr).toContain(`${key}:`);
     expect(r.stdout).not.toContain("listening");
   });
 
   it("drains and exits 0 on SIGTERM", async () => {
-    const child = spawn(process.execPath, [entry], { env: { PATH: process.env.PATH, PORT: "0", OPS_PORT: "0", STORE: "memory", HOST: "127.0.0.1", SHUTDOWN_DELAY_MS: "0" }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [entry], {
+      env: {
+        PATH: process.env.PATH,
+        PORT: "0",
+        OPS_PORT: "0",
+        STORE: "memory",
+        HOST: "127.0.0.1",
+        SHUTDOWN_DELAY_MS: "0",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let out = "";
     child.stdout.on("data", (d) => (out += d));
     await new Promise<void>((resolve) => child.stdout.on("data", () => out.includes('"listening"') && resolve()));
     child.kill("SIGTERM");
     const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
     expect(code).toBe(0);
-    const events = out.trim().split("\n").map((l) => JSON.parse(l).event as string | undefined);
+    const events = out
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l).event as string | undefined);
     expect(events).toEqual(expect.arrayContaining(["listening", "draining", "stopped"]));
   });
 
@@ -50,14 +75,26 @@ describe("server start-up", () => {
     await new Promise<void>((resolve) => stalled.listen(0, "127.0.0.1", resolve));
     const redisUrl = `redis://127.0.0.1:${(stalled.address() as AddressInfo).port}`;
     const child = spawn(process.execPath, [entry], {
-      env: { PATH: process.env.PATH, PORT: "0", OPS_PORT: "0", HOST: "127.0.0.1", REDIS_URL: redisUrl, REDIS_CONNECT_TIMEOUT_MS: "100", REDIS_COMMAND_TIMEOUT_MS: "100", SHUTDOWN_DELAY_MS: "0" },
+      env: {
+        PATH: process.env.PATH,
+        PORT: "0",
+        OPS_PORT: "0",
+        HOST: "127.0.0.1",
+        REDIS_URL: redisUrl,
+        REDIS_CONNECT_TIMEOUT_MS: "100",
+        REDIS_COMMAND_TIMEOUT_MS: "100",
+        SHUTDOWN_DELAY_MS: "0",
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     try {
       let out = "";
       child.stdout.on("data", (d) => (out += d));
       await new Promise<void>((resolve) => child.stdout.on("data", () => out.includes('"listening"') && resolve()));
-      const events = out.trim().split("\n").map((l) => JSON.parse(l) as { event?: string; waitedMs?: number });
+      const events = out
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as { event?: string; waitedMs?: number });
       const names = events.map((e) => e.event);
       expect(names.indexOf("listening_without_redis")).toBeGreaterThan(-1);
       expect(names.indexOf("listening_without_redis")).toBeLessThan(names.indexOf("listening"));
@@ -70,27 +107,45 @@ describe("server start-up", () => {
 
   it("serves /healthz, /readyz and /metrics on the operator listener only, and flips /readyz to 503 as soon as it drains", async () => {
     const child = spawn(process.execPath, [entry], {
-      env: { PATH: process.env.PATH, PORT: "0", OPS_PORT: "0", STORE: "memory", HOST: "127.0.0.1", SHUTDOWN_DELAY_MS: "3000", LOG_LEVEL: "info" },
+      env: {
+        PATH: process.env.PATH,
+        PORT: "0",
+        OPS_PORT: "0",
+        STORE: "memory",
+        HOST: "127.0.0.1",
+        SHUTDOWN_DELAY_MS: "3000",
+        LOG_LEVEL: "info",
+      },
       stdio: ["ignore", "pipe", "pipe"],
     });
     try {
       let out = "";
       child.stdout.on("data", (d) => (out += d));
       await new Promise<void>((resolve) => child.stdout.on("data", () => out.includes('"listening"') && resolve()));
-      const listening = out.split("\n").map((l) => (l.startsWith("{") ? (JSON.parse(l) as { event?: string; port?: number; opsPort?: number }) : {})).find((e) => e.event === "listening")!;
+      const listening = out
+        .split("\n")
+        .map((l) => (l.startsWith("{") ? (JSON.parse(l) as { event?: string; port?: number; opsPort?: number }) : {}))
+        .find((e) => e.event === "listening")!;
       const app = `http://127.0.0.1:${listening.port}`;
       const ops = `http://127.0.0.1:${listening.opsPort}`;
       expect(listening.opsPort).not.toBe(listening.port);
       for (const path of ["/healthz", "/readyz", "/metrics"]) {
         const pub = await fetch(app + path);
-        expect({ path, status: pub.status, body: await pub.json() }).toMatchObject({ path, status: 404, body: { error: "not_found" } });
+        expect({ path, status: pub.status, body: await pub.json() }).toMatchObject({
+          path,
+          status: 404,
+          body: { error: "not_found" },
+        });
         expect({ path, status: (await fetch(ops + path)).status }).toEqual({ path, status: 200 });
       }
       expect(await (await fetch(`${ops}/readyz`)).json()).toEqual({ status: "ready", replica: expect.any(String) });
       // Only those three: the operator listener serves nothing else, in no other spelling.
-      for (const path of ["/", "/counter", "/METRICS", "/metrics/", "/Healthz"]) expect({ path, status: (await fetch(ops + path)).status }).toEqual({ path, status: 404 });
+      for (const path of ["/", "/counter", "/METRICS", "/metrics/", "/Healthz"])
+        expect({ path, status: (await fetch(ops + path)).status }).toEqual({ path, status: 404 });
 
-      const draining = new Promise<void>((resolve) => child.stdout.on("data", () => out.includes('"draining"') && resolve()));
+      const draining = new Promise<void>((resolve) =>
+        child.stdout.on("data", () => out.includes('"draining"') && resolve()),
+      );
       child.kill("SIGTERM");
       await draining;
       // The public listener is closed, the operator one still answers: not ready, draining.

@@ -20,7 +20,11 @@ try {
 }
 
 const logger = createLogger({ level: config.logLevel, replicaId: config.replicaId, flushMs: config.logFlushMs });
-if (config.session.usingDevSecret) logger.warn({ event: "dev_secret" }, "SESSION_SECRET is not set; using the development default (refused when NODE_ENV=production)");
+if (config.session.usingDevSecret)
+  logger.warn(
+    { event: "dev_secret" },
+    "SESSION_SECRET is not set; using the development default (refused when NODE_ENV=production)",
+  );
 
 const redis = config.store === "redis" ? createRedis(config, logger) : undefined;
 const lifecycle = new Lifecycle();
@@ -43,11 +47,15 @@ server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
     return;
   }
   const [status, error, message] =
-    err.code === "HPE_HEADER_OVERFLOW" ? [431, "headers_too_large", "Request headers are too large."]
-    : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? [408, "request_timeout", "The request was not received in time."]
-    : [400, "bad_request", "The replica could not parse this HTTP request."];
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "headers_too_large", "Request headers are too large."]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "request_timeout", "The request was not received in time."]
+        : [400, "bad_request", "The replica could not parse this HTTP request."];
   const body = `${JSON.stringify({ error, message })}\n`;
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`);
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+  );
 });
 
 // The operator listener (/healthz, /readyz, /metrics): nginx never proxies to it. It listens
@@ -98,7 +106,10 @@ async function shutdown(signal: string): Promise<void> {
   server.closeIdleConnections();
   const deadline = sleep(config.shutdownDrainMs).then(() => "timeout" as const);
   if ((await Promise.race([closed, deadline])) === "timeout") {
-    logger.warn({ event: "drain_timeout", ms: config.shutdownDrainMs }, "drain deadline reached; closing remaining connections");
+    logger.warn(
+      { event: "drain_timeout", ms: config.shutdownDrainMs },
+      "drain deadline reached; closing remaining connections",
+    );
     server.closeAllConnections();
   }
   if (redis) await redis.quit().catch(() => redis.disconnect());
@@ -119,7 +130,11 @@ process.on("SIGINT", () => void shutdown("SIGINT"));
 // started during a Redis outage still answers /healthz and fast 503s.
 // The signal handlers above are already in place while it waits.
 const waitMs = config.redis.connectTimeoutMs * 5;
-if (!(await redisReady(waitMs))) logger.warn({ event: "listening_without_redis", waitedMs: waitMs }, "redis is not ready; listening anyway, answering 503 until it is");
+if (!(await redisReady(waitMs)))
+  logger.warn(
+    { event: "listening_without_redis", waitedMs: waitMs },
+    "redis is not ready; listening anyway, answering 503 until it is",
+  );
 if (!lifecycle.draining) {
   server.listen(config.port, config.host, () => {
     lifecycle.markListening();
@@ -128,4 +143,3 @@ if (!lifecycle.draining) {
     logger.info({ event: "listening", port, opsPort, store: config.store, counter: config.counter }, "listening");
   });
 }
-

@@ -26,7 +26,12 @@ describe("SessionStore on a real Redis", () => {
 
   beforeAll(async () => {
     server = await startTestRedis();
-    const config = loadConfig({ REDIS_URL: server.url, REDIS_PASSWORD: server.password, REPLICA_ID: "session-test", SESSION_IDLE_TIMEOUT_SECONDS: String(TTL) });
+    const config = loadConfig({
+      REDIS_URL: server.url,
+      REDIS_PASSWORD: server.password,
+      REPLICA_ID: "session-test",
+      SESSION_IDLE_TIMEOUT_SECONDS: String(TTL),
+    });
     redis = createRedis(config, pino({ level: "silent" }));
     await waitFor("the app's Redis client to be ready", () => redis.status === "ready", 10_000);
     store = createStore(config, redis);
@@ -74,7 +79,8 @@ describe("SessionStore on a real Redis", () => {
     await server.admin.expire(keys.idempotency("s2"), 5);
     await server.admin.expire(keys.session("s2"), 5);
     await call((cb) => store.touch("s2", session(), cb));
-    for (const key of [keys.session("s2"), keys.counter("s2"), keys.idempotency("s2")]) expect(await server.admin.ttl(key)).toBeGreaterThan(TTL - 5);
+    for (const key of [keys.session("s2"), keys.counter("s2"), keys.idempotency("s2")])
+      expect(await server.admin.ttl(key)).toBeGreaterThan(TTL - 5);
     expect(await server.admin.get(keys.counter("s2"))).toBe("7");
   });
 
@@ -90,7 +96,10 @@ describe("SessionStore on a real Redis", () => {
     // CLIENT PAUSE holds every client's commands for 1.5 s: a stalled Redis, not a dead one.
     await server.admin.call("CLIENT", "PAUSE", "1500", "ALL");
     const t0 = performance.now();
-    const err = await call((cb) => store.get("s1", cb)).then(() => undefined, (e: unknown) => e);
+    const err = await call((cb) => store.get("s1", cb)).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     const ms = performance.now() - t0;
     expect(err).toBeInstanceOf(StoreUnavailableError);
     expect((err as StoreUnavailableError).code).toBe("store_timeout");
@@ -105,7 +114,10 @@ describe("SessionStore on a real Redis", () => {
     try {
       for (let i = 0; i < 5; i++) {
         const t0 = performance.now();
-        const err = await call((cb) => store.get("s1", cb)).then(() => undefined, (e: unknown) => e);
+        const err = await call((cb) => store.get("s1", cb)).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         // Offline queue off: refused before anything is sent, so nothing can have been applied.
         expect(err).toBeInstanceOf(StoreUnavailableError);
         expect((err as StoreUnavailableError).code).toBe("store_unavailable");

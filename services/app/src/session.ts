@@ -52,7 +52,8 @@ export function signedSessionId(req: Request, cookieName: string, secrets: reado
 // The cookie express-session keeps in every session, as it serializes it when nothing about it
 // is per session (no maxAge, plain HTTP). It never changes once loaded (no maxAge, rolling
 // off), so it is left out of Redis and restored on read: 107 of a session's 134 bytes.
-const DEFAULT_COOKIE_JSON = '{"originalMaxAge":null,"expires":null,"secure":false,"httpOnly":true,"path":"/","sameSite":"lax"}';
+const DEFAULT_COOKIE_JSON =
+  '{"originalMaxAge":null,"expires":null,"secure":false,"httpOnly":true,"path":"/","sameSite":"lax"}';
 
 /** connect-redis's serializer, also used by the login's Lua step that writes a session itself. */
 export const sessionSerializer = {
@@ -85,7 +86,12 @@ export class CounterTiedRedisStore extends RedisStore {
   override async touch(sid: string, _sess: session.SessionData, cb: Cb = () => {}) {
     const t = this.#ttlSeconds;
     try {
-      await this.#redis.multi().expire(keys.session(sid), t).expire(keys.counter(sid), t).expire(keys.idempotency(sid), t).exec();
+      await this.#redis
+        .multi()
+        .expire(keys.session(sid), t)
+        .expire(keys.counter(sid), t)
+        .expire(keys.idempotency(sid), t)
+        .exec();
     } catch (err) {
       return cb(err);
     }
@@ -142,14 +148,25 @@ export class SessionStore extends Store {
   }
 
   override get(sid: string, cb: Cb = () => {}): void {
-    this.#run("get", (done) => this.#inner.get(sid, done), (err, sess: session.SessionData | null | undefined) => {
-      const created = sess?.createdAt;
-      if (err || created === undefined || Date.now() - created <= this.#maxAgeMs) return cb(err, sess);
-      // Destroyed with its count and reported missing: express-session starts a new session
-      // exactly as for an idle-expired one, and no handler ever sees the old one.
-      this.#log?.info({ event: "session_absolute_timeout", session: sessionLabel(sid), ageSeconds: Math.round((Date.now() - created) / 1000) }, "session reached the absolute timeout; destroyed");
-      this.destroy(sid, (destroyErr) => cb(destroyErr, null));
-    });
+    this.#run(
+      "get",
+      (done) => this.#inner.get(sid, done),
+      (err, sess: session.SessionData | null | undefined) => {
+        const created = sess?.createdAt;
+        if (err || created === undefined || Date.now() - created <= this.#maxAgeMs) return cb(err, sess);
+        // Destroyed with its count and reported missing: express-session starts a new session
+        // exactly as for an idle-expired one, and no handler ever sees the old one.
+        this.#log?.info(
+          {
+            event: "session_absolute_timeout",
+            session: sessionLabel(sid),
+            ageSeconds: Math.round((Date.now() - created) / 1000),
+          },
+          "session reached the absolute timeout; destroyed",
+        );
+        this.destroy(sid, (destroyErr) => cb(destroyErr, null));
+      },
+    );
   }
 
   override set(sid: string, sess: session.SessionData, cb: Cb = () => {}): void {
@@ -166,7 +183,11 @@ export class SessionStore extends Store {
   }
 }
 
-export function createStore(config: Config, redis: Redis | undefined, opts: { observe?: StoreObserver; log?: Logger } = {}): SessionStore {
+export function createStore(
+  config: Config,
+  redis: Redis | undefined,
+  opts: { observe?: StoreObserver; log?: Logger } = {},
+): SessionStore {
   let inner: Store;
   if (config.store === "memory") inner = new MemoryStore();
   else if (!redis) throw new Error("STORE=redis needs a Redis client");

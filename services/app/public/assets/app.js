@@ -104,7 +104,8 @@ function record({ method, path, status, replica, ms, requestId, attempt }) {
   what.className = "tile-status";
   what.textContent = `${method === "DELETE" ? "DEL" : method} ${status || "—"}`;
   li.append(who, what);
-  const detail = `${method} ${path} → ${status || "network error"}${replica ? ` from ${replica}` : ""} in ${Math.round(ms)} ms` +
+  const detail =
+    `${method} ${path} → ${status || "network error"}${replica ? ` from ${replica}` : ""} in ${Math.round(ms)} ms` +
     `${attempt > 1 ? `, attempt ${attempt}` : ""}${requestId ? `, request id ${requestId}` : ""}`;
   li.title = detail;
   li.setAttribute("aria-label", detail);
@@ -116,26 +117,28 @@ function record({ method, path, status, replica, ms, requestId, attempt }) {
 
 function renderLegend() {
   const items = [...replicas.entries()].sort(([a], [b]) => a.localeCompare(b, undefined, { numeric: true }));
-  ui.legend.replaceChildren(...items.map(([name, { colour, served, lastSeq }]) => {
-    const li = document.createElement("li");
-    const swatch = document.createElement("span");
-    swatch.className = "swatch";
-    swatch.setAttribute("aria-hidden", "true");
-    paint(swatch, colour);
-    const label = document.createElement("span");
-    label.textContent = `${name}: ${served} ${served === 1 ? "request" : "requests"}`;
-    li.append(swatch, label);
-    // Round-robin visits every replica once per cycle; one that sat out a whole cycle and
-    // more is probably down (or nginx is skipping it after a failure).
-    const quietFor = seq - lastSeq;
-    if (quietFor > items.length) {
-      const quiet = document.createElement("span");
-      quiet.className = "quiet";
-      quiet.textContent = `(none of the last ${quietFor})`;
-      li.append(quiet);
-    }
-    return li;
-  }));
+  ui.legend.replaceChildren(
+    ...items.map(([name, { colour, served, lastSeq }]) => {
+      const li = document.createElement("li");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.setAttribute("aria-hidden", "true");
+      paint(swatch, colour);
+      const label = document.createElement("span");
+      label.textContent = `${name}: ${served} ${served === 1 ? "request" : "requests"}`;
+      li.append(swatch, label);
+      // Round-robin visits every replica once per cycle; one that sat out a whole cycle and
+      // more is probably down (or nginx is skipping it after a failure).
+      const quietFor = seq - lastSeq;
+      if (quietFor > items.length) {
+        const quiet = document.createElement("span");
+        quiet.className = "quiet";
+        quiet.textContent = `(none of the last ${quietFor})`;
+        li.append(quiet);
+      }
+      return li;
+    }),
+  );
 }
 
 /**
@@ -167,18 +170,26 @@ async function call(method, path, { body, key, retry = false } = {}) {
     }
     const status = res?.status ?? 0;
     record({
-      method, path, status, attempt,
+      method,
+      path,
+      status,
+      attempt,
       replica: res?.headers.get("X-Replica") ?? data?.replica ?? null,
       requestId: res?.headers.get("X-Request-ID"),
       ms: performance.now() - started,
     });
     const retryable = networkError !== undefined || status === 502 || status === 503 || status === 504;
     if (retry && retryable && attempt <= RETRY_DELAYS_MS.length) {
-      say(`${networkError ? "No answer" : `Got ${status}`}; retrying with the same Idempotency-Key (attempt ${attempt + 1})…`);
+      say(
+        `${networkError ? "No answer" : `Got ${status}`}; retrying with the same Idempotency-Key (attempt ${attempt + 1})…`,
+      );
       await sleep(RETRY_DELAYS_MS[attempt - 1]);
       continue;
     }
-    if (networkError) throw new Error(`The request failed (${networkError.name === "TimeoutError" ? "no answer in 8 s" : "network error"}); check that the cluster is up.`);
+    if (networkError)
+      throw new Error(
+        `The request failed (${networkError.name === "TimeoutError" ? "no answer in 8 s" : "network error"}); check that the cluster is up.`,
+      );
     return { res, data };
   }
 }
@@ -222,7 +233,11 @@ async function increment() {
   if (!res.ok) return fail(problem(res, data));
   show(data, res);
   // The count itself is announced (aria-live); say only what it does not show.
-  say(res.headers.get("Idempotent-Replayed") === "true" ? "A retry was answered from the stored result: counted once." : "");
+  say(
+    res.headers.get("Idempotent-Replayed") === "true"
+      ? "A retry was answered from the stored result: counted once."
+      : "",
+  );
 }
 
 async function refresh() {
@@ -236,7 +251,11 @@ async function destroy() {
   if (!res.ok) return fail(problem(res, data));
   ui.count.textContent = "0";
   ui.session.textContent = "none yet";
-  say(data.destroyed ? "Session destroyed; the next increment starts a new one at 1." : "There was no session to destroy.");
+  say(
+    data.destroyed
+      ? "Session destroyed; the next increment starts a new one at 1."
+      : "There was no session to destroy.",
+  );
   await account();
 }
 

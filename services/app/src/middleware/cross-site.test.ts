@@ -9,13 +9,19 @@ import { createLogger } from "../logger.ts";
 
 async function listen(env: Record<string, string>): Promise<{ server: Server; url: string }> {
   const config = loadConfig({ STORE: "memory", LOG_LEVEL: "silent", ...env });
-  const app = createApp({ config, logger: createLogger({ level: "silent", replicaId: "t", flushMs: 0 }), redis: undefined, lifecycle: new Lifecycle() });
+  const app = createApp({
+    config,
+    logger: createLogger({ level: "silent", replicaId: "t", flushMs: 0 }),
+    redis: undefined,
+    lifecycle: new Lifecycle(),
+  });
   const server = createServer(app);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
 
-const status = async (url: string, init: RequestInit = {}) => (await fetch(url, { ...init, redirect: "manual" })).status;
+const status = async (url: string, init: RequestInit = {}) =>
+  (await fetch(url, { ...init, redirect: "manual" })).status;
 
 describe("refuseCrossSite, with no PUBLIC_ORIGINS", () => {
   let s: { server: Server; url: string };
@@ -23,15 +29,40 @@ describe("refuseCrossSite, with no PUBLIC_ORIGINS", () => {
   afterAll(() => s.server.close());
 
   it("trusts Sec-Fetch-Site over Origin, and compares Origin with the request's own origin (X-Forwarded-* from the one trusted proxy)", async () => {
-    expect(await status(`${s.url}/counter`, { headers: { "Sec-Fetch-Site": "same-origin", Origin: "https://evil.example" } })).toBe(200);
+    expect(
+      await status(`${s.url}/counter`, {
+        headers: { "Sec-Fetch-Site": "same-origin", Origin: "https://evil.example" },
+      }),
+    ).toBe(200);
     expect(await status(`${s.url}/counter`, { headers: { "Sec-Fetch-Site": "cross-site", Origin: s.url } })).toBe(403);
     expect(await status(`${s.url}/api/counter`, { method: "POST", headers: { Origin: s.url } })).toBe(200);
-    expect(await status(`${s.url}/api/counter`, { method: "POST", headers: { Origin: "https://counter.example", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "counter.example" } })).toBe(200);
-    expect(await status(`${s.url}/api/counter`, { method: "POST", headers: { Origin: "http://counter.example", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "counter.example" } })).toBe(403);
+    expect(
+      await status(`${s.url}/api/counter`, {
+        method: "POST",
+        headers: {
+          Origin: "https://counter.example",
+          "X-Forwarded-Proto": "https",
+          "X-Forwarded-Host": "counter.example",
+        },
+      }),
+    ).toBe(200);
+    expect(
+      await status(`${s.url}/api/counter`, {
+        method: "POST",
+        headers: {
+          Origin: "http://counter.example",
+          "X-Forwarded-Proto": "https",
+          "X-Forwarded-Host": "counter.example",
+        },
+      }),
+    ).toBe(403);
   });
 
   it("leaves reads alone, whatever site they come from", async () => {
-    for (const path of ["/", "/api/session"]) expect(await status(s.url + path, { headers: { "Sec-Fetch-Site": "cross-site", Origin: "https://evil.example" } })).toBe(200);
+    for (const path of ["/", "/api/session"])
+      expect(
+        await status(s.url + path, { headers: { "Sec-Fetch-Site": "cross-site", Origin: "https://evil.example" } }),
+      ).toBe(200);
   });
 });
 
@@ -41,7 +72,9 @@ describe("refuseCrossSite, with PUBLIC_ORIGINS", () => {
   afterAll(() => s.server.close());
 
   it("accepts an Origin on the list only, even the request's own when it is not listed", async () => {
-    expect(await status(`${s.url}/api/counter`, { method: "POST", headers: { Origin: "https://counter.example" } })).toBe(200);
+    expect(
+      await status(`${s.url}/api/counter`, { method: "POST", headers: { Origin: "https://counter.example" } }),
+    ).toBe(200);
     expect(await status(`${s.url}/api/counter`, { method: "POST", headers: { Origin: s.url } })).toBe(403);
     expect(await status(`${s.url}/api/counter`, { method: "POST" })).toBe(200);
   });

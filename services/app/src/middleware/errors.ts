@@ -25,7 +25,8 @@ function classify(err: unknown): HttpError | undefined {
 
 export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
   const known = classify(err);
-  if (known instanceof StoreUnavailableError) req.log?.warn({ err: (known.cause as Error)?.message, applied: known.applied }, "store unavailable");
+  if (known instanceof StoreUnavailableError)
+    req.log?.warn({ err: (known.cause as Error)?.message, applied: known.applied }, "store unavailable");
   else if (!known) req.log?.error({ err }, "unhandled error");
   const status = known?.status ?? 500;
   if (res.headersSent) {

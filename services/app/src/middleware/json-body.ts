@@ -7,7 +7,10 @@ export const BODY_LIMIT_BYTES = 1024;
 
 /** True when the request carries body bytes (chunked, or a non-zero Content-Length). */
 function hasBody(headers: { "transfer-encoding"?: string; "content-length"?: string }): boolean {
-  return headers["transfer-encoding"] !== undefined || (headers["content-length"] !== undefined && headers["content-length"] !== "0");
+  return (
+    headers["transfer-encoding"] !== undefined ||
+    (headers["content-length"] !== undefined && headers["content-length"] !== "0")
+  );
 }
 
 // express.json() skips a body whose type is not JSON and leaves req.body undefined, which a
@@ -16,7 +19,13 @@ export function jsonBody(): RequestHandler {
   const parse = json({ limit: BODY_LIMIT_BYTES, strict: true });
   return (req, res, next) => {
     if (hasBody(req.headers) && !req.is("application/json")) {
-      next(new HttpError(415, "unsupported_media_type", "Send the body as application/json (Content-Type: application/json), or send none."));
+      next(
+        new HttpError(
+          415,
+          "unsupported_media_type",
+          "Send the body as application/json (Content-Type: application/json), or send none.",
+        ),
+      );
       return;
     }
     parse(req, res, (err?: unknown) => next(err === undefined ? undefined : bodyError(err)));
@@ -30,8 +39,10 @@ type ParserError = Error & { type?: string; status?: number };
 // decompress, a body shorter than its Content-Length) and must not become a 500.
 function bodyError(err: unknown): unknown {
   const e = err as ParserError;
-  if (e?.type === "request.size.invalid") return new HttpError(400, "invalid_body", "The body is not as long as its Content-Length says.");
-  if (e?.type === "request.aborted") return new HttpError(400, "request_aborted", "The client stopped sending the body.");
+  if (e?.type === "request.size.invalid")
+    return new HttpError(400, "invalid_body", "The body is not as long as its Content-Length says.");
+  if (e?.type === "request.aborted")
+    return new HttpError(400, "request_aborted", "The client stopped sending the body.");
   if (e?.type === undefined && typeof e?.status === "number" && e.status >= 400 && e.status < 500) {
     return new HttpError(e.status, "invalid_body", "The request body could not be read; check its Content-Encoding.");
   }

@@ -15,17 +15,23 @@ export function requestLog(logger: Logger) {
       res.setHeader("X-Request-ID", id);
       return id;
     },
-    customLogLevel: (_req, res, err) => (err || res.statusCode >= 500 ? "error" : res.statusCode >= 400 ? "warn" : "info"),
+    customLogLevel: (_req, res, err) =>
+      err || res.statusCode >= 500 ? "error" : res.statusCode >= 400 ? "warn" : "info",
     serializers: {
       // The path without its query string: the app reads nothing from queries, and a client
       // that puts a session id or token in a URL should not get it written to the logs.
-      req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, path: req.url.split("?", 1)[0] }),
+      req: (req: { id: string; method: string; url: string }) => ({
+        id: req.id,
+        method: req.method,
+        path: req.url.split("?", 1)[0],
+      }),
       res: (res: { statusCode: number }) => ({ status: res.statusCode }),
     },
     customAttributeKeys: { responseTime: "ms" },
     // A 5xx is already explained by the error handler's own line; don't add a fake stack.
     customErrorMessage: () => "request completed",
-    customErrorObject: (_req, res, _err, val: Record<string, unknown>) => ((res as { err?: unknown }).err ? val : { ...val, err: undefined }),
+    customErrorObject: (_req, res, _err, val: Record<string, unknown>) =>
+      (res as { err?: unknown }).err ? val : { ...val, err: undefined },
     wrapSerializers: false,
   });
 }

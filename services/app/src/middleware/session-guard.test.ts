@@ -5,8 +5,10 @@ import { describe, expect, it } from "vitest";
 import { sessionLabel } from "../session.ts";
 import { cookieRejection, readCookie, unsignSessionId } from "./session-guard.ts";
 
-const sign = (id: string, secret: string) => `s:${id}.${createHmac("sha256", secret).update(id).digest("base64").replace(/=+$/, "")}`;
-const req = (cookie: string | undefined, sessionID: string) => ({ headers: { cookie }, sessionID }) as unknown as Request;
+const sign = (id: string, secret: string) =>
+  `s:${id}.${createHmac("sha256", secret).update(id).digest("base64").replace(/=+$/, "")}`;
+const req = (cookie: string | undefined, sessionID: string) =>
+  ({ headers: { cookie }, sessionID }) as unknown as Request;
 const id = "abcdefghijklmnopqrstuvwxyz012345";
 
 describe("readCookie", () => {
@@ -27,15 +29,30 @@ describe("cookieRejection", () => {
   });
 
   it("names an unsigned cookie, a bad signature and an unknown id, with a hash and never the id", () => {
-    expect(cookieRejection(req(cookie(id), "generated"), "sid", ["new"])).toEqual({ reason: "unsigned", label: sessionLabel(id) });
-    expect(cookieRejection(req(cookie(sign(id, "stolen")), "generated"), "sid", ["new"])).toEqual({ reason: "bad_signature", label: sessionLabel(id) });
-    expect(cookieRejection(req(cookie(`${sign(id, "new").slice(0, -1)}x`), "generated"), "sid", ["new"])).toMatchObject({ reason: "bad_signature" });
-    expect(cookieRejection(req(cookie(sign(id, "new")), "generated"), "sid", ["new"])).toEqual({ reason: "unknown", label: sessionLabel(id) });
+    expect(cookieRejection(req(cookie(id), "generated"), "sid", ["new"])).toEqual({
+      reason: "unsigned",
+      label: sessionLabel(id),
+    });
+    expect(cookieRejection(req(cookie(sign(id, "stolen")), "generated"), "sid", ["new"])).toEqual({
+      reason: "bad_signature",
+      label: sessionLabel(id),
+    });
+    expect(cookieRejection(req(cookie(`${sign(id, "new").slice(0, -1)}x`), "generated"), "sid", ["new"])).toMatchObject(
+      { reason: "bad_signature" },
+    );
+    expect(cookieRejection(req(cookie(sign(id, "new")), "generated"), "sid", ["new"])).toEqual({
+      reason: "unknown",
+      label: sessionLabel(id),
+    });
   });
 
   it("checks every listed secret, so a cookie signed with the old one is 'unknown', not tampered", () => {
-    expect(cookieRejection(req(cookie(sign(id, "old")), "generated"), "sid", ["new", "old"])).toMatchObject({ reason: "unknown" });
-    expect(cookieRejection(req(cookie(sign(id, "old")), "generated"), "sid", ["new"])).toMatchObject({ reason: "bad_signature" });
+    expect(cookieRejection(req(cookie(sign(id, "old")), "generated"), "sid", ["new", "old"])).toMatchObject({
+      reason: "unknown",
+    });
+    expect(cookieRejection(req(cookie(sign(id, "old")), "generated"), "sid", ["new"])).toMatchObject({
+      reason: "bad_signature",
+    });
   });
 });
 

@@ -36,7 +36,11 @@ const claimedId = (raw: string) => (raw.lastIndexOf(".") > 2 ? raw.slice(2, raw.
  * none). express-session gives a new id both for a bad signature and for an id the store
  * does not have, so the two are told apart by checking the signature here.
  */
-export function cookieRejection(req: Request, cookieName: string, secrets: readonly string[]): { reason: CookieRejection; label: string } | undefined {
+export function cookieRejection(
+  req: Request,
+  cookieName: string,
+  secrets: readonly string[],
+): { reason: CookieRejection; label: string } | undefined {
   const raw = readCookie(req.headers.cookie, cookieName);
   if (raw === undefined) return undefined;
   if (!raw.startsWith("s:")) return { reason: "unsigned", label: sessionLabel(raw) };
@@ -47,14 +51,20 @@ export function cookieRejection(req: Request, cookieName: string, secrets: reado
 
 const MESSAGES: Record<CookieRejection, string> = {
   unsigned: "session cookie is not signed; continuing with a new, empty session",
-  bad_signature: "session cookie signature does not match any SESSION_SECRETS (tampered, or signed with a removed secret); continuing with a new, empty session",
-  unknown: "session cookie names no stored session (expired, logged out, or never issued); continuing with a new, empty session",
+  bad_signature:
+    "session cookie signature does not match any SESSION_SECRETS (tampered, or signed with a removed secret); continuing with a new, empty session",
+  unknown:
+    "session cookie names no stored session (expired, logged out, or never issued); continuing with a new, empty session",
 };
 
 export function sessionGuard(opts: { cookieName: string; secrets: readonly string[] }): RequestHandler {
   return (req, res, next) => {
     const rejected = cookieRejection(req, opts.cookieName, opts.secrets);
-    if (rejected) req.log?.warn({ event: "session_cookie_rejected", reason: rejected.reason, cookie: rejected.label }, MESSAGES[rejected.reason]);
+    if (rejected)
+      req.log?.warn(
+        { event: "session_cookie_rejected", reason: rejected.reason, cookie: rejected.label },
+        MESSAGES[rejected.reason],
+      );
     next();
   };
 }

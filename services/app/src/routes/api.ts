@@ -11,7 +11,12 @@ import { sendIncrement } from "./answers.ts";
 // The body schema lives in bodies.ts; re-exported for the routes that import it from here.
 export { parseBy };
 
-export function apiRoutes(opts: { counter: Counter; gate: NewSessionGate; replicaId: string; cookieName: string }): Router {
+export function apiRoutes(opts: {
+  counter: Counter;
+  gate: NewSessionGate;
+  replicaId: string;
+  cookieName: string;
+}): Router {
   const { counter, gate, replicaId } = opts;
   const r = Router({ strict: true, caseSensitive: true });
   const label = (req: Request) => (req.session.createdAt === undefined ? null : sessionLabel(req.sessionID));

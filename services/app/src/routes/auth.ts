@@ -11,7 +11,12 @@ import { destroySession, sessionLabel } from "../session.ts";
 
 export { parseName };
 
-export function authRoutes(opts: { counter: Counter; rotator: SessionRotator; replicaId: string; cookieName: string }): Router {
+export function authRoutes(opts: {
+  counter: Counter;
+  rotator: SessionRotator;
+  replicaId: string;
+  cookieName: string;
+}): Router {
   const { counter, rotator, replicaId, cookieName } = opts;
   const r = Router({ strict: true, caseSensitive: true });
 
@@ -38,9 +43,19 @@ export function authRoutes(opts: { counter: Counter; rotator: SessionRotator; re
   r.route("/me")
     .get(async (req, res) => {
       const user = req.session.user;
-      if (!user) throw new HttpError(401, "not_logged_in", 'No one is logged in on this session; POST /api/login {"name": "..."} first.');
+      if (!user)
+        throw new HttpError(
+          401,
+          "not_logged_in",
+          'No one is logged in on this session; POST /api/login {"name": "..."} first.',
+        );
       const count = await counter.read(req);
-      res.json({ user: { name: user.name, loginAt: new Date(user.loginAt).toISOString() }, count, replica: replicaId, session: sessionLabel(req.sessionID) });
+      res.json({
+        user: { name: user.name, loginAt: new Date(user.loginAt).toISOString() },
+        count,
+        replica: replicaId,
+        session: sessionLabel(req.sessionID),
+      });
     })
     .all((_req, _res, next) => next(methodNotAllowed(["GET", "HEAD"])));
   return r;

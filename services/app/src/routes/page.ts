@@ -43,13 +43,21 @@ export function pageRoutes(dir = PUBLIC_DIR): Router {
     res.locals.routeLabel = "/assets/*";
     next();
   };
-  r.use("/assets", label, pageHeaders, express.static(join(dir, "assets"), {
-    index: false, redirect: false, cacheControl: true, maxAge: 0, fallthrough: true,
-    // A file served gets static's revalidating Cache-Control, which it sets only where none is
-    // set yet: lift the app-wide no-store (middleware/no-store.ts); a 404 keeps it.
-    setHeaders: (res) => res.removeHeader("Cache-Control"),
-  }), (_req, _res, next) =>
-    next(notFound("No such asset.")),
+  r.use(
+    "/assets",
+    label,
+    pageHeaders,
+    express.static(join(dir, "assets"), {
+      index: false,
+      redirect: false,
+      cacheControl: true,
+      maxAge: 0,
+      fallthrough: true,
+      // A file served gets static's revalidating Cache-Control, which it sets only where none is
+      // set yet: lift the app-wide no-store (middleware/no-store.ts); a 404 keeps it.
+      setHeaders: (res) => res.removeHeader("Cache-Control"),
+    }),
+    (_req, _res, next) => next(notFound("No such asset.")),
   );
   return r;
 }

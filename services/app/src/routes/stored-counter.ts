@@ -16,7 +16,12 @@ import { parseBy } from "./api.ts";
 
 type StoredIncrement = NonNullable<Counter["incrementStored"]>;
 
-export function storedCounterRoutes(opts: { incrementStored: StoredIncrement; cookieName: string; secrets: readonly string[]; replicaId: string }): Router {
+export function storedCounterRoutes(opts: {
+  incrementStored: StoredIncrement;
+  cookieName: string;
+  secrets: readonly string[];
+  replicaId: string;
+}): Router {
   const { incrementStored, cookieName, secrets, replicaId } = opts;
   const SID = Symbol("stored session id");
   type WithSid = Request & { [SID]?: string };
@@ -33,7 +38,11 @@ export function storedCounterRoutes(opts: { incrementStored: StoredIncrement; co
   // OPTIONS here itself, with a 200 naming only this route's method).
   const pass: RequestHandler = (_req, _res, next) => next();
 
-  const route = (parse: (req: Request) => IncrementRequest, answer: (res: Response, r: IncrementResult, sid: string) => void): RequestHandler =>
+  const route =
+    (
+      parse: (req: Request) => IncrementRequest,
+      answer: (res: Response, r: IncrementResult, sid: string) => void,
+    ): RequestHandler =>
     async (req, res, next) => {
       const sid = (req as WithSid)[SID]!;
       let inc: IncrementRequest;
