@@ -1,6 +1,6 @@
 // Runs server.ts as a child process, as pino's tests do, to check how it starts and stops.
 import { spawn } from "node:child_process";
-import { createServer, type AddressInfo } from "node:net";
+import { createServer, Socket, type AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
@@ -67,6 +67,70 @@ describe("server start-up", () => {
       .split("\n")
       .map((l) => JSON.parse(l).event as string | undefined);
     expect(events).toEqual(expect.arrayContaining(["listening", "draining", "stopped"]));
+  });
+
+  it("answers a request that was in flight at SIGTERM with Connection: close, so the drain need not wait out its deadline", async () => {
+    const child = spawn(process.execPath, [entry], {
+      env: {
+        PATH: process.env.PATH,
+        PORT: "0",
+        OPS_PORT: "0",
+        STORE: "memory",
+        HOST: "127.0.0.1",
+        LOG_LEVEL: "info",
+        SHUTDOWN_DELAY_MS: "0",
+        SHUTDOWN_DRAIN_MS: "15000",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const socket = new Socket();
+    try {
+      let out = "";
+      const logged = (event: string) =>
+        new Promise<void>((resolve) => {
+          const check = () => out.includes(`"event":"${event}"`) && resolve();
+          child.stdout.on("data", check);
+          check();
+        });
+      child.stdout.on("data", (d) => (out += d));
+      await logged("listening");
+      const { port } = out
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as { event?: string; port?: number })
+        .find((e) => e.event === "listening")!;
+      await new Promise<void>((resolve) => socket.connect(port!, "127.0.0.1", resolve));
+      let response = "";
+      socket.setEncoding("utf8");
+      socket.on("data", (d: string) => (response += d));
+      const ended = new Promise<void>((resolve) => socket.once("end", resolve));
+      // The head now, the body after SIGTERM: the request is in flight while the drain starts
+      // and closes the idle sockets.
+      socket.write(
+        "POST /api/counter HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n",
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      const draining = logged("draining");
+      child.kill("SIGTERM");
+      await draining;
+      await new Promise((r) => setTimeout(r, 200));
+      const answered = new Promise<void>((resolve) => socket.on("data", () => response.endsWith("}") && resolve()));
+      socket.write("{}");
+      await answered;
+      expect(response).toMatch(/^HTTP\/1\.1 200 /);
+      expect(response.toLowerCase()).toContain("\r\nconnection: close\r\n");
+      await ended;
+      expect(await new Promise<number | null>((resolve) => child.on("exit", resolve))).toBe(0);
+      const events = out
+        .trim()
+        .split("\n")
+        .map((l) => (JSON.parse(l) as { event?: string }).event);
+      expect(events).toContain("stopped");
+      expect(events).not.toContain("drain_timeout");
+    } finally {
+      socket.destroy();
+      child.kill("SIGKILL");
+    }
   });
 
   it("does not listen before its Redis client is ready, and listens anyway after a bounded wait", async () => {
