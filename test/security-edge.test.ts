@@ -1,7 +1,7 @@
 // The request edge, through nginx against real redis-server, nginx and Node replicas
 // (LocalCluster): operator endpoints off the public path, cross-site state changes refused,
 // one reading of the Cookie header on both session paths, and the JSON body schemas.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { chromium, type BrowserContext } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalCluster } from "../infra/cluster/local-cluster.ts";
+import { appLogLines } from "./app-logs.ts";
 import { waitFor } from "../infra/cluster/wait.ts";
 import { Visitor, type Reply, type RequestOptions } from "../loadtest/client/visitor.ts";
 import { sessionLabel } from "../services/app/src/session.ts";
@@ -17,16 +18,6 @@ import { sessionLabel } from "../services/app/src/session.ts";
 function sessionId(cookie: string): string {
   const value = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
   return value.slice(2, value.lastIndexOf("."));
-}
-
-type LogLine = Record<string, unknown> & { event?: string };
-function appLogLines(cluster: LocalCluster): LogLine[] {
-  const dir = join(cluster.dir, "logs");
-  return readdirSync(dir)
-    .filter((f) => f.startsWith("app-"))
-    .flatMap((f) => readFileSync(join(dir, f), "utf8").split("\n"))
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as LogLine);
 }
 
 describe("the request edge, through nginx (local processes, 2 replicas)", () => {

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalCluster } from "../infra/cluster/local-cluster.ts";
+import { appLogLines, type AppLogLine } from "./app-logs.ts";
 import { waitFor } from "../infra/cluster/wait.ts";
 import { Visitor, type Reply, type RequestOptions } from "../loadtest/client/visitor.ts";
 import { sessionLabel } from "../services/app/src/session.ts";
@@ -47,16 +48,7 @@ class TrackedVisitor extends Visitor {
   }
 }
 
-type LogLine = Record<string, unknown> & { level?: number; event?: string; req?: { id?: string } };
-
-function appLogLines(cluster: LocalCluster): LogLine[] {
-  const dir = join(cluster.dir, "logs");
-  return readdirSync(dir)
-    .filter((f) => f.startsWith("app-"))
-    .flatMap((f) => readFileSync(join(dir, f), "utf8").split("\n"))
-    .filter((l) => l.startsWith("{"))
-    .map((l) => JSON.parse(l) as LogLine);
-}
+type LogLine = AppLogLine;
 
 async function logLine(cluster: LocalCluster, match: (l: LogLine) => boolean): Promise<LogLine> {
   let found: LogLine | undefined;
