@@ -43,7 +43,8 @@ const schema = z
     SESSION_IDLE_TIMEOUT_SECONDS: int(1, 31 * 86400).default(1800),
     SESSION_ABSOLUTE_TIMEOUT_SECONDS: int(1, 366 * 86400).default(86400),
     IDEMPOTENCY_TTL_SECONDS: int(1, 7 * 86400).default(3600),
-    IDEMPOTENCY_MAX_KEYS: int(0, 100_000).default(100),
+    // At the cap, a new key makes the script scan the session's records: keep that scan small.
+    IDEMPOTENCY_MAX_KEYS: int(0, 1000).default(100),
     NEW_SESSION_LIMIT: int(0, 1_000_000).default(60),
     NEW_SESSION_WINDOW_SECONDS: int(1, 86400).default(60),
     TRUST_PROXY: z.string().default("1"),

@@ -24,6 +24,9 @@ export function createRedis(config: Config, log: Logger): Redis {
     retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
     reconnectOnError: (err) => err.message.startsWith("READONLY"),
     enableReadyCheck: true,
+    // No CLIENT SETINFO on connect: the app's ACL user may not run it (and Redis 7.0 has no such
+    // subcommand to allow), so every connection would log a NOPERM on Redis 7.2+.
+    disableClientInfo: true,
     lazyConnect: false,
   });
   let down = false;
