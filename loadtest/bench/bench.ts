@@ -543,13 +543,11 @@ async function measureGrowth(
   await new Visitor(cluster.baseUrl()).increment(`bench-${Date.now()}`);
   const sample = await sampleSession(cluster);
   const sessBytes = Number(await cluster.redisCommand("MEMORY", "USAGE", sample.key, "SAMPLES", "0"));
-  const countBytes = Number(
-    await cluster.redisCommand("MEMORY", "USAGE", sample.key.replace(/^sess:/, "count:"), "SAMPLES", "0"),
-  );
-  const idemKey = (await cluster.redisCommand("SCAN", "0", "MATCH", "idem:*", "COUNT", "10000"))
+  const countBytes = Number(await cluster.redisCommand("MEMORY", "USAGE", `{${sample.key}}:count`, "SAMPLES", "0"));
+  const idemKey = (await cluster.redisCommand("SCAN", "0", "MATCH", "{sess:*}:idem", "COUNT", "10000"))
     .split("\n")
     .slice(1)
-    .find((k) => k.startsWith("idem:"));
+    .find((k) => k.endsWith("}:idem"));
   const idemBytes = idemKey ? Number(await cluster.redisCommand("MEMORY", "USAGE", idemKey, "SAMPLES", "0")) : null;
 
   // Memory per session: an empty Redis, then MEMORY_SESSIONS copies of a real session.
