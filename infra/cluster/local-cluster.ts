@@ -518,6 +518,12 @@ export class LocalCluster implements Cluster {
     );
   }
 
+  /** The redis-server processes' pids (for CPU accounting). */
+  redisPids(): number[] {
+    const pids = this.#state.redisCluster?.map((n) => n.pid) ?? [this.#state.redis.pid];
+    return pids.filter((p): p is number => p !== undefined);
+  }
+
   /** Every Redis node and its role (one "primary" with REDIS=single). */
   async redisNodes(): Promise<RedisNodeInfo[]> {
     const cluster = this.#redisCluster();

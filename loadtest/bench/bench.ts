@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import type { RedisTopology } from "../../infra/cluster/cluster.ts";
 import { LocalCluster } from "../../infra/cluster/local-cluster.ts";
 import { LOAD_APP_ENV } from "../client/load-env.ts";
 import { Visitor } from "../client/visitor.ts";
@@ -90,11 +91,12 @@ cleanups.add(async () => rmSync(workDir, { recursive: true, force: true }));
 
 async function startCluster(
   name: string,
-  opts: { replicas: number; appEnv?: Record<string, string>; upstreamKeepalive?: boolean },
+  opts: { replicas: number; appEnv?: Record<string, string>; upstreamKeepalive?: boolean; redis?: RedisTopology },
 ) {
   const cluster = LocalCluster.create({
     dir: join(workDir, name),
     replicas: opts.replicas,
+    redis: opts.redis ?? "single",
     appEnv: { LOG_LEVEL: "info", ...LOAD_APP_ENV, ...opts.appEnv },
     upstreamKeepalive: opts.upstreamKeepalive,
     clientLimits: false,
@@ -102,7 +104,13 @@ async function startCluster(
   const stop = () => cluster.stop();
   cleanups.add(stop);
   await cluster.start();
-  const components = await clusterComponents(cluster);
+  const components =
+    cluster.redisTopology === "cluster"
+      ? [
+          ...(await clusterComponents(cluster)).filter((c) => c.name !== "redis"),
+          { name: "redis", pids: () => cluster.redisPids() },
+        ]
+      : await clusterComponents(cluster);
   return {
     cluster,
     components,
@@ -477,6 +485,32 @@ async function main(): Promise<void> {
       },
       { url: c.cluster.baseUrl(), ...keyed, visitors: "returning" },
       c.components,
+      c.cluster,
+    );
+    await c.stop();
+  }
+
+  // The same exactly-once path on Redis Cluster (3 primaries + 3 replicas): what spreading the
+  // sessions over three shards, and ioredis' Cluster client, cost or gain against one Redis.
+  if (only("redis-cluster")) {
+    const c = await startCluster("redis-cluster", { replicas: 3, redis: "cluster" });
+    await measure(
+      {
+        ...base,
+        id: "nginx3-keyed-redis-cluster",
+        label: "nginx + 3 replicas, exactly-once, Redis Cluster (3 primaries + 3 replicas)",
+        group: "nginx",
+        replicas: 3,
+        counter: "atomic",
+        store: "redis",
+        visitors: "returning",
+        keepalive: true,
+        request: "POST /api/counter + Idempotency-Key",
+      },
+      { url: c.cluster.baseUrl(), ...keyed, visitors: "returning" },
+      c.components,
+      // No per-request Redis command counts: INFO commandstats is per node there.
+      undefined,
       c.cluster,
     );
     await c.stop();
