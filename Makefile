@@ -24,6 +24,8 @@ SCENARIO ?= all
 COUNTER ?= atomic
 USERS ?= 50
 DURATION ?= 10
+# Redis topology for up and verify: single (default) or cluster (Redis Cluster, local processes).
+REDIS ?= single
 
 .PHONY: help deps system-deps docker-deps images up down ps logs kill start scale restart-redis config verify compare-counters bench bench-compare k8s-validate typecheck test
 
@@ -50,7 +52,7 @@ images: deps system-deps docker-deps ## pull the official base images (or build 
 	@$(CLI) images
 
 up: deps system-deps docker-deps ## start Redis, REPLICAS app replicas and nginx on 127.0.0.1:PORT
-	@$(CLI) up --replicas $(REPLICAS) --port $(PORT)
+	@$(CLI) up --replicas $(REPLICAS) --port $(PORT) --redis "$(REDIS)"
 
 down: deps ## stop the cluster and remove its data
 	@$(CLI) down
@@ -76,9 +78,9 @@ restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives th
 config: deps ## check the app's configuration from the environment (as a replica would)
 	@node services/app/src/check-config.ts
 
-verify: deps system-deps docker-deps ## prove no count is lost or doubled under faults (SCENARIO= COUNTER= USERS= DURATION= CLUSTER=)
+verify: deps system-deps docker-deps ## prove no count is lost or doubled under faults (SCENARIO= COUNTER= USERS= DURATION= CLUSTER= REDIS=)
 	@node loadtest/harness/verify.ts --scenario "$(SCENARIO)" --counter "$(COUNTER)" --users "$(USERS)" --duration "$(DURATION)" \
-	  --cluster "$(CLUSTER)" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
+	  --cluster "$(CLUSTER)" --redis "$(REDIS)" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
 
 compare-counters: deps system-deps docker-deps ## COUNTER=session vs atomic side by side: lost updates, SIGKILL x10, throughput ratio
 	@node loadtest/harness/compare-counters.ts --cluster "$(CLUSTER)"

@@ -1,13 +1,14 @@
 // The command line behind `make up`, `make kill` and friends. It drives clusters only
 // through the Cluster interface, so every command works the same locally and in Compose.
 import { parseArgs } from "node:util";
-import type { Cluster, Signal } from "./cluster/cluster.ts";
+import { parseRedisTopology, type Cluster, type Signal } from "./cluster/cluster.ts";
 import type { LocalReplicaInfo } from "./cluster/local-cluster.ts";
 import { buildAppImage, resolveBaseImages } from "./images/images.ts";
 import { attachCluster, chooseKind, createCluster } from "./cluster/open.ts";
 
 const usage = `usage: node infra/cli.ts <command> [options]
-  up [--replicas N] [--port P]     start the cluster (CLUSTER=auto|local|compose)
+  up [--replicas N] [--port P] [--redis single|cluster]
+                                   start the cluster (CLUSTER=auto|local|compose)
   down                             stop it and remove its data
   ps                               list replicas
   logs [--lines N]                 recent log lines of every component
@@ -25,6 +26,7 @@ const { positionals, values } = parseArgs({
     replica: { type: "string" },
     "deprecated-n": { type: "string" },
     port: { type: "string" },
+    redis: { type: "string" },
     signal: { type: "string", default: "TERM" },
     lines: { type: "string", default: "40" },
   },
@@ -67,15 +69,30 @@ async function printReplicas(c: Cluster): Promise<void> {
     line([String(r.index), r.name, r.running ? "running" : "stopped", r.replicaId, r.url, r.opsUrl]);
 }
 
+/** The Redis nodes and their roles, for a driver that reports them. */
+async function printRedisNodes(c: Cluster): Promise<void> {
+  const withNodes = c as Cluster & {
+    redisNodes?: () => Promise<{ name: string; role: string; running: boolean; address: string }[]>;
+  };
+  if (!withNodes.redisNodes) return;
+  const nodes = await withNodes.redisNodes();
+  if (nodes.length < 2) return;
+  console.log("redis nodes:");
+  for (const n of nodes)
+    console.log(`  ${n.name.padEnd(10)} ${n.role.padEnd(8)} ${n.running ? "running" : "stopped"}  ${n.address}`);
+}
+
 async function main(): Promise<void> {
   const [command] = positionals;
   switch (command) {
     case "up": {
       if (await attachCluster()) throw new Error("a cluster is already up; `make down` first, or `make ps` to see it");
-      const kind = chooseKind();
+      // Redis Cluster runs as local processes only; CLUSTER=auto picks them for it.
+      const kind = values.redis === "cluster" && (process.env.CLUSTER ?? "auto") === "auto" ? "local" : chooseKind();
       const common = {
         replicas: intOption("replicas", values.replicas, 3),
         port: intOption("port", values.port, 8080),
+        redis: parseRedisTopology(values.redis),
       };
       // Compose reports its image pulls and builds, which can take minutes.
       const log = (line: string) => console.log(`  ${line}`);
@@ -89,6 +106,7 @@ async function main(): Promise<void> {
       );
       console.log(`cluster up (${kind}): ${cluster.baseUrl()}`);
       console.log(`replicas: ${names.join(", ")}`);
+      if (common.redis !== "single") await printRedisNodes(cluster);
       console.log(`try: curl -c jar -b jar ${cluster.baseUrl()}/counter`);
       return;
     }
@@ -98,8 +116,11 @@ async function main(): Promise<void> {
       await c.stop();
       return console.log(`cluster down (${c.kind})`);
     }
-    case "ps":
-      return printReplicas(await running());
+    case "ps": {
+      const c = await running();
+      await printReplicas(c);
+      return printRedisNodes(c);
+    }
     case "logs":
       return console.log(await (await running()).logs(intOption("lines", values.lines, 40)));
     case "kill": {

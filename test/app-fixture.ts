@@ -3,7 +3,6 @@
 // down the server, the app's Redis client and the Redis it started, even when a test fails.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { Redis } from "ioredis";
 import { pino } from "pino";
 import { waitFor } from "../infra/cluster/wait.ts";
 import { Visitor } from "../loadtest/client/visitor.ts";
@@ -11,7 +10,7 @@ import { createApp } from "../services/app/src/app.ts";
 import { loadConfig, type Config } from "../services/app/src/config.ts";
 import { AtomicCounter } from "../services/app/src/counter.ts";
 import { Lifecycle } from "../services/app/src/lifecycle.ts";
-import { createRedis } from "../services/app/src/redis.ts";
+import { createRedis, type RedisClient } from "../services/app/src/redis.ts";
 import { startTestRedis, type TestRedis } from "./redis-server.ts";
 
 export const TEST_SECRET = "in-process-test-secret-0123456789abcdef";
@@ -51,7 +50,7 @@ export async function startApp(opts: TestAppOptions = {}): Promise<TestApp> {
   const memory = env.STORE === "memory";
   const ownRedis = !memory && !opts.redis ? await startTestRedis({ kind: "process" }) : undefined;
   const testRedis = memory ? undefined : (opts.redis ?? ownRedis);
-  let client: Redis | undefined;
+  let client: RedisClient | undefined;
   let server: Server | undefined;
   const close = async () => {
     if (server) {

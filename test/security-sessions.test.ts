@@ -78,7 +78,7 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
     expect((await new Visitor(base).increment(randomUUID())).status).toBe(200);
 
     // One hash per session, holding exactly the capped number of records.
-    expect(Number(await cluster.redisCommand("HLEN", `idem:${id}`))).toBe(5);
+    expect(Number(await cluster.redisCommand("HLEN", `{sess:${id}}:idem`))).toBe(5);
     expect(await redisKeys(cluster, `idem:${id}:*`)).toEqual([]);
   });
 
@@ -110,8 +110,8 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
     expect(retry.json?.count).toBe(1);
     expect(retry.headers.get("idempotent-replayed")).toBe("true");
     expect((await v.get("/api/me")).json).toMatchObject({ user: { name: "ada" }, count: 1 });
-    expect(Number(await cluster.redisCommand("EXISTS", `idem:${oldId}`))).toBe(0);
-    expect(Number(await cluster.redisCommand("HLEN", `idem:${newId}`))).toBe(1);
+    expect(Number(await cluster.redisCommand("EXISTS", `{sess:${oldId}}:idem`))).toBe(0);
+    expect(Number(await cluster.redisCommand("HLEN", `{sess:${newId}}:idem`))).toBe(1);
   });
 
   /** Holds every Redis write (scripts included) until released; reads go on. */
@@ -270,7 +270,7 @@ describe("the app's new-session limit (2 replicas, NEW_SESSION_LIMIT=6 a minute;
     expect(admitted.status).toBe(200);
     expect(admitted.json?.count).toBe(3);
     // The expired keys were pruned when the cap was reached; k1 counts anew.
-    expect(Number(await cluster.redisCommand("HLEN", `idem:${sessionId(v.cookie)}`))).toBeLessThanOrEqual(2);
+    expect(Number(await cluster.redisCommand("HLEN", `{sess:${sessionId(v.cookie)}}:idem`))).toBeLessThanOrEqual(2);
   });
 
   it("counts every new session per client address in Redis, whatever the cookie looks like, on every route that makes one", async () => {

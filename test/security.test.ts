@@ -121,7 +121,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     for (let i = 0; i < 3; i++) await victim.increment();
     const planted = victim.cookie!; // what an attacker who fixed this id in the victim's browser holds
     const oldId = sessionId(planted);
-    expect(await redisExists(cluster, `sess:${oldId}`, `count:${oldId}`)).toBe(2);
+    expect(await redisExists(cluster, `sess:${oldId}`, `{sess:${oldId}}:count`)).toBe(2);
 
     const login = await victim.post("/api/login", jsonBody({ name: "ada" }));
     expect(login.status).toBe(200);
@@ -129,8 +129,8 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     expect(login.headers.get("cache-control")).toBe("no-store");
     const newId = sessionId(victim.cookie);
     expect(newId).not.toBe(oldId);
-    expect(await redisExists(cluster, `sess:${oldId}`, `count:${oldId}`)).toBe(0);
-    expect(await cluster.redisCommand("GET", `count:${newId}`)).toBe("3");
+    expect(await redisExists(cluster, `sess:${oldId}`, `{sess:${oldId}}:count`)).toBe(0);
+    expect(await cluster.redisCommand("GET", `{sess:${newId}}:count`)).toBe("3");
 
     const attacker = new TrackedVisitor(base, planted);
     const me = await attacker.get("/api/me");
@@ -161,7 +161,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     ).length;
     console.log(`login race: ${carried} carried, ${moved} moved mid-request (409), ${replaced} after the login (409)`);
     expect(carried + moved + replaced).toBe(replies.length);
-    expect(await cluster.redisCommand("GET", `count:${sessionId(v.cookie)}`)).toBe(String(1 + carried));
+    expect(await cluster.redisCommand("GET", `{sess:${sessionId(v.cookie)}}:count`)).toBe(String(1 + carried));
     expect((await v.get("/api/me")).json?.count).toBe(1 + carried);
   });
 
@@ -220,7 +220,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
       /^sid=; Path=\/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax$/,
     );
     expect(v.cookie).toBeUndefined();
-    expect(await redisExists(cluster, `sess:${id}`, `count:${id}`)).toBe(0);
+    expect(await redisExists(cluster, `sess:${id}`, `{sess:${id}}:count`)).toBe(0);
 
     const replay = new TrackedVisitor(base, saved);
     expect((await replay.get("/api/me")).status).toBe(401);
@@ -842,7 +842,7 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       expect(Number(await cluster.redisCommand("TTL", `sess:${id}`))).toBeLessThanOrEqual(2);
       await waitFor(
         "Redis to expire the idle session",
-        async () => (await redisExists(cluster, `sess:${id}`, `count:${id}`)) === 0,
+        async () => (await redisExists(cluster, `sess:${id}`, `{sess:${id}}:count`)) === 0,
         5000,
       );
       const r = await v.increment();
@@ -859,7 +859,7 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       // Answered from the stored result, in the same Redis call that extends both TTLs.
       const replay = await v.increment(key);
       expect(replay.headers.get("idempotent-replayed")).toBe("true");
-      expect(Number(await cluster.redisCommand("TTL", `count:${id}`))).toBeGreaterThan(1);
+      expect(Number(await cluster.redisCommand("TTL", `{sess:${id}}:count`))).toBeGreaterThan(1);
       await sleep(1200); // past the first increment's 2 s TTL
       expect((await v.increment()).json?.count).toBe(2);
       expect(sessionId(v.cookie)).toBe(id);
@@ -885,7 +885,7 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       expect(seen[reset]!.ms).toBeGreaterThanOrEqual(4000);
       const oldId = seen[0]!.id;
       expect(seen[reset]!.id).not.toBe(oldId);
-      expect(await redisExists(cluster, `sess:${oldId}`, `count:${oldId}`)).toBe(0);
+      expect(await redisExists(cluster, `sess:${oldId}`, `{sess:${oldId}}:count`)).toBe(0);
       await logLine(cluster, (l) => l.event === "session_absolute_timeout" && l.session === sessionLabel(oldId));
     });
   });

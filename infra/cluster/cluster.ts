@@ -4,6 +4,23 @@
 
 export type Signal = "SIGTERM" | "SIGKILL";
 
+/** How Redis runs: one server (default), a primary with replicas and Sentinels, or Redis Cluster. */
+export type RedisTopology = "single" | "sentinel" | "cluster";
+
+/** A REDIS= value checked: the topology, or an error naming the choices. */
+export function parseRedisTopology(value: string | undefined): RedisTopology {
+  const v = value === undefined || value === "" ? "single" : value;
+  if (v === "single" || v === "sentinel" || v === "cluster") return v;
+  throw new Error(`REDIS must be single, sentinel or cluster, not "${value}"`);
+}
+
+export type RedisNodeInfo = {
+  name: string;
+  role: "primary" | "replica" | "sentinel";
+  running: boolean;
+  address: string;
+};
+
 /** What every driver honours; each driver's own options are in its own type. */
 export type ClusterOptions = {
   /** Number of app replicas (default 3). */
@@ -18,6 +35,8 @@ export type ClusterOptions = {
    * load generators, whose every client is 127.0.0.1 (benchmarks, the harness, load tests).
    */
   clientLimits?: ClientLimits | false;
+  /** How Redis runs (default "single"); `make up REDIS=...`. */
+  redis?: RedisTopology;
 };
 
 /** `rate` requests a second per client address, `burst` on top at once, `connections` in flight (0: no such limit). */

@@ -8,7 +8,16 @@ import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import type { ClientLimits, Cluster, ClusterOptions, ReplicaInfo, Signal } from "./cluster.ts";
+import type {
+  ClientLimits,
+  Cluster,
+  ClusterOptions,
+  RedisNodeInfo,
+  RedisTopology,
+  ReplicaInfo,
+  Signal,
+} from "./cluster.ts";
+import { LocalRedisCluster, newRedisClusterNodes, type RedisClusterNode } from "./redis-cluster.ts";
 import { clientLimitsConf, clientLimitsFrom } from "./client-limits.ts";
 import { httpStatus, waitFor } from "./wait.ts";
 import { freePort } from "./ports.ts";
@@ -21,13 +30,16 @@ const aclTemplate = join(repoRoot, "infra/redis/users.acl");
 const REDIS_MAXMEMORY = "200mb";
 
 /** The users of infra/redis/users.acl that log in, each with a password of its own. */
-type RedisUser = "app" | "health" | "admin";
+type RedisUser = "app" | "health" | "admin" | "replication";
 
 type Proc = { pid: number | undefined };
 type LocalState = {
   kind: "local";
   port: number;
   redis: Proc & { port: number; passwords: Record<RedisUser, string> };
+  redisTopology?: RedisTopology;
+  /** REDIS=cluster: the six nodes (redis-cluster.ts); `redis` above is then unused but for its passwords. */
+  redisCluster?: RedisClusterNode[];
   replicas: (Proc & { index: number; name: string; port: number; opsPort: number })[];
   nginx: Proc;
   appEnv: Record<string, string>;
@@ -138,6 +150,11 @@ export function redisAclFile(template: string, passwords: Partial<Record<string,
   );
 }
 
+function redisTopology(t: RedisTopology | undefined): RedisTopology {
+  if (t === undefined || t === "single" || t === "cluster") return t ?? "single";
+  throw new Error(`REDIS=${t} is not supported by local processes here; use single or cluster`);
+}
+
 export class LocalCluster implements Cluster {
   readonly kind = "local" as const;
   readonly dir: string;
@@ -155,7 +172,12 @@ export class LocalCluster implements Cluster {
     return new LocalCluster(dir, {
       kind: "local",
       port: opts.port ?? 0,
-      redis: { pid: undefined, port: 0, passwords: { app: secret(), health: secret(), admin: secret() } },
+      redis: {
+        pid: undefined,
+        port: 0,
+        passwords: { app: secret(), health: secret(), admin: secret(), replication: secret() },
+      },
+      redisTopology: redisTopology(opts.redis),
       replicas: Array.from({ length: n }, (_, i) => ({
         index: i + 1,
         name: `app-${i + 1}`,
@@ -184,7 +206,32 @@ export class LocalCluster implements Cluster {
   }
 
   get redisPort(): number {
-    return this.#state.redis.port;
+    return this.#state.redisCluster?.[0]?.port ?? this.#state.redis.port;
+  }
+
+  get redisTopology(): RedisTopology {
+    return this.#state.redisTopology ?? "single";
+  }
+
+  /** REDIS=cluster's nodes, through the driver's own process helpers. */
+  #redisCluster(): LocalRedisCluster | undefined {
+    const nodes = this.#state.redisCluster;
+    if (!nodes) return undefined;
+    const r = this.#state.redis;
+    return new LocalRedisCluster(
+      {
+        dir: this.dir,
+        adminPassword: r.passwords.admin,
+        replicationPassword: r.passwords.replication,
+        aclFile: redisAclFile(readFileSync(aclTemplate, "utf8"), r.passwords),
+        maxmemory: REDIS_MAXMEMORY,
+        spawn: (name, cmd, args) => this.#spawn(name, cmd, args),
+        alive,
+        signal: (pid, marker, signal, what) => this.#signal(pid, marker, signal, what),
+        save: () => this.#save(),
+      },
+      nodes,
+    );
   }
 
   /** The password of a Redis user (infra/redis/users.acl): app, health or admin. */
@@ -239,7 +286,8 @@ export class LocalCluster implements Cluster {
     mkdirSync(join(this.dir, "nginx"), { recursive: true });
     const s = this.#state;
     if (s.port === 0) s.port = await freePort();
-    s.redis.port = await freePort();
+    if (this.redisTopology === "cluster") s.redisCluster = await newRedisClusterNodes();
+    else s.redis.port = await freePort();
     for (const r of s.replicas) {
       r.port = await freePort();
       r.opsPort = await freePort();
@@ -257,7 +305,9 @@ export class LocalCluster implements Cluster {
     }
   }
 
-  async #startRedis(bin: string): Promise<void> {
+  async #startRedis(bin: string, fresh = true): Promise<void> {
+    const cluster = this.#redisCluster();
+    if (cluster) return cluster.start(bin, fresh);
     const r = this.#state.redis;
     const dir = join(this.dir, "redis");
     // Passwords only in files (0600), never in argv, which every local user can read in `ps`.
@@ -300,7 +350,9 @@ export class LocalCluster implements Cluster {
       PORT: String(r.port),
       OPS_PORT: String(r.opsPort),
       REPLICA_ID: r.name,
-      REDIS_URL: `redis://127.0.0.1:${this.#state.redis.port}`,
+      ...(this.#state.redisCluster
+        ? { REDIS_CLUSTER_NODES: this.#redisCluster()!.seeds() }
+        : { REDIS_URL: `redis://127.0.0.1:${this.#state.redis.port}` }),
       REDIS_USERNAME: "app",
       REDIS_PASSWORD: this.#state.redis.passwords.app,
       // The cluster's own secret, unless the test or the caller chose its own (rotation).
@@ -440,13 +492,17 @@ export class LocalCluster implements Cluster {
   }
 
   async stopRedis(signal: Signal): Promise<void> {
+    // Redis Cluster: every node (the meaning of "restart Redis" there); the data survives in each node's AOF.
+    const cluster = this.#redisCluster();
+    if (cluster) return cluster.stopAll(signal);
     await this.#signal(this.#state.redis.pid, `:${this.#state.redis.port}`, signal, "redis-server");
     this.#state.redis.pid = undefined;
     this.#save();
   }
 
   async startRedis(): Promise<void> {
-    if (!alive(this.#state.redis.pid, `:${this.#state.redis.port}`))
+    if (this.#state.redisCluster) await this.#startRedis(await need("redis-server", "redis-server"), false);
+    else if (!alive(this.#state.redis.pid, `:${this.#state.redis.port}`))
       await this.#startRedis(await need("redis-server", "redis-server"));
     // Replicas reconnect on their own (ioredis backoff, capped at 1 s); wait until they have.
     await Promise.all(
@@ -462,7 +518,45 @@ export class LocalCluster implements Cluster {
     );
   }
 
+  /** The redis-server processes' pids (for CPU accounting). */
+  redisPids(): number[] {
+    const pids = this.#state.redisCluster?.map((n) => n.pid) ?? [this.#state.redis.pid];
+    return pids.filter((p): p is number => p !== undefined);
+  }
+
+  /** Every Redis node and its role (one "primary" with REDIS=single). */
+  async redisNodes(): Promise<RedisNodeInfo[]> {
+    const cluster = this.#redisCluster();
+    if (cluster) return cluster.nodes();
+    const r = this.#state.redis;
+    return [{ name: "redis", role: "primary", running: alive(r.pid, `:${r.port}`), address: `127.0.0.1:${r.port}` }];
+  }
+
+  async killRedisNode(name: string, signal: Signal): Promise<void> {
+    const cluster = this.#redisCluster();
+    if (cluster) return cluster.kill(name, signal);
+    if (name !== "redis") throw new Error(`no Redis node ${name}; this cluster has redis`);
+    await this.stopRedis(signal);
+  }
+
+  async startRedisNode(name: string): Promise<void> {
+    const cluster = this.#redisCluster();
+    if (cluster) return cluster.startNode(await need("redis-server", "redis-server"), name);
+    if (name !== "redis") throw new Error(`no Redis node ${name}; this cluster has redis`);
+    await this.startRedis();
+  }
+
+  /** Redis Cluster: resolves once every slot has a running primary, with one other than `exclude`. */
+  async waitForPrimary(opts: { exclude?: string; timeoutMs?: number } = {}): Promise<string> {
+    const cluster = this.#redisCluster();
+    if (cluster) return cluster.waitForPrimary(opts);
+    await waitFor("redis", async () => (await this.redisCommand("PING")) === "PONG", opts.timeoutMs ?? 15_000);
+    return "redis";
+  }
+
   async redisCommand(...args: string[]): Promise<string> {
+    const cluster = this.#redisCluster();
+    if (cluster) return cluster.command(args);
     // As the admin user (operators' and tests' commands); the password goes in the
     // environment, not argv: `ps` shows argv, and a failed command's message quotes it.
     const { stdout } = await run(
@@ -477,7 +571,8 @@ export class LocalCluster implements Cluster {
   }
 
   async logs(lines = 50): Promise<string> {
-    const names = ["redis", ...this.#state.replicas.map((r) => r.name), "nginx-error", "nginx-access"];
+    const redis = this.#redisCluster()?.logNames() ?? ["redis"];
+    const names = [...redis, ...this.#state.replicas.map((r) => r.name), "nginx-error", "nginx-access"];
     const out: string[] = [];
     for (const name of names) {
       const file = this.#log(name);
@@ -496,6 +591,9 @@ export class LocalCluster implements Cluster {
         this.#signal(r.pid, this.dir, "SIGTERM", r.name).catch(() => this.#signal(r.pid, this.dir, "SIGKILL", r.name)),
       ),
     );
+    await this.#redisCluster()
+      ?.stopAll("SIGTERM")
+      .catch(() => this.#redisCluster()?.stopAll("SIGKILL"));
     await this.#signal(s.redis.pid, `:${s.redis.port}`, "SIGTERM", "redis-server").catch(() =>
       this.#signal(s.redis.pid, `:${s.redis.port}`, "SIGKILL", "redis-server"),
     );

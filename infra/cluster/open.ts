@@ -45,6 +45,7 @@ export function createCluster(
   opts: (Omit<LocalClusterOptions, "dir"> | Omit<ComposeClusterOptions, "dir">) & Where,
 ): Cluster {
   if (kind === "local") return LocalCluster.create({ ...opts, dir: opts.dir ?? LOCAL_DIR });
+  if (opts.redis === "cluster") throw new Error("REDIS=cluster runs as local processes only: add CLUSTER=local");
   const o = opts as Omit<ComposeClusterOptions, "dir"> & Where;
   const project = o.project ?? (o.dir ? defaultProjectName(`esc-${basename(o.dir)}`) : undefined);
   return ComposeCluster.create({ ...o, dir: o.dir ?? COMPOSE_DIR, ...(project ? { project } : {}) });

@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import type { RedisTopology } from "../../infra/cluster/cluster.ts";
 import { LocalCluster } from "../../infra/cluster/local-cluster.ts";
 import { LOAD_APP_ENV } from "../client/load-env.ts";
 import { Visitor } from "../client/visitor.ts";
@@ -90,11 +91,12 @@ cleanups.add(async () => rmSync(workDir, { recursive: true, force: true }));
 
 async function startCluster(
   name: string,
-  opts: { replicas: number; appEnv?: Record<string, string>; upstreamKeepalive?: boolean },
+  opts: { replicas: number; appEnv?: Record<string, string>; upstreamKeepalive?: boolean; redis?: RedisTopology },
 ) {
   const cluster = LocalCluster.create({
     dir: join(workDir, name),
     replicas: opts.replicas,
+    redis: opts.redis ?? "single",
     appEnv: { LOG_LEVEL: "info", ...LOAD_APP_ENV, ...opts.appEnv },
     upstreamKeepalive: opts.upstreamKeepalive,
     clientLimits: false,
@@ -102,7 +104,13 @@ async function startCluster(
   const stop = () => cluster.stop();
   cleanups.add(stop);
   await cluster.start();
-  const components = await clusterComponents(cluster);
+  const components =
+    cluster.redisTopology === "cluster"
+      ? [
+          ...(await clusterComponents(cluster)).filter((c) => c.name !== "redis"),
+          { name: "redis", pids: () => cluster.redisPids() },
+        ]
+      : await clusterComponents(cluster);
   return {
     cluster,
     components,
@@ -482,6 +490,32 @@ async function main(): Promise<void> {
     await c.stop();
   }
 
+  // The same exactly-once path on Redis Cluster (3 primaries + 3 replicas): what spreading the
+  // sessions over three shards, and ioredis' Cluster client, cost or gain against one Redis.
+  if (only("redis-cluster")) {
+    const c = await startCluster("redis-cluster", { replicas: 3, redis: "cluster" });
+    await measure(
+      {
+        ...base,
+        id: "nginx3-keyed-redis-cluster",
+        label: "nginx + 3 replicas, exactly-once, Redis Cluster (3 primaries + 3 replicas)",
+        group: "nginx",
+        replicas: 3,
+        counter: "atomic",
+        store: "redis",
+        visitors: "returning",
+        keepalive: true,
+        request: "POST /api/counter + Idempotency-Key",
+      },
+      { url: c.cluster.baseUrl(), ...keyed, visitors: "returning" },
+      c.components,
+      // No per-request Redis command counts: INFO commandstats is per node there.
+      undefined,
+      c.cluster,
+    );
+    await c.stop();
+  }
+
   if (only("memory")) {
     const c = await startCluster("memory", { replicas: 1, appEnv: { STORE: "memory", COUNTER: "session" } });
     const direct = (await c.cluster.replicas())[0]!.url;
@@ -543,13 +577,11 @@ async function measureGrowth(
   await new Visitor(cluster.baseUrl()).increment(`bench-${Date.now()}`);
   const sample = await sampleSession(cluster);
   const sessBytes = Number(await cluster.redisCommand("MEMORY", "USAGE", sample.key, "SAMPLES", "0"));
-  const countBytes = Number(
-    await cluster.redisCommand("MEMORY", "USAGE", sample.key.replace(/^sess:/, "count:"), "SAMPLES", "0"),
-  );
-  const idemKey = (await cluster.redisCommand("SCAN", "0", "MATCH", "idem:*", "COUNT", "10000"))
+  const countBytes = Number(await cluster.redisCommand("MEMORY", "USAGE", `{${sample.key}}:count`, "SAMPLES", "0"));
+  const idemKey = (await cluster.redisCommand("SCAN", "0", "MATCH", "{sess:*}:idem", "COUNT", "10000"))
     .split("\n")
     .slice(1)
-    .find((k) => k.startsWith("idem:"));
+    .find((k) => k.endsWith("}:idem"));
   const idemBytes = idemKey ? Number(await cluster.redisCommand("MEMORY", "USAGE", idemKey, "SAMPLES", "0")) : null;
 
   // Memory per session: an empty Redis, then MEMORY_SESSIONS copies of a real session.

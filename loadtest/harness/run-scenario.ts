@@ -5,7 +5,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Cluster } from "../../infra/cluster/cluster.ts";
+import type { Cluster, RedisTopology } from "../../infra/cluster/cluster.ts";
 import { createCluster, type ClusterKind } from "../../infra/cluster/open.ts";
 import { LOAD_APP_ENV } from "../client/load-env.ts";
 import { Visitor } from "../client/visitor.ts";
@@ -16,6 +16,8 @@ import type { FaultContext, Scenario } from "./scenarios.ts";
 
 export type RunOptions = {
   kind: ClusterKind;
+  /** How Redis runs in the cluster this starts (default single). */
+  redis?: RedisTopology;
   counter: "atomic" | "session";
   users: number;
   durationMs: number;
@@ -110,6 +112,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
     (await createCluster(o.kind, {
       replicas: o.replicas ?? 3,
       port: 0,
+      redis: o.redis ?? "single",
       appEnv: { ...LOAD_APP_ENV, COUNTER: counter, ...s.appEnv },
       // Every simulated user is 127.0.0.1: nginx's per-client limits would refuse the load itself.
       clientLimits: false,
@@ -121,7 +124,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
     if (own) {
       activeClusters.add(cluster);
       log(
-        `${tag} starting a ${o.kind} cluster (COUNTER=${counter}${
+        `${tag} starting a ${o.kind} cluster (${o.redis && o.redis !== "single" ? `REDIS=${o.redis}, ` : ""}COUNTER=${counter}${
           s.appEnv
             ? `, ${Object.entries(s.appEnv)
                 .map(([k, v]) => `${k}=${v}`)

@@ -4,6 +4,7 @@
 // USERS, DURATION (seconds per scenario), CONCURRENCY (overrides the scenario's).
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { parseRedisTopology } from "../../infra/cluster/cluster.ts";
 import { chooseKind } from "../../infra/cluster/open.ts";
 import { fileStamp, onInterrupt } from "../lib/process.ts";
 import { failureLines, verdictTable, writeReports } from "./verify-report.ts";
@@ -14,6 +15,7 @@ const { values } = parseArgs({
   options: {
     scenario: { type: "string", default: process.env.SCENARIO || "all" },
     cluster: { type: "string", default: process.env.CLUSTER || "auto" },
+    redis: { type: "string", default: process.env.REDIS || "single" },
     counter: { type: "string", default: process.env.COUNTER || "atomic" },
     users: { type: "string", default: process.env.USERS || "50" },
     duration: { type: "string", default: process.env.DURATION || "10" },
@@ -30,7 +32,9 @@ function positive(name: string, v: string, max: number): number {
 }
 
 async function main(): Promise<number> {
-  const kind = chooseKind(values.cluster);
+  const redis = parseRedisTopology(values.redis);
+  // Redis Cluster runs as local processes only; CLUSTER=auto picks them for it.
+  const kind = redis === "cluster" && values.cluster === "auto" ? "local" : chooseKind(values.cluster);
   if (values.counter !== "atomic" && values.counter !== "session")
     throw new Error(`COUNTER must be atomic or session, not "${values.counter}"`);
   const counter = values.counter;
@@ -44,7 +48,7 @@ async function main(): Promise<number> {
   for (const s of chosen) {
     let r: ScenarioResult;
     try {
-      r = await runScenario(s, { kind, counter, users, durationMs, concurrency });
+      r = await runScenario(s, { kind, redis, counter, users, durationMs, concurrency });
     } catch (err) {
       // The cluster could not start or stop: no verdict, but the other scenarios still run.
       errors.push(`${s.name}: could not run: ${(err as Error).message}`);

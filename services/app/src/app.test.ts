@@ -27,7 +27,7 @@ afterAll(() => app?.close());
 /** How many increments Redis holds for the visitor's session, summed over all sessions. */
 async function storedCounts(): Promise<number> {
   const admin = app.redis!.admin;
-  const keys = await admin.keys("count:*");
+  const keys = await admin.keys("{sess:*}:count");
   const values = keys.length ? await admin.mget(...keys) : [];
   return values.reduce((sum, v) => sum + Number(v ?? 0), 0);
 }
@@ -189,7 +189,7 @@ describe("login", () => {
     const old = app.visitor(oldCookie);
     expect((await old.get("/api/session")).json).toMatchObject({ count: 0, session: null });
     expectError(await old.get("/api/me"), 401, "not_logged_in");
-    expect(await app.redis!.admin.exists(`count:${sidOf(oldCookie)}`, `sess:${sidOf(oldCookie)}`)).toBe(0);
+    expect(await app.redis!.admin.exists(`{sess:${sidOf(oldCookie)}}:count`, `sess:${sidOf(oldCookie)}`)).toBe(0);
     // The logged-in session is unharmed by the old cookie's requests.
     expect((await v.get("/api/me")).json?.count).toBe(6);
   });

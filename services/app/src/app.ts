@@ -1,6 +1,6 @@
 // Builds the Express app from its parts; never listens (server.ts does).
 import express, { type Express } from "express";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./redis.ts";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { AtomicCounter, SessionCounter, type Counter } from "./counter.ts";
@@ -20,13 +20,13 @@ import { memoryStoreCounterRoutes } from "./routes/memory-store-counter.ts";
 import { pageRoutes } from "./routes/page.ts";
 import { seedRoutes } from "./routes/seed.ts";
 import { storedCounterRoutes } from "./routes/stored-counter.ts";
-import { createStore, sessionMiddleware } from "./session.ts";
+import { createStore, readsLegacyKeys, sessionMiddleware } from "./session.ts";
 
 /** `metrics` is shared with the operator app (ops.ts), which serves it; created here when absent. */
 export type AppDeps = {
   config: Config;
   logger: Logger;
-  redis: Redis | undefined;
+  redis: RedisClient | undefined;
   lifecycle: Lifecycle;
   metrics?: Metrics;
 };
@@ -79,7 +79,7 @@ export function createApp({ config, logger, redis, lifecycle, ...deps }: AppDeps
     "/api",
     authRoutes({
       counter,
-      rotator: new SessionRotator(redis, config.session.idleTimeoutSeconds, gate),
+      rotator: new SessionRotator(redis, config.session.idleTimeoutSeconds, gate, readsLegacyKeys(config)),
       replicaId: config.replicaId,
       cookieName: config.session.cookieName,
     }),

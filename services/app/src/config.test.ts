@@ -15,6 +15,30 @@ const problemsOf = (env: Record<string, string>): string[] => {
 };
 
 describe("loadConfig", () => {
+  it("reads REDIS_CLUSTER_NODES as seed nodes and lists every entry that is not host:port", () => {
+    expect(loadConfig({ REDIS_CLUSTER_NODES: "redis-1:6379, 10.0.0.2:7000,[::1]:7001" }).redis.clusterNodes).toEqual([
+      { host: "redis-1", port: 6379 },
+      { host: "10.0.0.2", port: 7000 },
+      { host: "::1", port: 7001 },
+    ]);
+    expect(loadConfig({}).redis.clusterNodes).toEqual([]);
+    const problems = problemsOf({ REDIS_CLUSTER_NODES: "redis-1,redis-2:0,redis-3:6379" });
+    expect(problems.filter((p) => p.startsWith("REDIS_CLUSTER_NODES"))).toHaveLength(2);
+    expect(problems.join("\n")).toContain('"redis-1" is not host:port');
+  });
+
+  it("refuses two Redis topologies at once, naming both", () => {
+    const problems = problemsOf({
+      REDIS_CLUSTER_NODES: "redis-1:6379",
+      REDIS_URL: "redis://redis:6379",
+      REDIS_SENTINELS: "s1:26379",
+    });
+    expect(problems).toEqual([
+      "REDIS_CLUSTER_NODES: set either REDIS_CLUSTER_NODES (Redis Cluster) or REDIS_URL, not both",
+      "REDIS_CLUSTER_NODES: set either REDIS_CLUSTER_NODES (Redis Cluster) or REDIS_SENTINELS, not both",
+    ]);
+  });
+
   it("applies documented defaults and freezes the result", () => {
     const c = loadConfig({});
     expect(c.port).toBe(3000);

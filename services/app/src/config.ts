@@ -32,6 +32,7 @@ const schema = z
       .regex(/^[^\s>]{1,64}$/, "a Redis ACL user name: no spaces, at most 64 characters")
       .optional(),
     REDIS_PASSWORD: z.string().optional(),
+    REDIS_CLUSTER_NODES: z.string().optional(),
     REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000).default(500),
     REDIS_CONNECT_TIMEOUT_MS: int(50, 60_000).default(1000),
     SESSION_SECRET: z.string().optional(),
@@ -67,6 +68,12 @@ const schema = z
         ctx.addIssue({ code: "custom", path: ["PUBLIC_ORIGINS"], message });
       }
     }
+    for (const n of c.REDIS_CLUSTER_NODES === undefined ? [] : splitList(c.REDIS_CLUSTER_NODES)) {
+      if (parseHostPort(n) === undefined) {
+        const message = `"${n}" is not host:port (e.g. redis-1:6379; an IPv6 address in brackets: [::1]:6379)`;
+        ctx.addIssue({ code: "custom", path: ["REDIS_CLUSTER_NODES"], message });
+      }
+    }
     if (c.STORE === "memory" && c.COUNTER === "atomic") {
       ctx.addIssue({
         code: "custom",
@@ -89,6 +96,14 @@ const splitList = (value: string) =>
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean);
+
+/** "host:port" (IPv6 in brackets) as its parts, or undefined when it is not exactly that. */
+export function parseHostPort(value: string): { host: string; port: number } | undefined {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(value);
+  const port = Number(m?.[2]);
+  if (!m || port < 1 || port > 65535) return undefined;
+  return { host: m[1]!.replace(/^\[(.*)\]$/, "$1"), port };
+}
 
 /** `value` as a serialized origin ("https://host[:port]"), or undefined when it is not exactly one. */
 function parseOrigin(value: string): string | undefined {
@@ -119,6 +134,8 @@ export type Config = Readonly<{
     url: string;
     username: string | undefined;
     password: string | undefined;
+    /** Redis Cluster seed nodes (REDIS_CLUSTER_NODES); empty: one Redis at `url`. */
+    clusterNodes: readonly Readonly<{ host: string; port: number }>[];
     commandTimeoutMs: number;
     connectTimeoutMs: number;
   }>;
@@ -201,6 +218,12 @@ export function loadConfig(rawEnv: Env = process.env): Config {
   if (env.SESSION_SECRETS !== undefined && env.SESSION_SECRET !== undefined) {
     problems.push("SESSION_SECRETS: set either SESSION_SECRET or SESSION_SECRETS (new,old), not both");
   }
+  // One topology at a time: a replica that silently picked one of two would split the sessions.
+  if (env.REDIS_CLUSTER_NODES !== undefined) {
+    for (const other of ["REDIS_URL", "REDIS_SENTINELS"])
+      if (env[other] !== undefined)
+        problems.push(`REDIS_CLUSTER_NODES: set either REDIS_CLUSTER_NODES (Redis Cluster) or ${other}, not both`);
+  }
   if (nodeEnv === "production") {
     if (secrets.length === 0) problems.push("SESSION_SECRET: required when NODE_ENV=production");
     for (const [i, s] of secrets.entries()) {
@@ -229,6 +252,7 @@ export function loadConfig(rawEnv: Env = process.env): Config {
       url: c.REDIS_URL,
       username: c.REDIS_USERNAME,
       password: c.REDIS_PASSWORD,
+      clusterNodes: Object.freeze(splitList(c.REDIS_CLUSTER_NODES ?? "").map((n) => Object.freeze(parseHostPort(n)!))),
       commandTimeoutMs: c.REDIS_COMMAND_TIMEOUT_MS,
       connectTimeoutMs: c.REDIS_CONNECT_TIMEOUT_MS,
     }),

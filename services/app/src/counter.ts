@@ -2,12 +2,12 @@
 // Idempotency-Key) and "session" (the seed's req.session.count++, kept to show what it loses).
 import { createHash } from "node:crypto";
 import type { Request } from "express";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./redis.ts";
 import type { Config } from "./config.ts";
 import { badRequest, conflict, HttpError, unprocessable } from "./errors.ts";
 import { sigkillAfterIncrement, type AfterApplied } from "./fault.ts";
 import { startSession, type NewSessionGate } from "./new-sessions.ts";
-import { keys, markTouched, saveSession } from "./session.ts";
+import { keys, markTouched, mergeLegacyLua, readsLegacyKeys, saveSession } from "./session.ts";
 import { withStore } from "./redis.ts";
 
 export type IncrementResult = { count: number; replayed: boolean };
@@ -35,10 +35,12 @@ export interface Counter {
 // as express-session's touch would.
 // Keys live in one hash per session, field = key, value = "<fingerprint> <count> <expires ms>";
 // the hash lives and dies with the session, each entry also expires on its own (checked here,
-// pruned when the cap is reached). A record of the old layout (one hash per key, KEYS[4]) is
-// still honoured. KEYS: session, counter[, idempotency hash, old-layout key]; ARGV: ttl, by,
-// idempotency ttl (s), fingerprint, oldest createdAt (ms) still within the absolute timeout or 0
-// when express-session has just loaded and checked the session, the key, the cap (0 = none).
+// pruned when the cap is reached). ARGV[6] = "" means no Idempotency-Key.
+// KEYS: session, counter, idempotency hash (one hash slot: see session.ts `keys`); with one Redis
+// also the previous layout's counter, idempotency hash and one-hash-per-key record: the first two
+// are folded into the new keys (session.ts mergeLegacyLua), the third only read. None with Redis Cluster.
+// ARGV: ttl, by, idempotency ttl (s), fingerprint, oldest createdAt (ms) still within the absolute
+// timeout or 0 when express-session has just loaded and checked the session, the key, the cap (0 = none).
 const INCREMENT_LUA = `
 local sess = redis.call('GET', KEYS[1])
 if not sess then return {3, 0} end
@@ -48,12 +50,12 @@ if oldest > 0 then
   local created = ok and type(data) == 'table' and tonumber(data.createdAt)
   if not created or created < oldest then return {4, 0} end
 end
-local function touch()
+${mergeLegacyLua(2, 3, 4, 5)}local function touch()
   redis.call('EXPIRE', KEYS[1], ARGV[1])
   redis.call('EXPIRE', KEYS[2], ARGV[1])
-  if KEYS[3] then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
+  redis.call('EXPIRE', KEYS[3], ARGV[1])
 end
-local idem = KEYS[3]
+local idem = ARGV[6] ~= '' and KEYS[3]
 local now = 0
 if idem then
   local t = redis.call('TIME')
@@ -64,8 +66,8 @@ if idem then
     local f, c, e = string.match(rec, '^(%S+) (%d+) (%d+)$')
     if f and tonumber(e) > now then fp, n = f, c end
   end
-  if not fp then
-    local prev = redis.call('HMGET', KEYS[4], 'fp', 'count')
+  if not fp and KEYS[6] then
+    local prev = redis.call('HMGET', KEYS[6], 'fp', 'count')
     if prev[1] then fp, n = prev[1], prev[2] end
   end
   if fp then
@@ -104,14 +106,16 @@ type IncrementFn = (numKeys: number, ...args: (string | number)[]) => Promise<[n
 
 export class AtomicCounter implements Counter {
   readonly mode = "atomic" as const;
-  readonly #redis: Redis & { counterIncrement?: IncrementFn };
+  readonly #redis: RedisClient & { counterIncrement?: IncrementFn };
   readonly #gate: NewSessionGate;
   readonly #ttl: number;
   readonly #idemTtl: number;
   readonly #maxKeys: number;
   readonly #absoluteMs: number;
   readonly #afterApplied: AfterApplied | undefined;
-  constructor(redis: Redis, config: Config, gate: NewSessionGate) {
+  readonly #legacy: boolean;
+  constructor(redis: RedisClient, config: Config, gate: NewSessionGate) {
+    this.#legacy = readsLegacyKeys(config);
     this.#redis = redis;
     this.#gate = gate;
     this.#ttl = config.session.idleTimeoutSeconds;
@@ -146,9 +150,13 @@ export class AtomicCounter implements Counter {
   }
 
   async #run(sid: string, inc: IncrementRequest, checkAge: boolean): Promise<[number, number]> {
-    const k = [keys.session(sid), keys.counter(sid)];
-    if (inc.idempotencyKey !== undefined)
-      k.push(keys.idempotency(sid), keys.legacyIdempotency(sid, inc.idempotencyKey));
+    const k = [keys.session(sid), keys.counter(sid), keys.idempotency(sid)];
+    if (this.#legacy)
+      k.push(
+        keys.legacy.counter(sid),
+        keys.legacy.idempotency(sid),
+        keys.legacy.idempotencyKey(sid, inc.idempotencyKey ?? ""),
+      );
     const fn = this.#redis.counterIncrement as IncrementFn;
     const oldest = checkAge ? Date.now() - this.#absoluteMs : 0;
     const [status, count] = await withStore(() =>
@@ -171,8 +179,13 @@ export class AtomicCounter implements Counter {
 
   async read(req: Request): Promise<number> {
     if (req.session.createdAt === undefined) return 0;
-    const v = await withStore(() => this.#redis.get(keys.counter(req.sessionID)));
-    return v === null ? 0 : Number(v);
+    const sid = req.sessionID;
+    // With one Redis, a session not incremented since the deploy still has its count at the old key.
+    const [v, old] = this.#legacy
+      ? await withStore(() => this.#redis.mget(keys.counter(sid), keys.legacy.counter(sid)))
+      : [await withStore(() => this.#redis.get(keys.counter(sid)))];
+    const n = v ?? old;
+    return n === null || n === undefined ? 0 : Number(n);
   }
 }
 

@@ -3,11 +3,11 @@
 // Idempotency-Key records over.
 import type { Request } from "express";
 import type { SessionData } from "express-session";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./redis.ts";
 import { conflict } from "./errors.ts";
 import type { NewSessionGate } from "./new-sessions.ts";
 import { withStore } from "./redis.ts";
-import { keys, saveSession, sessionSerializer } from "./session.ts";
+import { generateInSlotOf, keys, mergeLegacyLua, saveSession, sessionSerializer } from "./session.ts";
 
 /**
  * How long requests still carrying the replaced cookie are refused (409 session_replaced)
@@ -23,11 +23,15 @@ export const REPLACED_TTL_SECONDS = 60;
 // login still replays), delete the old session and mark its id replaced. An increment racing
 // the login either lands before the move (and is carried over) or finds the old session gone
 // and is refused (409, nothing applied). Never both, never lost.
-// KEYS: sess:new, count:new, idem:new[, sess:old, count:old, idem:old, replaced:old];
+// Redis Cluster runs a script only when all its keys share one hash slot: the new id is chosen
+// so that its keys land in the old session's slot (generateInSlotOf), which keeps this one step.
+// KEYS: sess:new, count:new, idem:new[, sess:old, count:old, idem:old, replaced:old[, the old
+// layout's count:old, idem:old (one Redis only; folded into the new keys first, see session.ts)]];
 // ARGV: session JSON, TTL, replaced TTL.
 const ROTATE_LUA = `
 if KEYS[4] then
   if redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
+  ${mergeLegacyLua(5, 6, 8, 9).trim().replace(/\n/g, "\n  ")}
   local n = redis.call('GET', KEYS[5])
   if n then redis.call('SET', KEYS[2], n, 'EX', ARGV[2]) end
   if redis.call('EXISTS', KEYS[6]) == 1 then
@@ -44,11 +48,13 @@ return 1
 type RotateFn = (numKeys: number, ...args: (string | number)[]) => Promise<number>;
 
 export class SessionRotator {
-  readonly #redis: (Redis & { sessionRotate?: RotateFn }) | undefined;
+  readonly #redis: (RedisClient & { sessionRotate?: RotateFn }) | undefined;
   readonly #ttlSeconds: number;
   readonly #gate: NewSessionGate;
-  constructor(redis: Redis | undefined, ttlSeconds: number, gate: NewSessionGate) {
+  readonly #legacy: boolean;
+  constructor(redis: RedisClient | undefined, ttlSeconds: number, gate: NewSessionGate, legacyKeys: boolean) {
     this.#redis = redis;
+    this.#legacy = legacyKeys;
     this.#ttlSeconds = ttlSeconds;
     this.#gate = gate;
     redis?.defineCommand("sessionRotate", { lua: ROTATE_LUA });
@@ -65,9 +71,9 @@ export class SessionRotator {
     const existed = old.createdAt !== undefined;
     // A login without a session makes one: it passes the same gate as any other.
     if (!existed) await this.#gate.admit(req);
-    // express-session's own generate(): a new random id and a fresh cookie (Secure decided
-    // per request, as for any new session).
-    req.sessionStore.generate(req);
+    // express-session's own generate(): a new random id (in the old id's hash slot) and a fresh
+    // cookie (Secure decided per request, as for any new session).
+    generateInSlotOf(req, oldId);
     Object.assign(req.session, {
       createdAt: Date.now(),
       ...(old.count !== undefined ? { count: old.count } : {}),
@@ -77,7 +83,10 @@ export class SessionRotator {
       if (this.#redis) {
         const id = req.sessionID;
         const k = [keys.session(id), keys.counter(id), keys.idempotency(id)];
-        if (existed) k.push(keys.session(oldId), keys.counter(oldId), keys.idempotency(oldId), keys.replaced(oldId));
+        if (existed) {
+          k.push(keys.session(oldId), keys.counter(oldId), keys.idempotency(oldId), keys.replaced(oldId));
+          if (this.#legacy) k.push(keys.legacy.counter(oldId), keys.legacy.idempotency(oldId));
+        }
         const fn = this.#redis.sessionRotate as RotateFn;
         const json = sessionSerializer.stringify(req.session as SessionData);
         const done = await withStore(() =>

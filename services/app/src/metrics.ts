@@ -1,7 +1,7 @@
 // Prometheus metrics for one replica (prom-client, a registry per app): HTTP traffic by route
 // template, session store and counter operations, idempotent replays, Redis connection state.
 import type { RequestHandler } from "express";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./redis.ts";
 import { collectDefaultMetrics, Counter as PromCounter, Gauge, Histogram, Registry } from "prom-client";
 import type { Counter, IncrementResult } from "./counter.ts";
 import { HttpError, StoreUnavailableError } from "./errors.ts";
@@ -14,7 +14,7 @@ const STORE_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-export function createMetrics(opts: { replicaId: string; redis: Redis | undefined }) {
+export function createMetrics(opts: { replicaId: string; redis: RedisClient | undefined }) {
   const registry = new Registry();
   // Prometheus adds `instance` from the scrape target; `replica` is the name the app reports
   // in X-Replica and its logs, so a dashboard can be joined with those.

@@ -5,21 +5,23 @@
 // (2) more new sessions per client address than NEW_SESSION_LIMIT per NEW_SESSION_WINDOW_SECONDS
 // (429), counted in Redis where the session is made, whatever the request's cookie looks like.
 import type { Request } from "express";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./redis.ts";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
 import type { Config } from "./config.ts";
 import { conflict, HttpError, StoreUnavailableError } from "./errors.ts";
 import { toStoreError, withStore } from "./redis.ts";
-import { keys, saveSession, signedSessionId } from "./session.ts";
+import { keys, readsLegacyKeys, saveSession, signedSessionId } from "./session.ts";
 
 export class NewSessionGate {
-  readonly #redis: Redis | undefined;
+  readonly #redis: RedisClient | undefined;
   readonly #limiter: RateLimiterAbstract | undefined;
   readonly #cookieName: string;
   readonly #secrets: readonly string[];
+  readonly #legacyKeys: boolean;
 
-  constructor(config: Config, redis: Redis | undefined) {
+  constructor(config: Config, redis: RedisClient | undefined) {
     this.#redis = redis;
+    this.#legacyKeys = readsLegacyKeys(config);
     this.#cookieName = config.session.cookieName;
     this.#secrets = config.session.secrets;
     const { limit, windowSeconds } = config.newSessions;
@@ -67,7 +69,9 @@ export class NewSessionGate {
     const sid = signedSessionId(req, this.#cookieName, this.#secrets);
     if (sid === undefined || sid === req.sessionID) return;
     const redis = this.#redis;
-    if ((await withStore(() => redis.exists(keys.replaced(sid)))) === 1) {
+    // With one Redis, a replica still on the previous key layout may have marked it there (a rolling deploy).
+    const marks = this.#legacyKeys ? [keys.replaced(sid), keys.legacy.replaced(sid)] : [keys.replaced(sid)];
+    if ((await withStore(() => redis.exists(...marks))) > 0) {
       throw conflict(
         "session_replaced",
         "This request carried the cookie of a session that a login replaced; the new cookie is set. Send the request again.",

@@ -2,7 +2,7 @@
 // (OPS_HOST:OPS_PORT) that nginx never proxies to, so no path spelling through the load
 // balancer (/metrics/, /METRICS, ...) can reach them. Never listens (server.ts does).
 import express, { type Express } from "express";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./redis.ts";
 import type { Logger } from "pino";
 import type { Lifecycle } from "./lifecycle.ts";
 import type { Metrics } from "./metrics.ts";
@@ -15,7 +15,7 @@ export const OPS_PATHS = ["/healthz", "/readyz", "/metrics"] as const;
 export type OpsDeps = {
   replicaId: string;
   logger: Logger;
-  redis: Redis | undefined;
+  redis: RedisClient | undefined;
   lifecycle: Lifecycle;
   metrics: Metrics;
 };

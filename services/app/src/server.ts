@@ -9,6 +9,7 @@ import { createLogger } from "./logger.ts";
 import { createMetrics } from "./metrics.ts";
 import { createOpsApp } from "./ops.ts";
 import { createRedis } from "./redis.ts";
+import { clusterTopologyProblems } from "./redis-topology.ts";
 
 let config: Config;
 try {
@@ -25,6 +26,18 @@ if (config.session.usingDevSecret)
     { event: "dev_secret" },
     "SESSION_SECRET is not set; using the development default (refused when NODE_ENV=production)",
   );
+
+// A Redis Cluster this replica could never serve from (no seed answers, a slot without a
+// primary, a primary it cannot reach) is a configuration error, reported as one: exit 78.
+if (config.store === "redis" && config.redis.clusterNodes.length > 0) {
+  const problems = await clusterTopologyProblems(config, config.redis.connectTimeoutMs * 5);
+  if (problems.length > 0) {
+    logger.fatal({ event: "redis_topology_invalid", problems }, "the Redis Cluster topology is not usable");
+    process.stderr.write(`invalid Redis Cluster topology:\n${problems.map((p) => `  - ${p}`).join("\n")}\n`);
+    logger.flush();
+    process.exit(78); // EX_CONFIG
+  }
+}
 
 const redis = config.store === "redis" ? createRedis(config, logger) : undefined;
 const lifecycle = new Lifecycle();

@@ -2,14 +2,14 @@
 // Docker answers, else a local redis-server): a session and its counter live and die
 // together, and a Redis that stalls or is unreachable gives a 503, never a hang.
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Redis } from "ioredis";
+import { createRedis, type RedisClient } from "./redis.ts";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../../infra/cluster/wait.ts";
 import { startTestRedis, type TestRedis } from "../../../test/redis-server.ts";
 import { loadConfig } from "./config.ts";
 import { StoreUnavailableError } from "./errors.ts";
-import { createRedis } from "./redis.ts";
+
 import { createStore, keys, type SessionStore } from "./session.ts";
 
 const TTL = 600;
@@ -20,7 +20,7 @@ function call<T>(fn: (cb: (err?: unknown, data?: T) => void) => unknown): Promis
 
 describe("SessionStore on a real Redis", () => {
   let server: TestRedis;
-  let redis: Redis;
+  let redis: RedisClient;
   let store: SessionStore;
   const session = () => ({ cookie: { originalMaxAge: null }, createdAt: Date.now() }) as never;
 

@@ -5,11 +5,11 @@ import { createHash } from "node:crypto";
 import type { Request, RequestHandler } from "express";
 import session, { MemoryStore, Store } from "express-session";
 import { RedisStore } from "connect-redis";
-import type { Redis } from "ioredis";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { readCookie, unsignSessionId } from "./middleware/session-guard.ts";
-import { toStoreError } from "./redis.ts";
+import { toStoreError, type RedisClient } from "./redis.ts";
+import { newSessionId, sessionIdInSlotOf } from "./session-id.ts";
 
 declare module "express-session" {
   interface SessionData {
@@ -21,22 +21,65 @@ declare module "express-session" {
   }
 }
 
-/** Every Redis key the app writes; the Redis ACL (infra) must allow these prefixes. */
+/**
+ * Every Redis key the app writes; the Redis ACL (infra/redis/users.acl) must allow these patterns.
+ * connect-redis writes the session itself at sess:<id>; every key that lives with it carries the
+ * hash tag {sess:<id>}, so that in Redis Cluster all of one session's keys share its hash slot
+ * (one Lua script or MULTI touches several of them) while sessions spread over every slot.
+ */
 export const keys = {
   session: (sid: string) => `sess:${sid}`,
-  counter: (sid: string) => `count:${sid}`,
+  counter: (sid: string) => `{sess:${sid}}:count`,
   /** One hash per session: field = Idempotency-Key, value = "<fingerprint> <count> <expires ms>". */
-  idempotency: (sid: string) => `idem:${sid}`,
-  /**
-   * The layout before the per-session hash: one hash {fp, count} per key. Still read, never
-   * written; drop it once IDEMPOTENCY_TTL_SECONDS has passed since the deploy.
-   */
-  legacyIdempotency: (sid: string, key: string) => `idem:${sid}:${key}`,
+  idempotency: (sid: string) => `{sess:${sid}}:idem`,
   /** Set by a login for a short while: requests still carrying the replaced cookie are refused. */
-  replaced: (sid: string) => `replaced:${sid}`,
+  replaced: (sid: string) => `{sess:${sid}}:replaced`,
   /** rate-limiter-flexible's counter of new sessions per client address (its keyPrefix + ":"). */
   newSessionsPrefix: "newsess",
+  /**
+   * The layout before hash tags, still read (and moved to the new keys on a session's next
+   * increment or login) with one Redis, never with Redis Cluster, where they would cross slots.
+   * Drop them once SESSION_ABSOLUTE_TIMEOUT_SECONDS has passed since the deploy: no session
+   * written before it is left by then.
+   */
+  legacy: {
+    counter: (sid: string) => `count:${sid}`,
+    idempotency: (sid: string) => `idem:${sid}`,
+    /** The layout before the per-session hash: one hash {fp, count} per key. */
+    idempotencyKey: (sid: string, key: string) => `idem:${sid}:${key}`,
+    replaced: (sid: string) => `replaced:${sid}`,
+  },
 } as const;
+
+/**
+ * Lua that folds the previous layout's counter and idempotency hash (KEYS[oldCount], KEYS[oldIdem])
+ * into the new keys (KEYS[count], KEYS[idem]), when the script got them (one Redis). Adding rather
+ * than renaming also folds in what a replica still on the old version wrote during a rolling
+ * deploy; an idempotency record already under the new key wins.
+ */
+export function mergeLegacyLua(count: number, idem: number, oldCount: number, oldIdem: number): string {
+  return `
+if KEYS[${oldIdem}] and redis.call('EXISTS', KEYS[${oldCount}], KEYS[${oldIdem}]) > 0 then
+  local old = redis.call('GET', KEYS[${oldCount}])
+  if old then
+    local ttl = redis.call('TTL', KEYS[${oldCount}])
+    redis.call('INCRBY', KEYS[${count}], old)
+    if ttl > 0 then redis.call('EXPIRE', KEYS[${count}], ttl) end
+    redis.call('DEL', KEYS[${oldCount}])
+  end
+  local recs = redis.call('HGETALL', KEYS[${oldIdem}])
+  for i = 1, #recs, 2 do redis.call('HSETNX', KEYS[${idem}], recs[i], recs[i + 1]) end
+  if #recs > 0 then
+    local ttl = redis.call('TTL', KEYS[${oldIdem}])
+    if ttl > 0 then redis.call('EXPIRE', KEYS[${idem}], ttl) end
+    redis.call('DEL', KEYS[${oldIdem}])
+  end
+end
+`;
+}
+
+/** Whether the previous key layout may still hold data: one Redis, not Redis Cluster. */
+export const readsLegacyKeys = (config: Config): boolean => config.redis.clusterNodes.length === 0;
 
 /** A short, non-reversible label for a session id: safe to log and to return to clients. */
 export function sessionLabel(sid: string): string {
@@ -76,22 +119,26 @@ type Cb = (err?: any, data?: any) => void;
  * its counter and its idempotency records; a destroy deletes all three.
  */
 export class CounterTiedRedisStore extends RedisStore {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #ttlSeconds: number;
-  constructor(redis: Redis, ttlSeconds: number) {
+  readonly #legacy: boolean;
+  constructor(redis: RedisClient, ttlSeconds: number, legacyKeys: boolean) {
     super({ client: redis, prefix: "sess:", ttl: ttlSeconds, serializer: sessionSerializer });
     this.#redis = redis;
     this.#ttlSeconds = ttlSeconds;
+    this.#legacy = legacyKeys;
+  }
+  /** The keys that live and die with the session: one hash slot (see `keys`), plus the old layout's. */
+  #tied(sid: string): string[] {
+    const k = [keys.session(sid), keys.counter(sid), keys.idempotency(sid)];
+    if (this.#legacy) k.push(keys.legacy.counter(sid), keys.legacy.idempotency(sid));
+    return k;
   }
   override async touch(sid: string, _sess: session.SessionData, cb: Cb = () => {}) {
-    const t = this.#ttlSeconds;
     try {
-      await this.#redis
-        .multi()
-        .expire(keys.session(sid), t)
-        .expire(keys.counter(sid), t)
-        .expire(keys.idempotency(sid), t)
-        .exec();
+      const m = this.#redis.multi();
+      for (const k of this.#tied(sid)) m.expire(k, this.#ttlSeconds);
+      await m.exec();
     } catch (err) {
       return cb(err);
     }
@@ -99,7 +146,7 @@ export class CounterTiedRedisStore extends RedisStore {
   }
   override async destroy(sid: string, cb: Cb = () => {}) {
     try {
-      await this.#redis.del(keys.session(sid), keys.counter(sid), keys.idempotency(sid));
+      await this.#redis.del(...this.#tied(sid));
     } catch (err) {
       return cb(err);
     }
@@ -185,13 +232,13 @@ export class SessionStore extends Store {
 
 export function createStore(
   config: Config,
-  redis: Redis | undefined,
+  redis: RedisClient | undefined,
   opts: { observe?: StoreObserver; log?: Logger } = {},
 ): SessionStore {
   let inner: Store;
   if (config.store === "memory") inner = new MemoryStore();
   else if (!redis) throw new Error("STORE=redis needs a Redis client");
-  else inner = new CounterTiedRedisStore(redis, config.session.idleTimeoutSeconds);
+  else inner = new CounterTiedRedisStore(redis, config.session.idleTimeoutSeconds, readsLegacyKeys(config));
   return new SessionStore(inner, { absoluteTimeoutSeconds: config.session.absoluteTimeoutSeconds, ...opts });
 }
 
@@ -200,9 +247,29 @@ export function markTouched(req: Request): void {
   if (req.sessionStore instanceof SessionStore) req.sessionStore.markTouched(req.session);
 }
 
+// The requests a login is giving a new session id, and the id it replaces (see generateInSlotOf).
+const rotatingFrom = new WeakMap<Request, string>();
+
+/**
+ * express-session's generate() for a login: a new id and a fresh cookie, as for any new session,
+ * with the id chosen so that its keys share the old session's Redis Cluster hash slot.
+ */
+export function generateInSlotOf(req: Request, oldId: string): void {
+  rotatingFrom.set(req, oldId);
+  try {
+    req.sessionStore.generate(req);
+  } finally {
+    rotatingFrom.delete(req);
+  }
+}
+
 export function sessionMiddleware(config: Config, store: Store): RequestHandler {
   return session({
     store,
+    genid: (req) => {
+      const from = rotatingFrom.get(req);
+      return from === undefined ? newSessionId() : sessionIdInSlotOf(from, keys.session(""));
+    },
     name: config.session.cookieName,
     secret: [...config.session.secrets],
     resave: false,

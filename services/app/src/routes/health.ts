@@ -2,11 +2,11 @@
 // readiness does, and fails while starting and while draining. Served on the operator
 // listener only (ops.ts). Neither answer carries error text: what failed goes to the log.
 import { Router } from "express";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "../redis.ts";
 import type { Logger } from "pino";
 import type { Lifecycle } from "../lifecycle.ts";
 
-export type HealthDeps = { replicaId: string; lifecycle: Lifecycle; redis: Redis | undefined; logger: Logger };
+export type HealthDeps = { replicaId: string; lifecycle: Lifecycle; redis: RedisClient | undefined; logger: Logger };
 
 export function healthRoutes(opts: HealthDeps): Router {
   const r = Router({ strict: true, caseSensitive: true });

@@ -114,7 +114,7 @@ describe("the one-round-trip path for returning visitors", () => {
     }
     // 1 + 5 + 1 + 1 (keyed) + 1 (GET /counter); HEAD /counter is a 405 and counts nothing.
     expect((await a.get("/api/session")).json?.count).toBe(9);
-    expect(await fast.redis!.admin.get(`count:${sidOf(a.cookie)}`)).toBe("9");
+    expect(await fast.redis!.admin.get(`{sess:${sidOf(a.cookie)}}:count`)).toBe("9");
   });
 
   it("hands a session that is gone or past its absolute timeout to the full path: a new session, as there", async () => {
