@@ -16,7 +16,7 @@ const kind = process.env.CLUSTER === "compose" ? "compose" : "local";
 const FAULT_PREFIX = "sigkill-";
 
 async function startCluster(opts: ClusterOptions): Promise<Cluster> {
-  const c = await createCluster(kind, {
+  const c = createCluster(kind, {
     replicas: 3,
     port: 0,
     clientLimits: false,
@@ -148,7 +148,7 @@ describe(`exactly-once counting (${kind}): nginx and 3 replicas, COUNTER=atomic`
     const v = new Visitor(cluster.baseUrl());
     const first = await v.startSession();
     expect(first.status).toBe(201);
-    expect(first.json).toMatchObject({ count: 0, session: expect.any(String) });
+    expect(first.json).toMatchObject({ count: 0, session: expect.any(String) as unknown });
     const again = await v.startSession();
     expect(again.status).toBe(200);
     expect(again.json?.session).toBe(first.json?.session);

@@ -158,7 +158,7 @@ describe("request ids through nginx", () => {
       5000,
     );
 
-    const body = (line: string) => JSON.parse(line.slice(line.indexOf(" | ") + 3));
+    const body = (line: string) => JSON.parse(line.slice(line.indexOf(" | ") + 3)) as Record<string, unknown>;
     const appLine = body(joined.find((l) => l.startsWith(r.replica!))!);
     expect(appLine).toMatchObject({
       replica: r.replica,

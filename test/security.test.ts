@@ -85,7 +85,7 @@ function rawRequest(port: number, text: string): Promise<{ status: number; heade
     const socket = connect(port, "127.0.0.1", () => socket.write(Buffer.from(text, "latin1")));
     let data = "";
     socket.setTimeout(5000, () => socket.destroy(new Error("no answer within 5 s")));
-    socket.on("data", (d) => (data += d));
+    socket.on("data", (d) => (data += d.toString()));
     socket.on("error", reject);
     socket.on("close", () => {
       const [head = "", body = ""] = data.split("\r\n\r\n");
@@ -745,9 +745,9 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
       if (cookie !== undefined) headers.Cookie = cookie;
       for (const [name, value] of optionalHeaders) if (rnd() < 0.3) headers[name] = value();
       const body = method === "GET" || method === "HEAD" ? undefined : bodies();
-      let status = 0;
-      let text = "";
-      let type = "";
+      let status: number;
+      let text: string;
+      let type: string;
       try {
         const res = await fetch(base + path, { method, headers, body, signal: AbortSignal.timeout(5000) });
         status = res.status;

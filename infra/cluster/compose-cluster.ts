@@ -178,7 +178,7 @@ export class ComposeCluster implements Cluster {
     } catch (err) {
       const tail = await this.logs(30).catch(() => "");
       await this.stop().catch(() => {});
-      throw new Error(`${(err as Error).message}\n--- recent logs ---\n${tail}`);
+      throw new Error(`${(err as Error).message}\n--- recent logs ---\n${tail}`, { cause: err });
     }
   }
 

@@ -52,7 +52,7 @@ function table(head: string[], rows: (string | number)[][]): string {
 }
 
 async function open(counter: "atomic" | "session"): Promise<Cluster> {
-  const c = await createCluster(kind, {
+  const c = createCluster(kind, {
     replicas: 3,
     port: 0,
     appEnv: { ...LOAD_APP_ENV, COUNTER: counter },

@@ -107,14 +107,14 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
   const own = o.cluster === undefined;
   const cluster =
     o.cluster ??
-    (await createCluster(o.kind, {
+    createCluster(o.kind, {
       replicas: o.replicas ?? 3,
       port: 0,
       appEnv: { ...LOAD_APP_ENV, COUNTER: counter, ...s.appEnv },
       // Every simulated user is 127.0.0.1: nginx's per-client limits would refuse the load itself.
       clientLimits: false,
       dir: mkdtempSync(join(tmpdir(), `verify-${s.name}-`)),
-    }));
+    });
   const tag = `[${s.name}]`;
   const cleanup: (() => void)[] = [];
   try {

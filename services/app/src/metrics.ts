@@ -98,7 +98,7 @@ export function createMetrics(opts: { replicaId: string; redis: Redis | undefine
         const locals = res.locals as { routeBase?: string; routeLabel?: string };
         const route =
           locals.routeLabel ??
-          (req.route ? `${locals.routeBase ?? req.baseUrl}${req.route.path as string}` : "unmatched");
+          (req.route ? `${locals.routeBase ?? req.baseUrl}${(req.route as { path: string }).path}` : "unmatched");
         const labels = { method: req.method, route, status: res.statusCode };
         requests.inc(labels);
         duration.observe(labels, (performance.now() - start) / 1000);

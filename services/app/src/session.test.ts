@@ -14,7 +14,7 @@ import { createStore, keys, type SessionStore } from "./session.ts";
 
 const TTL = 600;
 
-function call<T>(fn: (cb: (err?: unknown, data?: T) => void) => unknown): Promise<T> {
+function call<T>(fn: (cb: (err?: Error | null, data?: T) => void) => unknown): Promise<T> {
   return new Promise((resolve, reject) => void fn((err, data) => (err ? reject(err) : resolve(data as T))));
 }
 
@@ -106,7 +106,7 @@ describe("SessionStore on a real Redis", () => {
     expect((err as StoreUnavailableError).status).toBe(503);
     expect(ms).toBeLessThan(1500);
     await sleep(1500 - ms + 100);
-    expect(await call((cb) => store.get("s1", cb))).toMatchObject({ createdAt: expect.any(Number) });
+    expect(await call((cb) => store.get("s1", cb))).toMatchObject({ createdAt: expect.any(Number) as unknown });
   });
 
   it("fails at once with store_unavailable (503) while Redis is down, and the same client recovers when it returns", async () => {
