@@ -155,7 +155,7 @@ describe(`exactly-once counting (${kind}): nginx and 3 replicas, COUNTER=atomic`
     expect(await count(v)).toBe(0);
   });
 
-  it("counts once when the replica is SIGKILLed after its Redis write: nginx retries the key on another replica, which replays it", async () => {
+  it("counts once when a replica is SIGKILLed after its Redis write: nginx retries elsewhere, a replay", async () => {
     const v = await visitor(cluster);
     await v.increment();
     const before = (await cluster.replicas()).filter((r) => r.running).length;
@@ -170,7 +170,7 @@ describe(`exactly-once counting (${kind}): nginx and 3 replicas, COUNTER=atomic`
     for (const x of after) if (!x.running) await cluster.startReplica(x.index);
   });
 
-  it("counts once when the client retries after a 502: the only replica died after writing, the retry with the same key replays", async () => {
+  it("counts once when the client retries a 502 (the only replica died after writing): the retry replays", async () => {
     const v = await visitor(cluster);
     await v.increment();
     const all = await cluster.replicas();

@@ -150,7 +150,8 @@ export async function fillSessions(
       // (and so no `cause`, which a stack print would show).
       // eslint-disable-next-line preserve-caught-error
       throw new Error(
-        `filling Redis with sessions failed at ${from} of ${count}: ${(err as { stderr?: string }).stderr || (err as Error).message.split("\n")[0]}`,
+        `filling Redis with sessions failed at ${from} of ${count}: ` +
+          `${(err as { stderr?: string }).stderr || (err as Error).message.split("\n")[0]}`,
       );
     }
   }

@@ -147,7 +147,8 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
     });
     const events: FaultEvent[] = [];
     log(
-      `${tag} ${o.users} users, ${concurrency} in flight each, ${keyed ? "Idempotency-Key on every increment" : "no keys"}, ${(o.durationMs / 1000).toFixed(0)} s`,
+      `${tag} ${o.users} users, ${concurrency} in flight each, ` +
+        `${keyed ? "Idempotency-Key on every increment" : "no keys"}, ${(o.durationMs / 1000).toFixed(0)} s`,
     );
     const started = await load.startSessions();
     if (started < o.users) log(`${tag} ${o.users - started} users could not start a session`);
@@ -183,7 +184,8 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
               .map(([r, n]) => `${r} ${n}`)
               .join("  ");
             log(
-              `${tag} ${fmt(now)}  ok ${st.ok}  failed ${st.failed}  indeterminate ${st.indeterminate}  ${Math.round(rate)}/s  in flight ${st.inFlight}  | ${reps}`,
+              `${tag} ${fmt(now)}  ok ${st.ok}  failed ${st.failed}  indeterminate ${st.indeterminate}  ` +
+                `${Math.round(rate)}/s  in flight ${st.inFlight}  | ${reps}`,
             );
           }, every)
         : undefined;

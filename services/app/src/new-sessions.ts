@@ -70,7 +70,8 @@ export class NewSessionGate {
     if ((await withStore(() => redis.exists(keys.replaced(sid)))) === 1) {
       throw conflict(
         "session_replaced",
-        "This request carried the cookie of a session that a login replaced; the new cookie is set. Send the request again.",
+        "This request carried the cookie of a session that a login replaced; the new cookie is set. Send " +
+          "the request again.",
       );
     }
   }

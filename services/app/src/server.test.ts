@@ -105,7 +105,7 @@ describe("server start-up", () => {
     }
   });
 
-  it("serves /healthz, /readyz and /metrics on the operator listener only, and flips /readyz to 503 as soon as it drains", async () => {
+  it("serves /healthz, /readyz and /metrics on the operator listener only; /readyz is 503 once it drains", async () => {
     const child = spawn(process.execPath, [entry], {
       env: {
         PATH: process.env.PATH,
