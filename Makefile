@@ -100,9 +100,13 @@ typecheck: deps
 
 .PHONY: lint test-unit
 
-# Both always run, so one pass shows every finding.
-lint: deps ## ESLint (typescript-eslint, type-aware) and Prettier's check over the tree
-	@npx eslint .; e=$$?; npx prettier --check --log-level warn .; p=$$?; exit $$(( e || p ))
+# All three always run, so one pass shows every finding. ESLint's max-len covers .ts and .js; the awk line covers
+# the files ESLint does not read, except URLs and nginx's JSON error bodies (nginx cannot concatenate strings).
+lint: deps ## ESLint (typescript-eslint, type-aware), Prettier's check, and no line over 120 characters
+	@npx eslint .; e=$$?; npx prettier --check --log-level warn .; p=$$?; \
+	git ls-files Makefile '*.sh' '*.yml' '*.yaml' '*.conf' | xargs awk 'length > 120 && !/https?:\/\// && \
+	  !/^ *return [0-9]+ \047\{"error"/ { print FILENAME ":" FNR ": " length " characters (at most 120)"; bad = 1 } \
+	  END { exit bad }'; l=$$?; exit $$(( e || p || l ))
 
 # vitest.config.ts: the unit project needs no nginx, no cluster and no Docker (a local redis-server).
 test-unit: deps ## the fast tier, in seconds: pure tests and the app in-process on port 0
