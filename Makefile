@@ -27,7 +27,8 @@ DURATION ?= 10
 # Redis topology for up and verify: single (default) or cluster (Redis Cluster, local processes).
 REDIS ?= single
 
-.PHONY: help deps system-deps docker-deps images up down ps logs kill start scale restart-redis config verify compare-counters bench bench-compare k8s-validate typecheck test
+.PHONY: help deps system-deps docker-deps images up down ps logs kill start scale restart-redis config \
+  verify compare-counters bench bench-compare k8s-validate typecheck test
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -48,7 +49,7 @@ docker-deps:
 	@if [ "$(CLUSTER)" != local ] && docker info >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then \
 	  infra/ensure-system-deps.sh docker-compose docker-init; fi
 
-images: deps system-deps docker-deps ## pull the official base images (or build offline stand-ins) and build the app image
+images: deps system-deps docker-deps ## pull the official base images (or build offline stand-ins), build the app image
 	@$(CLI) images
 
 up: deps system-deps docker-deps ## start Redis, REPLICAS app replicas and nginx on 127.0.0.1:PORT
@@ -78,20 +79,21 @@ restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives th
 config: deps ## check the app's configuration from the environment (as a replica would)
 	@node services/app/src/check-config.ts
 
-verify: deps system-deps docker-deps ## prove no count is lost or doubled under faults (SCENARIO= COUNTER= USERS= DURATION= CLUSTER= REDIS=)
-	@node loadtest/harness/verify.ts --scenario "$(SCENARIO)" --counter "$(COUNTER)" --users "$(USERS)" --duration "$(DURATION)" \
+verify: deps system-deps docker-deps ## prove no count is lost or doubled (SCENARIO= COUNTER= USERS= DURATION= CLUSTER= REDIS=)
+	@node loadtest/harness/verify.ts --scenario "$(SCENARIO)" --counter "$(COUNTER)" \
+	  --users "$(USERS)" --duration "$(DURATION)" \
 	  --cluster "$(CLUSTER)" --redis "$(REDIS)" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
 
-compare-counters: deps system-deps docker-deps ## COUNTER=session vs atomic side by side: lost updates, SIGKILL x10, throughput ratio
+compare-counters: deps system-deps docker-deps ## session vs atomic counter: lost updates, SIGKILL x10, throughput
 	@node loadtest/harness/compare-counters.ts --cluster "$(CLUSTER)"
 
-bench: deps system-deps ## benchmarks as ratios to baselines run alongside (QUICK=1: a short run); report in loadtest/reports/
+bench: deps system-deps ## benchmarks as ratios to baselines run alongside (QUICK=1: short), in loadtest/reports/
 	@QUICK=$(QUICK) node loadtest/bench/bench.ts
 
-bench-compare: deps system-deps ## the exactly-once path at git ref BASE vs this checkout, runs interleaved: what a change gained
+bench-compare: deps system-deps ## the exactly-once path at git ref BASE vs this checkout, interleaved: what it gained
 	@BASE=$(BASE) node loadtest/bench/bench-compare.ts
 
-k8s-validate: deps ## render deploy/k8s's overlays with kustomize and validate every object against the Kubernetes schema
+k8s-validate: deps ## render deploy/k8s's overlays with kustomize, validate every object against the schema
 	@infra/ensure-system-deps.sh kubectl
 	@node infra/k8s-validate.ts
 
@@ -100,9 +102,13 @@ typecheck: deps
 
 .PHONY: lint test-unit
 
-# Both always run, so one pass shows every finding.
-lint: deps ## ESLint (typescript-eslint, type-aware) and Prettier's check over the tree
-	@npx eslint .; e=$$?; npx prettier --check --log-level warn .; p=$$?; exit $$(( e || p ))
+# All three always run, so one pass shows every finding. ESLint's max-len covers .ts and .js; the awk line covers
+# the files ESLint does not read, except URLs and nginx's JSON error bodies (nginx cannot concatenate strings).
+lint: deps ## ESLint (typescript-eslint, type-aware), Prettier's check, and no line over 120 characters
+	@npx eslint .; e=$$?; npx prettier --check --log-level warn .; p=$$?; \
+	git ls-files Makefile '*.sh' '*.yml' '*.yaml' '*.conf' | xargs awk 'length > 120 && !/https?:\/\// && \
+	  !/^ *return [0-9]+ \047\{"error"/ { print FILENAME ":" FNR ": " length " characters (at most 120)"; bad = 1 } \
+	  END { exit bad }'; l=$$?; exit $$(( e || p || l ))
 
 # vitest.config.ts: the unit project needs no nginx, no cluster and no Docker (a local redis-server).
 test-unit: deps ## the fast tier, in seconds: pure tests and the app in-process on port 0
@@ -111,6 +117,6 @@ test-unit: deps ## the fast tier, in seconds: pure tests and the app in-process 
 	@npx vitest run --project unit; status=$$?; node infra/test-summary.ts loadtest/reports/vitest.json; exit $$status
 
 # Lint and typecheck first (seconds), then one vitest run: the unit project, then integration.
-test: deps system-deps docker-deps lint typecheck ## run every test (unit, integration with real processes and containers)
+test: deps system-deps docker-deps lint typecheck ## every test: unit, then integration (real processes, containers)
 	@rm -f loadtest/reports/vitest.json
 	@npx vitest run; status=$$?; node infra/test-summary.ts loadtest/reports/vitest.json; exit $$status

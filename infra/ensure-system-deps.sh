@@ -3,7 +3,8 @@
 # apt-get when running as root on Debian/Ubuntu, otherwise prints the exact command to run.
 # usage: infra/ensure-system-deps.sh redis-server nginx ...
 set -euo pipefail
-declare -A pkg=([redis-server]=redis-server [redis-cli]=redis-tools [nginx]=nginx [dockerd]=docker.io [docker-init]=docker.io [docker-compose]=docker-compose [chromium]=chromium [kubectl]=kubernetes-client)
+declare -A pkg=([redis-server]=redis-server [redis-cli]=redis-tools [nginx]=nginx [dockerd]=docker.io
+  [docker-init]=docker.io [docker-compose]=docker-compose [chromium]=chromium [kubectl]=kubernetes-client)
 missing=()
 for bin in "$@"; do
   command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || missing+=("${pkg[$bin]:-$bin}")

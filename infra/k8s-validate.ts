@@ -31,7 +31,12 @@ export function kustomizeVersion(): string {
   try {
     out = execFileSync("kubectl", ["version", "--client"], { encoding: "utf8" });
   } catch (err) {
-    throw new Error(`kubectl is needed to render deploy/k8s (run infra/ensure-system-deps.sh kubectl): ${String(err)}`);
+    throw new Error(
+      `kubectl is needed to render deploy/k8s (run infra/ensure-system-deps.sh kubectl): ${String(err)}`,
+      {
+        cause: err,
+      },
+    );
   }
   const version = /Kustomize Version: (v[\d.]+)/.exec(out)?.[1];
   const major = Number(/^v(\d+)/.exec(version ?? "")?.[1] ?? 0);
@@ -69,7 +74,7 @@ export function render(overlayDir: string): K8sObject[] {
     yaml = execFileSync("kubectl", ["kustomize", overlayDir], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr ?? String(err);
-    throw new Error(`kubectl kustomize ${overlayDir} failed: ${stderr.trim()}`);
+    throw new Error(`kubectl kustomize ${overlayDir} failed: ${stderr.trim()}`, { cause: err });
   }
   return parseAllDocuments(yaml).map((doc) => {
     if (doc.errors.length > 0) throw new Error(`kustomize printed invalid YAML: ${doc.errors[0]!.message}`);
@@ -167,9 +172,10 @@ export function unknownFieldProblems(objects: readonly K8sObject[]): string[] {
     types: [],
   };
   const host = ts.createCompilerHost(options);
-  const { getSourceFile, fileExists } = host;
-  host.getSourceFile = (name, ...rest) => (name === file ? source : getSourceFile.call(host, name, ...rest));
-  host.fileExists = (name) => name === file || fileExists.call(host, name);
+  const getSourceFile = host.getSourceFile.bind(host);
+  const fileExists = host.fileExists.bind(host);
+  host.getSourceFile = (name, ...rest) => (name === file ? source : getSourceFile(name, ...rest));
+  host.fileExists = (name) => name === file || fileExists(name);
   const program = ts.createProgram([file], options, host);
   // Only the excess-property errors (2353, and 2561 with a "did you mean"): types and required
   // fields are the schema validators' job, and they name the path. TypeScript skips the

@@ -137,7 +137,7 @@ export function clusterScenarios(label: string, make: ClusterFactory, timeouts =
       expect(back.json?.count).toBe(2);
     });
 
-    it("keeps every keyed increment exactly once while it scales 3 -> 5 -> 2 -> 3, and round-robin follows", async () => {
+    it("keeps every keyed increment exactly once while scaling 3 -> 5 -> 2 -> 3; round-robin follows", async () => {
       // After scale(n) returns, requests must reach exactly the running replicas: polls with
       // fresh sessions until each was seen (bounded), then checks nothing else answered.
       const expectServedByRunning = async () => {

@@ -16,7 +16,7 @@ const kind = process.env.CLUSTER === "compose" ? "compose" : "local";
 const FAULT_PREFIX = "sigkill-";
 
 async function startCluster(opts: ClusterOptions): Promise<Cluster> {
-  const c = await createCluster(kind, {
+  const c = createCluster(kind, {
     replicas: 3,
     port: 0,
     clientLimits: false,
@@ -148,14 +148,14 @@ describe(`exactly-once counting (${kind}): nginx and 3 replicas, COUNTER=atomic`
     const v = new Visitor(cluster.baseUrl());
     const first = await v.startSession();
     expect(first.status).toBe(201);
-    expect(first.json).toMatchObject({ count: 0, session: expect.any(String) });
+    expect(first.json).toMatchObject({ count: 0, session: expect.any(String) as unknown });
     const again = await v.startSession();
     expect(again.status).toBe(200);
     expect(again.json?.session).toBe(first.json?.session);
     expect(await count(v)).toBe(0);
   });
 
-  it("counts once when the replica is SIGKILLed after its Redis write: nginx retries the key on another replica, which replays it", async () => {
+  it("counts once when a replica is SIGKILLed after its Redis write: nginx retries elsewhere, a replay", async () => {
     const v = await visitor(cluster);
     await v.increment();
     const before = (await cluster.replicas()).filter((r) => r.running).length;
@@ -170,7 +170,7 @@ describe(`exactly-once counting (${kind}): nginx and 3 replicas, COUNTER=atomic`
     for (const x of after) if (!x.running) await cluster.startReplica(x.index);
   });
 
-  it("counts once when the client retries after a 502: the only replica died after writing, the retry with the same key replays", async () => {
+  it("counts once when the client retries a 502 (the only replica died after writing): the retry replays", async () => {
     const v = await visitor(cluster);
     await v.increment();
     const all = await cluster.replicas();

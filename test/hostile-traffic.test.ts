@@ -128,11 +128,15 @@ describe("hostile traffic from one address leaves another address's counting exa
 
     console.log(
       [
-        `hostile traffic over ${seconds.toFixed(1)} s from 127.0.0.2: ${flood.sent} requests (+${IDLE_CONNECTIONS} idle connections), ${flood.errors} transport errors`,
-        `  answers: ${JSON.stringify(Object.fromEntries([...flood.byStatus].sort()))} (429 nginx = per-client limit, 429 app:* = the app's own limits)`,
+        `hostile traffic over ${seconds.toFixed(1)} s from 127.0.0.2: ${flood.sent} requests ` +
+          `(+${IDLE_CONNECTIONS} idle connections), ${flood.errors} transport errors`,
+        `  answers: ${JSON.stringify(Object.fromEntries([...flood.byStatus].sort()))} (429 nginx = ` +
+          `per-client limit, 429 app:* = the app's own limits)`,
         `  reached the app: ${accepted} (${(accepted / seconds).toFixed(0)}/s)`,
-        `bystander 127.0.0.3: ${counts.length} increments, first attempts ${JSON.stringify(Object.fromEntries(firstTry))}, failures ${failures.length}`,
-        `redis: used_memory ${(memoryBefore / 1024 / 1024).toFixed(2)} MiB -> ${(memoryAfter / 1024 / 1024).toFixed(2)} MiB, keys ${keysBefore} -> ${keysAfter}`,
+        `bystander 127.0.0.3: ${counts.length} increments, first attempts ` +
+          `${JSON.stringify(Object.fromEntries(firstTry))}, failures ${failures.length}`,
+        `redis: used_memory ${(memoryBefore / 1024 / 1024).toFixed(2)} MiB -> ` +
+          `${(memoryAfter / 1024 / 1024).toFixed(2)} MiB, keys ${keysBefore} -> ${keysAfter}`,
       ].join("\n"),
     );
 

@@ -139,7 +139,7 @@ describe("GET /metrics on each replica", () => {
 });
 
 describe("request ids through nginx", () => {
-  it("uses nginx's $request_id in the replica's log line and the response, and ignores one the client sent", async () => {
+  it("uses nginx's $request_id in the replica's log line and the response, ignoring the client's", async () => {
     const v = new Visitor(cluster.baseUrl());
     const r = await v.get("/api/session", { headers: { "X-Request-ID": "client-chosen-id" } });
     expect(r.status).toBe(200);
@@ -158,7 +158,7 @@ describe("request ids through nginx", () => {
       5000,
     );
 
-    const body = (line: string) => JSON.parse(line.slice(line.indexOf(" | ") + 3));
+    const body = (line: string) => JSON.parse(line.slice(line.indexOf(" | ") + 3)) as Record<string, unknown>;
     const appLine = body(joined.find((l) => l.startsWith(r.replica!))!);
     expect(appLine).toMatchObject({
       replica: r.replica,

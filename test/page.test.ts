@@ -26,7 +26,8 @@ let requestedUrls: string[];
 beforeAll(async () => {
   if (!existsSync(CHROMIUM))
     throw new Error(
-      `no Chromium at ${CHROMIUM}; \`make test\` installs Debian's package (infra/ensure-system-deps.sh chromium), or set CHROMIUM_PATH`,
+      `no Chromium at ${CHROMIUM}; \`make test\` installs Debian's package (infra/ensure-system-deps.sh ` +
+        `chromium), or set CHROMIUM_PATH`,
     );
   cluster = LocalCluster.create({ dir: mkdtempSync(join(tmpdir(), "page-")), replicas: 3, port: 0 });
   await cluster.start();
@@ -95,7 +96,7 @@ async function openPage(): Promise<void> {
 }
 
 describe("the page at /", () => {
-  it("counts up as replicas take turns, and keeps counting when the replica that served the last click is SIGKILLed", async () => {
+  it("counts up as replicas take turns, and on when the replica that served the last click is SIGKILLed", async () => {
     await openPage();
     const served: string[] = [];
     for (let n = 1; n <= 6; n++) served.push(await increment(n));

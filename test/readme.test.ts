@@ -183,7 +183,8 @@ describe("README and docs/", () => {
   const realMake = execFileSync("bash", ["-c", "command -v make"], { encoding: "utf8" }).trim();
   writeFileSync(
     join(bin, "make"),
-    `#!/bin/sh\nif [ "$1" = up ]; then set -- "$@" "PORT=$DOCS_TEST_PORT"; fi\nexec "${realMake}" -C "${root}" --no-print-directory "$@"\n`,
+    `#!/bin/sh\nif [ "$1" = up ]; then set -- "$@" "PORT=$DOCS_TEST_PORT"; fi\nexec "${realMake}" -C ` +
+      `"${root}" --no-print-directory "$@"\n`,
   );
   chmodSync(join(bin, "make"), 0o755);
   const { MAKEFLAGS: _f, MAKELEVEL: _l, MFLAGS: _m, ...parentEnv } = process.env;

@@ -41,7 +41,7 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
   }
 
   describe("operator endpoints", () => {
-    it("answers 404 through nginx for /healthz, /readyz and /metrics in every spelling, with no replica's data", async () => {
+    it("answers 404 via nginx for /healthz, /readyz and /metrics in any spelling, with no replica data", async () => {
       const v = new Visitor(base);
       for (const path of [
         "/metrics",
@@ -62,7 +62,7 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
       }
     });
 
-    it("serves them on each replica's operator listener, whose readiness names no error text while Redis is down", async () => {
+    it("serves them on each replica's operator listener; readiness has no error text when Redis is down", async () => {
       for (const r of await cluster.replicas()) {
         expect((await fetch(`${r.opsUrl}/healthz`)).status).toBe(200);
         expect((await fetch(`${r.opsUrl}/metrics`)).status).toBe(200);
@@ -99,7 +99,7 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
   describe("cross-site state changes", () => {
     const crossSite = { "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate" };
 
-    it("refuses a cross-site navigation to GET /counter or GET /session-destroy with a 403, and changes nothing", async () => {
+    it("refuses a cross-site navigation to GET /counter or /session-destroy with a 403, changing nothing", async () => {
       const v = await visitorAt(2);
       for (const headers of [crossSite, { "Sec-Fetch-Site": "same-site" }]) {
         for (const path of ["/counter", "/session-destroy"]) {
@@ -158,7 +158,7 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
       expect(await v.count()).toBe(0);
     });
 
-    it("refuses other spellings of the state-changing routes, and the tutorial's aliases, from another site", async () => {
+    it("refuses other spellings of the state-changing routes, and the tutorial's aliases, cross-site", async () => {
       const v = await visitorAt(1);
       for (const path of [
         "/COUNTER",
@@ -185,7 +185,7 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
       expect(await v.count()).toBe(1);
     });
 
-    it("answers HEAD and OPTIONS on the state-changing GET routes with 405 (Allow: GET) without running them", async () => {
+    it("answers HEAD and OPTIONS on the state-changing GET routes with 405 (Allow: GET), running nothing", async () => {
       const v = await visitorAt(3);
       for (const method of ["HEAD", "OPTIONS"]) {
         for (const path of ["/counter", "/session-destroy", "/redis-store-counter"]) {
@@ -218,8 +218,11 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
       // without a body, which needs no CORS preflight.
       evil = createServer((_req, res) => {
         res.setHeader("Content-Type", "text/html");
-        res.end(`<a id="go" href="${base}/counter">free stuff</a><a id="destroy" href="${base}/session-destroy">more</a>
-<script>window.post = () => fetch("${base}/api/counter", { method: "POST", mode: "no-cors", credentials: "include" }).then(() => "sent");</script>`);
+        res.end(
+          `<a id="go" href="${base}/counter">free stuff</a><a id="destroy" href="${base}/session-destroy">more</a>
+<script>window.post = () => fetch("${base}/api/counter", ` +
+            `{ method: "POST", mode: "no-cors", credentials: "include" }).then(() => "sent");</script>`,
+        );
       });
       await new Promise<void>((resolve) => evil.listen(0, "127.0.0.1", resolve));
       evilPort = (evil.address() as AddressInfo).port;

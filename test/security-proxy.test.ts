@@ -125,7 +125,7 @@ describe("nginx's per-client limits (a cluster with 5 requests a second, burst 1
     }
   });
 
-  it("answers a 5th request in flight from one address with a 429, and closes a stalled body within client_body_timeout", async () => {
+  it("answers a 5th request in flight from one client with 429; ends a stalled body (body timeout)", async () => {
     await sleep(2500); // the previous test's allowance refills (5 a second)
     // Four requests whose head is complete and whose body never comes: each holds a slot.
     const stalled: Socket[] = await Promise.all(
@@ -200,7 +200,8 @@ describe("slow clients (slowloris) against the default limits", () => {
       }
       trickling = false;
       console.log(
-        `slowloris: ${closedByNginx.size}/${slow.length} slow connections closed by nginx; bystander answers ${JSON.stringify(answers)}`,
+        `slowloris: ${closedByNginx.size}/${slow.length} slow connections closed by nginx; bystander ` +
+          `answers ${JSON.stringify(answers)}`,
       );
       expect(closedByNginx.size).toBe(slow.length);
       expect(answers.length).toBeGreaterThan(0);
@@ -317,7 +318,7 @@ describe("Redis: ACL users, a memory cap, and no password in argv", () => {
 });
 
 describe("the per-client limits a cluster gets", () => {
-  it("are on by default, off only when asked, and nginx/client-limits.conf (Compose's default) is the generator's", () => {
+  it("are on by default, off only when asked; nginx/client-limits.conf (Compose's default) is generated", () => {
     expect(clientLimitsFrom(undefined, {})).toEqual({ rate: 100, burst: 200, connections: 64 });
     expect(clientLimitsFrom(false, {})).toBe(false);
     expect(clientLimitsFrom(undefined, { CLIENT_RATE: "0" })).toBe(false);

@@ -51,7 +51,7 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
     await cluster?.stop();
   });
 
-  it("caps the live Idempotency-Keys of a session: a new key past the cap gets 429 with Retry-After and counts nothing; held keys still replay", async () => {
+  it("caps a session's live Idempotency-Keys: a new key past it gets 429, no count; held keys replay", async () => {
     const v = new Visitor(base);
     const held = Array.from({ length: 5 }, () => randomUUID());
     for (const [i, key] of held.entries()) expect((await v.increment(key)).json?.count).toBe(i + 1);
@@ -96,7 +96,7 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
     expect((await v.get("/api/session")).json?.count).toBe(1);
   });
 
-  it("keeps exactly-once across a login: a key used before the login replays after it, on the new session id", async () => {
+  it("keeps exactly-once across a login: a key used before it replays after it, on the new session id", async () => {
     const v = new Visitor(base);
     const key = randomUUID();
     expect((await v.increment(key)).json?.count).toBe(1);
@@ -154,7 +154,7 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
       expect(await cluster.redisCommand("GET", key)).not.toContain(name);
   });
 
-  it("never answers a request sent with the cookie from before a login with a Set-Cookie that logs the user out", async () => {
+  it("never answers a request with the pre-login cookie with a Set-Cookie that logs the user out", async () => {
     const v = new Visitor(base);
     expect((await v.increment()).json?.count).toBe(1);
     const before = v.cookie!;
@@ -178,7 +178,7 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
     expect(await redisKeys(cluster, `sess:${sessionId(before)}`)).toEqual([]);
   });
 
-  it("keeps a browser logged in when increments race its login, with one cookie jar answered in arrival order", async () => {
+  it("keeps a browser logged in when increments race its login (one cookie jar, answered in order)", async () => {
     for (let round = 0; round < 3; round++) {
       const v = new Visitor(base);
       expect((await v.increment()).json?.count).toBe(1);
@@ -186,7 +186,7 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
         v.post("/api/login", jsonBody({ name: "lin" })),
         ...Array.from({ length: 20 }, (_, i) => (i % 2 ? v.increment() : v.get("/counter"))),
       ]);
-      expect(replies[0]!.status).toBe(200);
+      expect(replies[0].status).toBe(200);
       for (const r of replies.slice(1)) expect([200, 409]).toContain(r.status);
       const me = await v.get("/api/me");
       expect(me.status).toBe(200);
@@ -196,7 +196,7 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
     }
   });
 
-  it("serves the tutorial's /redis-store-counter and /radis-store-counter as GET /counter: one count, one session, on every replica", async () => {
+  it("serves the tutorial's /redis-store-counter and /radis-store-counter as GET /counter: one count", async () => {
     const v = new Visitor(base);
     const seen = new Set<string>();
     const paths = ["/redis-store-counter", "/radis-store-counter", "/counter"];
@@ -211,7 +211,7 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
     expect((await v.get("/api/session")).json).toMatchObject({ count: 6, session: sessionLabel(sessionId(v.cookie)) });
   });
 
-  it("shows the tutorial's MemoryStore lesson at /memory-store-counter: each replica keeps its own sessions, so behind round-robin the count diverges", async () => {
+  it("shows the MemoryStore lesson at /memory-store-counter: sessions per replica, so counts diverge", async () => {
     const v = new Visitor(base);
     const replies: Reply[] = [];
     for (let i = 0; i < 6; i++) replies.push(await v.get("/memory-store-counter"));
@@ -228,7 +228,7 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
 
     // The control: on one replica, the same route counts on.
     const [replica] = await cluster.replicas();
-    const direct = new Visitor(replica!.url!);
+    const direct = new Visitor(replica!.url);
     for (let n = 1; n <= 3; n++) expect((await direct.get("/memory-store-counter")).text).toBe(`count is ${n}`);
     // Nothing of it is in Redis.
     expect(await redisKeys(cluster, "sess:*")).not.toContain(`sess:${sessionId(direct.cookie)}`);
@@ -273,7 +273,7 @@ describe("the app's new-session limit (2 replicas, NEW_SESSION_LIMIT=6 a minute;
     expect(Number(await cluster.redisCommand("HLEN", `{sess:${sessionId(v.cookie)}}:idem`))).toBeLessThanOrEqual(2);
   });
 
-  it("counts every new session per client address in Redis, whatever the cookie looks like, on every route that makes one", async () => {
+  it("counts every new session per client address in Redis, whatever the cookie, on every such route", async () => {
     const keeper = new Visitor(base);
     expect((await keeper.increment()).status).toBe(200);
 

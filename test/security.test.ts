@@ -77,7 +77,7 @@ function rawRequest(port: number, text: string): Promise<{ status: number; heade
     const socket = connect(port, "127.0.0.1", () => socket.write(Buffer.from(text, "latin1")));
     let data = "";
     socket.setTimeout(5000, () => socket.destroy(new Error("no answer within 5 s")));
-    socket.on("data", (d) => (data += d));
+    socket.on("data", (d) => (data += d.toString()));
     socket.on("error", reject);
     socket.on("close", () => {
       const [head = "", body = ""] = data.split("\r\n\r\n");
@@ -100,7 +100,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     await cluster?.stop();
   });
 
-  it("issues a host-only, HttpOnly, SameSite=Lax browser-session cookie named sid, with Cache-Control: no-store", async () => {
+  it("issues a host-only, HttpOnly, SameSite=Lax browser-session cookie sid, and Cache-Control: no-store", async () => {
     const v = new TrackedVisitor(base);
     const r = await v.increment();
     const [setCookie] = r.headers.getSetCookie();
@@ -116,7 +116,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     expect(r.headers.get("cache-control")).toBe("no-store");
   });
 
-  it("replaces the session id on login: the old id is gone from Redis, the count moves over, and a planted copy of the old cookie sees nothing", async () => {
+  it("replaces the session id on login: old id gone from Redis, count moved, a planted old id: nothing", async () => {
     const victim = new TrackedVisitor(base);
     for (let i = 0; i < 3; i++) await victim.increment();
     const planted = victim.cookie!; // what an attacker who fixed this id in the victim's browser holds
@@ -165,7 +165,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     expect((await v.get("/api/me")).json?.count).toBe(1 + carried);
   });
 
-  it("keeps counting a session whose stored JSON Redis's Lua cannot decode (a name with a lone surrogate)", async () => {
+  it("keeps counting a session whose JSON Redis's Lua cannot decode (a name with a lone surrogate)", async () => {
     const v = new TrackedVisitor(base);
     expect((await v.increment()).json?.count).toBe(1);
     // Valid JSON for Node, refused by Redis's cjson: the one-round-trip path must hand the
@@ -178,7 +178,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     for (const n of [2, 3, 4]) expect((await v.increment(randomUUID())).json?.count).toBe(n);
   });
 
-  it("answers OPTIONS and other methods on the counter routes with that route's JSON 405, with or without a session", async () => {
+  it("answers OPTIONS and other methods on the counter routes with the route's JSON 405, session or not", async () => {
     const v = new TrackedVisitor(base);
     await v.increment();
     for (const visitor of [v, new TrackedVisitor(base)]) {
@@ -204,7 +204,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     expect((await v.increment()).json?.count).toBe(1);
   });
 
-  it("destroys the session in Redis on logout and clears the cookie; a replay of the old cookie gets a new, empty session", async () => {
+  it("destroys the session in Redis on logout, clears the cookie; a replayed old cookie gets a new one", async () => {
     const v = new TrackedVisitor(base);
     await v.post("/api/login", jsonBody({ name: "lin" }));
     await v.increment();
@@ -264,7 +264,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     expect((await victim.get("/api/session")).json?.count).toBe(5);
   });
 
-  it("logs a tampered, unsigned or unknown session cookie at warn with a hash of the id, and carries on with a new session", async () => {
+  it("logs a tampered, unsigned or unknown session cookie at warn with the id's hash; uses a new session", async () => {
     const v = new TrackedVisitor(base);
     await v.increment();
     const id = sessionId(v.cookie);
@@ -563,7 +563,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
       expect((await owner.get("/api/session")).json?.count).toBe(before.count);
     });
 
-    it("answers malformed HTTP with a JSON error: nginx's own, or the replica's for what only Node's parser refuses", async () => {
+    it("answers malformed HTTP with a JSON error: nginx's, or the replica's where only Node refuses", async () => {
       const port = Number(new URL(base).port);
       const raw = [
         { text: "GARBAGE\r\n\r\n", status: 400, error: "bad_request" },
@@ -592,7 +592,9 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
           error: "bad_request",
         },
         {
-          text: `GET /api/session HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${Array.from({ length: 5 }, (_, i) => `X-Pad-${i}: ${big(7500)}\r\n`).join("")}\r\n`,
+          text:
+            `GET /api/session HTTP/1.1\r\nHost: x\r\nConnection: ` +
+            `close\r\n${Array.from({ length: 5 }, (_, i) => `X-Pad-${i}: ${big(7500)}\r\n`).join("")}\r\n`,
           status: 431,
           error: "headers_too_large",
         },
@@ -617,7 +619,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     });
   });
 
-  it("survives a bounded fuzz run of random methods, paths, headers, cookies and bodies: no 5xx, JSON on every error, every replica still up", async () => {
+  it("survives a bounded fuzz of methods, paths, headers, cookies, bodies: no 5xx, JSON errors, all up", async () => {
     // A small seeded generator, so a failure can be replayed with the printed seed.
     const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
     let state = seed;
@@ -737,9 +739,9 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
       if (cookie !== undefined) headers.Cookie = cookie;
       for (const [name, value] of optionalHeaders) if (rnd() < 0.3) headers[name] = value();
       const body = method === "GET" || method === "HEAD" ? undefined : bodies();
-      let status = 0;
-      let text = "";
-      let type = "";
+      let status: number;
+      let text: string;
+      let type: string;
       try {
         const res = await fetch(base + path, { method, headers, body, signal: AbortSignal.timeout(5000) });
         status = res.status;
@@ -750,7 +752,9 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
         continue;
       }
       statuses.set(status, (statuses.get(status) ?? 0) + 1);
-      const what = `#${i} ${method} ${path.slice(0, 80)} (${Object.keys(headers).join(",")}) -> ${status} ${text.slice(0, 120)}`;
+      const what =
+        `#${i} ${method} ${path.slice(0, 80)} (${Object.keys(headers).join(",")}) -> ${status} ` +
+        `${text.slice(0, 120)}`;
       if (status >= 500) failures.push(what);
       else if (status >= 400 && method !== "HEAD" && !isJsonError(type, text))
         failures.push(`not a JSON error: ${what}`);
@@ -796,7 +800,7 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
     await cluster?.stop();
   });
 
-  it("rotates secrets: a cookie signed with the old secret works while it is listed, and is refused once it is removed", async () => {
+  it("rotates secrets: a cookie signed with the old secret works while listed, is refused once removed", async () => {
     const old = new TrackedVisitor(base);
     await old.increment();
     expect(signedWith(old.cookie, secretA)).toBe(true);
@@ -850,7 +854,7 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       expect(sessionId(v.cookie)).not.toBe(id);
     });
 
-    it("keeps the count alive through replays: a replayed key extends the session and its counter together", async () => {
+    it("keeps the count alive through replays: a replayed key extends the session and counter together", async () => {
       const v = new TrackedVisitor(base);
       const key = randomUUID();
       expect((await v.increment(key)).json?.count).toBe(1);

@@ -29,7 +29,8 @@ export function clientLimitsFrom(
   const bad = Object.entries(limits).filter(([, v]) => !Number.isInteger(v) || v < 0);
   if (bad.length > 0) {
     throw new Error(
-      `client limits take whole numbers >= 0 (CLIENT_RATE a second, CLIENT_BURST, CLIENT_CONNECTIONS), not ${bad.map(([k, v]) => `${k}=${v}`).join(" ")}`,
+      `client limits take whole numbers >= 0 (CLIENT_RATE a second, CLIENT_BURST, CLIENT_CONNECTIONS), not ` +
+        `${bad.map(([k, v]) => `${k}=${v}`).join(" ")}`,
     );
   }
   return limits.rate === 0 ? false : limits;

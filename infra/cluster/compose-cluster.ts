@@ -14,7 +14,10 @@ import { freePort } from "./ports.ts";
 const repoRoot = resolve(import.meta.dirname, "../..");
 const composeFile = join(repoRoot, "docker-compose.yml");
 
-/** The project `make up` uses: the one `docker compose ps` in the repository shows (Compose's own COMPOSE_PROJECT_NAME wins, as it does for docker compose). */
+/**
+ * The project `make up` uses: the one `docker compose ps` in the repository shows (Compose's own COMPOSE_PROJECT_NAME
+ * wins, as it does for docker compose).
+ */
 export const DEFAULT_PROJECT = process.env.COMPOSE_PROJECT_NAME || defaultProjectName(basename(repoRoot));
 
 type ComposeState = {
@@ -118,7 +121,8 @@ export class ComposeCluster implements Cluster {
     const c = composeCommand();
     if (!c)
       throw new Error(
-        "Docker Compose not found: install the compose plugin (docker compose) or docker-compose; `make up` does it when run as root on Debian",
+        "Docker Compose not found: install the compose plugin (docker compose) or docker-compose; " +
+          "`make up` does it when run as root on Debian",
       );
     return c;
   }
@@ -178,7 +182,7 @@ export class ComposeCluster implements Cluster {
     } catch (err) {
       const tail = await this.logs(30).catch(() => "");
       await this.stop().catch(() => {});
-      throw new Error(`${(err as Error).message}\n--- recent logs ---\n${tail}`);
+      throw new Error(`${(err as Error).message}\n--- recent logs ---\n${tail}`, { cause: err });
     }
   }
 
@@ -363,7 +367,8 @@ export class ComposeCluster implements Cluster {
     // As the admin user. The password stays inside the container: read from the secret,
     // passed in the environment (redis-cli reads REDISCLI_AUTH), never in argv.
     const script =
-      'read -r REDISCLI_AUTH < /run/secrets/redis_admin_password; export REDISCLI_AUTH; exec redis-cli --user admin "$@"';
+      "read -r REDISCLI_AUTH < /run/secrets/redis_admin_password; export REDISCLI_AUTH; exec redis-cli " +
+      '--user admin "$@"';
     return (await docker(["exec", r.id, "sh", "-c", script, "sh", ...args], { timeoutMs: 10_000 })).trim();
   }
 

@@ -75,7 +75,7 @@ if (missing) {
       );
     };
 
-    it("puts nginx on the edge network only, Redis on the internal store network only, and the app on both", async () => {
+    it("puts nginx on the edge network only, Redis on the internal store network only, the app on both", async () => {
       const nets = (service: string) =>
         Object.keys(containers.get(service)!.NetworkSettings.Networks)
           .map((n) => n.replace(/^.*_/, ""))
@@ -105,7 +105,8 @@ if (missing) {
             redis,
             "sh",
             "-c",
-            `read -r REDISCLI_AUTH < /run/secrets/redis_${user}_password; export REDISCLI_AUTH; exec redis-cli --user ${user} "$@"`,
+            `read -r REDISCLI_AUTH < /run/secrets/redis_${user}_password; export REDISCLI_AUTH; exec ` +
+              `redis-cli --user ${user} "$@"`,
             "sh",
             ...args,
           ],

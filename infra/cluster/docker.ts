@@ -10,7 +10,10 @@ export type RunOptions = {
   cwd?: string;
 };
 
-/** Runs a command and returns its stdout; a failure throws with the command and its stderr (`cause`: the exec error, with its code). */
+/**
+ * Runs a command and returns its stdout; a failure throws with the command and its stderr (`cause`: the exec error,
+ * with its code).
+ */
 export function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(

@@ -301,7 +301,7 @@ export class LocalCluster implements Cluster {
     } catch (err) {
       const tail = await this.logs(30).catch(() => "");
       await this.stop().catch(() => {});
-      throw new Error(`${(err as Error).message}\n--- recent logs ---\n${tail}`);
+      throw new Error(`${(err as Error).message}\n--- recent logs ---\n${tail}`, { cause: err });
     }
   }
 
@@ -385,7 +385,7 @@ export class LocalCluster implements Cluster {
     if (tls) {
       // The same server, also on a TLS port: there $scheme, and so X-Forwarded-Proto, is https.
       http = http.replace(
-        /^(    listen 127\.0\.0\.1:\d+;)$/m,
+        /^( {4}listen 127\.0\.0\.1:\d+;)$/m,
         `$1
     listen 127.0.0.1:${tls.port} ssl;
     ssl_certificate ${tls.cert};
@@ -405,7 +405,7 @@ export class LocalCluster implements Cluster {
     const conf = join(this.dir, "nginx", "nginx.conf");
     writeFileSync(conf, this.#nginxConf());
     const args = ["-p", join(this.dir, "nginx"), "-c", conf, "-e", this.#log("nginx-error")];
-    await run(bin, [...args, "-t", "-q"]).catch((err: { stderr?: string }) => {
+    await run(bin, [...args, "-t", "-q"]).catch((err: Error & { stderr?: string }) => {
       throw new Error(`nginx rejected its config: ${err.stderr ?? String(err)}`);
     });
     this.#state.nginx.pid = this.#spawn("nginx", bin, [...args, "-g", "daemon off;"]);

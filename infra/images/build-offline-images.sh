@@ -85,7 +85,8 @@ import_root() { # rootfs tag hash change...
 }
 
 up_to_date() { # tag hash
-  [ "$force" != "--force" ] && [ "$(docker image inspect --format '{{.Comment}}' "$1" 2>/dev/null || true)" = "esc-offline $2" ]
+  [ "$force" != "--force" ] &&
+    [ "$(docker image inspect --format '{{.Comment}}' "$1" 2>/dev/null || true)" = "esc-offline $2" ]
 }
 
 script_hash=$(sha256sum "$0" | cut -c1-12)

@@ -54,7 +54,8 @@ export function resolveBaseImages(log: Log = () => {}): Promise<BaseImages> {
         const failed = (await present(wanted)) ? undefined : await pull(wanted, log);
         if (failed)
           throw new Error(
-            `${key}=${wanted} is neither present nor pullable (${failed}); unset ${key} to fall back to the offline images`,
+            `${key}=${wanted} is neither present nor pullable (${failed}); unset ${key} to fall back to ` +
+              `the offline images`,
           );
         out[key] = wanted;
         continue;
@@ -70,7 +71,8 @@ export function resolveBaseImages(log: Log = () => {}): Promise<BaseImages> {
     if (missing.length > 0) {
       log(`no registry answered (${why})`);
       log(
-        `building offline stand-ins for ${missing.map((k) => OFFICIAL_IMAGES[k]).join(", ")} (infra/images/build-offline-images.sh)...`,
+        `building offline stand-ins for ${missing.map((k) => OFFICIAL_IMAGES[k]).join(", ")} ` +
+          `(infra/images/build-offline-images.sh)...`,
       );
       const lines = await run(resolve(repoRoot, "infra/images/build-offline-images.sh"), [], { timeoutMs: 600_000 });
       const built = Object.fromEntries(
@@ -114,7 +116,8 @@ async function buildkitBuilder(): Promise<Builder> {
     if (major > 0 && major < 23) return { file, args: ["build"], env: { ...process.env, DOCKER_BUILDKIT: "1" } };
   }
   throw new Error(
-    "building services/app/Dockerfile needs BuildKit: install Docker's buildx plugin (docker-buildx-plugin, or docker-buildx on Debian/Ubuntu)",
+    "building services/app/Dockerfile needs BuildKit: install Docker's buildx plugin " +
+      "(docker-buildx-plugin, or docker-buildx on Debian/Ubuntu)",
   );
 }
 

@@ -107,7 +107,7 @@ export async function startHello(): Promise<Baseline> {
   });
   const port = await new Promise<number>((ok, fail) => {
     const timer = setTimeout(() => fail(new Error("hello-world did not start within 10 s")), 10_000);
-    child.stdout!.setEncoding("utf8").on("data", (chunk: string) => {
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
       const m = /listening (\d+)/.exec(chunk);
       if (m) {
         clearTimeout(timer);

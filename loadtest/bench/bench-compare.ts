@@ -72,8 +72,13 @@ async function main(): Promise<void> {
   execFileSync("git", ["worktree", "add", "--detach", "--quiet", baseTree, sha], { cwd: repoRoot });
   // Same dependencies: the comparison is about the code, not about a reinstall.
   symlinkSync(join(repoRoot, "node_modules"), join(baseTree, "node_modules"));
+  const withEnv = Object.keys(APP_ENV_B).length ? ` with ${process.env.APP_ENV_B}` : "";
   console.log(
-    `bench-compare: A = ${BASE} (${sha}), B = this checkout (${head}${dirty ? " + uncommitted changes" : ""}${Object.keys(APP_ENV_B).length ? ` with ${process.env.APP_ENV_B}` : ""}); ${VIA === "nginx" ? `nginx + ${REPLICAS} replicas` : "1 replica direct"}, ${REQUEST.method} ${REQUEST.path}${KEYED ? " + Idempotency-Key" : ""}, returning visitors, c=${CONNECTIONS}, ${ROUNDS} x ${SECONDS} s each, alternating`,
+    `bench-compare: A = ${BASE} (${sha}), B = this checkout ` +
+      `(${head}${dirty ? " + uncommitted changes" : ""}${withEnv}); ` +
+      `${VIA === "nginx" ? `nginx + ${REPLICAS} replicas` : "1 replica direct"}, ${REQUEST.method} ` +
+      `${REQUEST.path}${KEYED ? " + Idempotency-Key" : ""}, returning visitors, c=${CONNECTIONS}, ${ROUNDS} ` +
+      `x ${SECONDS} s each, alternating`,
   );
   const a = await side("A", baseTree);
   const b = await side("B", repoRoot, APP_ENV_B);
@@ -94,7 +99,12 @@ async function main(): Promise<void> {
       );
       s.runs.push(r);
       console.log(
-        `round ${round} ${s.name}: ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.latencyMs.p50.toFixed(1)}  p99 ${r.latencyMs.p99.toFixed(1)} ms  node ${((r.cpuMs.node! * 1000) / r.requests).toFixed(0)} µs/req  syscalls/req node ${((r.syscalls.node ?? 0) / r.requests).toFixed(2)} nginx ${((r.syscalls.nginx ?? 0) / r.requests).toFixed(2)} redis ${((r.syscalls.redis ?? 0) / r.requests).toFixed(2)}  errors ${r.errors} non-2xx ${r.non2xx}`,
+        `round ${round} ${s.name}: ${r.rps.toFixed(0).padStart(6)} req/s  p50 ` +
+          `${r.latencyMs.p50.toFixed(1)}  p99 ${r.latencyMs.p99.toFixed(1)} ms  node ` +
+          `${((r.cpuMs.node! * 1000) / r.requests).toFixed(0)} µs/req  syscalls/req node ` +
+          `${((r.syscalls.node ?? 0) / r.requests).toFixed(2)} nginx ` +
+          `${((r.syscalls.nginx ?? 0) / r.requests).toFixed(2)} redis ` +
+          `${((r.syscalls.redis ?? 0) / r.requests).toFixed(2)}  errors ${r.errors} non-2xx ${r.non2xx}`,
       );
     }
   }
@@ -124,20 +134,27 @@ async function main(): Promise<void> {
   console.log("\n| | req/s (median) | p99 ms (median) | node µs/req | nginx µs/req | redis µs/req | errors |");
   console.log("|---|--:|--:|--:|--:|--:|--:|");
   console.log(
-    `| A ${BASE} | ${A.rps.toFixed(0)} | ${A.p99.toFixed(1)} | ${A.node.toFixed(0)} | ${A.nginx.toFixed(0)} | ${A.redis.toFixed(0)} | ${A.errors} |`,
+    `| A ${BASE} | ${A.rps.toFixed(0)} | ${A.p99.toFixed(1)} | ${A.node.toFixed(0)} | ` +
+      `${A.nginx.toFixed(0)} | ${A.redis.toFixed(0)} | ${A.errors} |`,
   );
   console.log(
-    `| B this checkout | ${B.rps.toFixed(0)} | ${B.p99.toFixed(1)} | ${B.node.toFixed(0)} | ${B.nginx.toFixed(0)} | ${B.redis.toFixed(0)} | ${B.errors} |`,
+    `| B this checkout | ${B.rps.toFixed(0)} | ${B.p99.toFixed(1)} | ${B.node.toFixed(0)} | ` +
+      `${B.nginx.toFixed(0)} | ${B.redis.toFixed(0)} | ${B.errors} |`,
   );
   console.log(
-    `| B vs A | ${percentChange(A.rps, B.rps)} | ${percentChange(A.p99, B.p99)} | ${percentChange(A.node, B.node)} | ${percentChange(A.nginx, B.nginx)} | ${percentChange(A.redis, B.redis)} | |`,
+    `| B vs A | ${percentChange(A.rps, B.rps)} | ${percentChange(A.p99, B.p99)} | ` +
+      `${percentChange(A.node, B.node)} | ${percentChange(A.nginx, B.nginx)} | ` +
+      `${percentChange(A.redis, B.redis)} | |`,
   );
   console.log(
-    `\nread+write syscalls per request: node ${A.sysNode.toFixed(2)} -> ${B.sysNode.toFixed(2)}, nginx ${A.sysNginx.toFixed(2)} -> ${B.sysNginx.toFixed(2)}, redis ${A.sysRedis.toFixed(2)} -> ${B.sysRedis.toFixed(2)}`,
+    `\nread+write syscalls per request: node ${A.sysNode.toFixed(2)} -> ${B.sysNode.toFixed(2)}, nginx ` +
+      `${A.sysNginx.toFixed(2)} -> ${B.sysNginx.toFixed(2)}, redis ${A.sysRedis.toFixed(2)} -> ` +
+      `${B.sysRedis.toFixed(2)}`,
   );
   const g = (ratio: number) => percentChange(1, ratio);
   console.log(
-    `\npaired by round (geometric mean of B/A): req/s ${g(paired((r) => r.rps))}, p99 ${g(paired((r) => r.latencyMs.p99))}, node CPU per request ${g(paired(nodePerReq))}`,
+    `\npaired by round (geometric mean of B/A): req/s ${g(paired((r) => r.rps))}, p99 ` +
+      `${g(paired((r) => r.latencyMs.p99))}, node CPU per request ${g(paired(nodePerReq))}`,
   );
 }
 

@@ -8,7 +8,10 @@ const f2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : "-");
 
 function when(r: Report): string {
   const m = r.meta.machine;
-  return `${r.meta.date.slice(0, 10)}, ${m.cores} cores (${m.cpu}), ${m.os}, Node ${m.node}, nginx ${m.nginx}, Redis ${m.redis}, autocannon ${m.autocannon}`;
+  return (
+    `${r.meta.date.slice(0, 10)}, ${m.cores} cores (${m.cpu}), ${m.os}, ` +
+    `Node ${m.node}, nginx ${m.nginx}, Redis ${m.redis}, autocannon ${m.autocannon}`
+  );
 }
 
 export function renderMarkdown(r: Report): string {
@@ -18,20 +21,28 @@ export function renderMarkdown(r: Report): string {
   out.push("");
   out.push(`${when(r)}.`);
   out.push(
-    `c=${r.meta.connections} connections, ${r.meta.secondsPerScenario} s per scenario${r.meta.warmupSeconds ? ` after a ${r.meta.warmupSeconds} s warm-up` : ""}, ${r.meta.seconds} s in all. Load average ${r.meta.loadAverage.start.map(f2).join(" ")} at the start, ${r.meta.loadAverage.end.map(f2).join(" ")} at the end.`,
+    `c=${r.meta.connections} connections, ${r.meta.secondsPerScenario} s per ` +
+      `scenario${r.meta.warmupSeconds ? ` after a ${r.meta.warmupSeconds} s warm-up` : ""}, ` +
+      `${r.meta.seconds} s in all. Load average ${r.meta.loadAverage.start.map(f2).join(" ")} at the start, ` +
+      `${r.meta.loadAverage.end.map(f2).join(" ")} at the end.`,
   );
   out.push("");
   out.push(
-    `Baselines, each the mean of a run at the start and one at the end: **B0** nginx alone answering 200: ${f0(b.b0.rps)} req/s (${b.b0.runs.map((x) => f0(x.rps)).join(", ")}); **B1** bare Express 5 hello-world: ${f0(b.b1.rps)} req/s (${b.b1.runs.map((x) => f0(x.rps)).join(", ")}).`,
+    `Baselines, each the mean of a run at the start and one at the end: **B0** nginx alone answering 200: ` +
+      `${f0(b.b0.rps)} req/s (${b.b0.runs.map((x) => f0(x.rps)).join(", ")}); **B1** bare Express 5 ` +
+      `hello-world: ${f0(b.b1.rps)} req/s (${b.b1.runs.map((x) => f0(x.rps)).join(", ")}).`,
   );
   if ("missing" in b.wrk) out.push(`wrk: ${b.wrk.missing}.`);
   else
     out.push(
-      `wrk -t2 drives ${f0(b.wrk.rps)} req/s through the same nginx, **${f2(b.wrkOverAutocannon ?? Number.NaN)}x** what autocannon (one JS thread) does: B0 is autocannon's ceiling on this box, not nginx's.`,
+      `wrk -t2 drives ${f0(b.wrk.rps)} req/s through the same nginx, ` +
+        `**${f2(b.wrkOverAutocannon ?? Number.NaN)}x** what autocannon (one JS thread) does: B0 is ` +
+        `autocannon's ceiling on this box, not nginx's.`,
     );
   out.push("");
   out.push(
-    "| Scenario | req/s | ×B1 | ×B0 | p50 ms | p97.5 ms | p99 ms | errors | non-2xx | CPU µs/req: node | nginx | redis | loadgen |",
+    "| Scenario | req/s | ×B1 | ×B0 | p50 ms | p97.5 ms | p99 ms | errors | non-2xx | CPU µs/req: node | " +
+      "nginx | redis | loadgen |",
   );
   out.push("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
   const row = (
@@ -42,7 +53,10 @@ export function renderMarkdown(r: Report): string {
     rb0: number,
   ) =>
     out.push(
-      `| ${label} | ${f0(x.rps)} | ${f2(rb1)} | ${f2(rb0)} | ${f1(x.latencyMs.p50)} | ${f1(x.latencyMs.p97_5)} | ${f1(x.latencyMs.p99)} | ${x.errors} | ${x.non2xx} | ${f0(cpu.node ?? Number.NaN)} | ${f0(cpu.nginx ?? Number.NaN)} | ${f0(cpu.redis ?? Number.NaN)} | ${f0(cpu.loadgen ?? Number.NaN)} |`,
+      `| ${label} | ${f0(x.rps)} | ${f2(rb1)} | ${f2(rb0)} | ${f1(x.latencyMs.p50)} | ` +
+        `${f1(x.latencyMs.p97_5)} | ${f1(x.latencyMs.p99)} | ${x.errors} | ${x.non2xx} | ` +
+        `${f0(cpu.node ?? Number.NaN)} | ${f0(cpu.nginx ?? Number.NaN)} | ${f0(cpu.redis ?? Number.NaN)} | ` +
+        `${f0(cpu.loadgen ?? Number.NaN)} |`,
     );
   const cpuOf = (x: { cpuMs: Record<string, number>; requests: number }) =>
     Object.fromEntries(Object.entries(x.cpuMs).map(([k, ms]) => [k, (ms * 1000) / x.requests]));
@@ -53,7 +67,9 @@ export function renderMarkdown(r: Report): string {
   for (const s of r.scenarios) row(s.label, { ...s.result, rps: s.result.rps }, s.cpuUsPerReq, s.ratioB1, s.ratioB0);
   out.push("");
   out.push(
-    "Latency percentiles come from every response's own time (µs resolution). CPU µs/req is user+system time from /proc/<pid>/stat over the measured part, divided by the requests served; node sums every replica, loadgen is autocannon's process.",
+    "Latency percentiles come from every response's own time (µs resolution). CPU µs/req is user+system " +
+      "time from /proc/<pid>/stat over the measured part, divided by the requests served; node sums every " +
+      "replica, loadgen is autocannon's process.",
   );
 
   out.push("");
@@ -96,8 +112,14 @@ export function renderMarkdown(r: Report): string {
   out.push("");
   if (g.memory) {
     const m = g.memory;
+    const perKey = m.memoryUsage.idempotencyKey;
     out.push(
-      `- **Redis memory per session: ${m.bytesPerSession} bytes** (INFO used_memory ${f1(m.usedMemoryBefore / 1e6)} → ${f1(m.usedMemoryAfter / 1e6)} MB for ${m.sessions} copies of a real session; ${m.atLarge.bytesPerSession} bytes each at ${m.atLarge.sessions}). MEMORY USAGE: session key ${m.memoryUsage.session} B, counter key ${m.memoryUsage.counter} B${m.memoryUsage.idempotencyKey === null ? "" : `; each Idempotency-Key adds ${m.memoryUsage.idempotencyKey} B for its TTL`}. The stored session value is ${m.sessionValueBytes} bytes: \`${m.sessionValue}\`.`,
+      `- **Redis memory per session: ${m.bytesPerSession} bytes** (INFO used_memory ` +
+        `${f1(m.usedMemoryBefore / 1e6)} → ${f1(m.usedMemoryAfter / 1e6)} MB for ${m.sessions} copies of a ` +
+        `real session; ${m.atLarge.bytesPerSession} bytes each at ${m.atLarge.sessions}). MEMORY USAGE: ` +
+        `session key ${m.memoryUsage.session} B, counter key ${m.memoryUsage.counter} B` +
+        `${perKey === null ? "" : `; each Idempotency-Key adds ${perKey} B for its TTL`}. ` +
+        `The stored session value is ${m.sessionValueBytes} bytes: \`${m.sessionValue}\`.`,
     );
   }
   if (g.memory?.layouts) {
@@ -112,15 +134,25 @@ export function renderMarkdown(r: Report): string {
   if (g.p99) {
     const p = g.p99;
     out.push(
-      `- **p99 with ${p.largeSessions} stored sessions: ${p.large.map(f1).join(" and ")} ms, vs ${p.small.map(f1).join(", ")} ms with ${p.smallSessions}** (alternating runs): median over median ${p.ratio >= 1 ? "+" : ""}${f0((p.ratio - 1) * 100)}%; throughput ${f2(p.rpsRatio)}x.`,
+      `- **p99 with ${p.largeSessions} stored sessions: ${p.large.map(f1).join(" and ")} ms, vs ` +
+        `${p.small.map(f1).join(", ")} ms with ${p.smallSessions}** (alternating runs): median over median ` +
+        `${p.ratio >= 1 ? "+" : ""}${f0((p.ratio - 1) * 100)}%; throughput ${f2(p.rpsRatio)}x.`,
     );
   }
   const scale = [1, 2, 3]
     .map((n) => r.scenarios.find((s) => s.id === `nginx${n}-keyed`))
     .filter((s) => s !== undefined);
   if (scale.length) {
+    const perReplicas = scale.map(
+      (s) =>
+        `${s.replicas}: ${f0(s.result.rps)} req/s ` +
+        `(${f2(s.ratioB1)}x B1, node ${f0(s.cpuUsPerReq.node ?? Number.NaN)} µs/req)`,
+    );
     out.push(
-      `- **Throughput vs replicas** (exactly-once through nginx): ${scale.map((s) => `${s.replicas}: ${f0(s.result.rps)} req/s (${f2(s.ratioB1)}x B1, node ${f0(s.cpuUsPerReq.node ?? Number.NaN)} µs/req)`).join(", ")}. The box has ${r.meta.machine.cores} cores shared by the load generator, nginx, Redis and every replica, so replicas past the core count add no CPU, only scheduling: each replica gets fewer requests per wake-up and pays the wake-up, the syscalls and the cache misses for fewer of them.`,
+      `- **Throughput vs replicas** (exactly-once through nginx): ${perReplicas.join(", ")}. ` +
+        `The box has ${r.meta.machine.cores} cores shared by the load generator, nginx, Redis and every ` +
+        `replica, so replicas past the core count add no CPU, only scheduling: each replica gets fewer ` +
+        `requests per wake-up and pays the wake-up, the syscalls and the cache misses for fewer of them.`,
     );
   }
 
@@ -157,7 +189,12 @@ export function renderMarkdown(r: Report): string {
     out.push("### CPU budget of the goal scenario (nginx + 3 replicas, exactly-once)");
     out.push("");
     out.push(
-      `Every part shares the same ${cb.cores} cores, so CPU per request caps throughput however the replicas scale: node ${f0(u.node ?? Number.NaN)} + nginx ${f0(u.nginx ?? Number.NaN)} + Redis ${f0(u.redis ?? Number.NaN)} + load generator ${f0(u.loadgen ?? Number.NaN)} = **${f0(cb.totalUs)} µs per request**, so at most ${f0(cb.maxRps)} req/s = **${f2(cb.maxRatioB1)}x B1** with every core busy and nothing else running; ${f2(cb.maxRatioB1WithoutLoadgen)}x B1 if the load generator ran elsewhere.`,
+      `Every part shares the same ${cb.cores} cores, so CPU per request caps throughput however the ` +
+        `replicas scale: node ${f0(u.node ?? Number.NaN)} + nginx ${f0(u.nginx ?? Number.NaN)} + Redis ` +
+        `${f0(u.redis ?? Number.NaN)} + load generator ${f0(u.loadgen ?? Number.NaN)} = **${f0(cb.totalUs)} ` +
+        `µs per request**, so at most ${f0(cb.maxRps)} req/s = **${f2(cb.maxRatioB1)}x B1** with every core ` +
+        `busy and nothing else running; ${f2(cb.maxRatioB1WithoutLoadgen)}x B1 if the load generator ran ` +
+        `elsewhere.`,
     );
   }
 
@@ -228,18 +265,22 @@ export function renderSvg(r: Report): string {
   );
   s.push(`<rect width="100%" height="100%" fill="#fff"/>`);
   s.push(
-    `<text x="10" y="20" font-size="15" font-weight="bold">make bench: throughput (×B1) and latency per scenario, c=${r.meta.connections}</text>`,
+    `<text x="10" y="20" font-size="15" font-weight="bold">make bench: throughput (×B1) and latency per ` +
+      `scenario, c=${r.meta.connections}</text>`,
   );
   s.push(`<text x="10" y="38" fill="#555">${esc(when(r))}</text>`);
   s.push(`<text x="${x1}" y="${top - 10}" font-weight="bold">req/s as a ratio to B1 (bare Express)</text>`);
   s.push(
-    `<text x="${x2}" y="${top - 10}" font-weight="bold">latency, ms: <tspan fill="${colors.p50}">p50</tspan> · <tspan fill="${colors.p975}">p97.5</tspan> · <tspan fill="${colors.p99}">p99</tspan></text>`,
+    `<text x="${x2}" y="${top - 10}" font-weight="bold">latency, ms: <tspan ` +
+      `fill="${colors.p50}">p50</tspan> · <tspan fill="${colors.p975}">p97.5</tspan> · <tspan ` +
+      `fill="${colors.p99}">p99</tspan></text>`,
   );
   // Grid: ratio 1.0 (B1) line, and latency ticks.
   const rx = (v: number) => x1 + (v / maxRatio) * panelW;
   const lx = (v: number) => x2 + (v / maxLat) * panelW;
   s.push(
-    `<line x1="${rx(1)}" y1="${top - 4}" x2="${rx(1)}" y2="${top + rows.length * rowH}" stroke="#333" stroke-dasharray="3,3"/>`,
+    `<line x1="${rx(1)}" y1="${top - 4}" x2="${rx(1)}" y2="${top + rows.length * rowH}" stroke="#333" ` +
+      `stroke-dasharray="3,3"/>`,
   );
   for (let v = 0; v <= maxLat; v += stepLat) {
     s.push(`<line x1="${lx(v)}" y1="${top - 4}" x2="${lx(v)}" y2="${top + rows.length * rowH}" stroke="#ddd"/>`);
@@ -252,15 +293,20 @@ export function renderSvg(r: Report): string {
     s.push(`<text x="${labelW}" y="${y + 17}" text-anchor="end">${esc(row.label)}</text>`);
     const w = Number.isFinite(row.ratio) ? rx(row.ratio) - x1 : 0;
     s.push(
-      `<rect x="${x1}" y="${y + 5}" width="${w.toFixed(1)}" height="${rowH - 10}" fill="${row.baseline ? colors.base : colors.ratio}"><title>${f0(row.rps)} req/s</title></rect>`,
+      `<rect x="${x1}" y="${y + 5}" width="${w.toFixed(1)}" height="${rowH - 10}" ` +
+        `fill="${row.baseline ? colors.base : colors.ratio}"><title>${f0(row.rps)} req/s</title></rect>`,
     );
-    s.push(`<text x="${(x1 + w + 4).toFixed(1)}" y="${y + 17}" fill="#333">${f2(row.ratio)} · ${f0(row.rps)}/s</text>`);
+    s.push(
+      `<text x="${(x1 + w + 4).toFixed(1)}" y="${y + 17}" fill="#333">` + `${f2(row.ratio)} · ${f0(row.rps)}/s</text>`,
+    );
     const bh = (rowH - 8) / 3;
     (["p50", "p975", "p99"] as const).forEach((k, j) => {
       const v = row[k];
       const bw = Number.isFinite(v) ? lx(v) - x2 : 0;
       s.push(
-        `<rect x="${x2}" y="${(y + 4 + j * bh).toFixed(1)}" width="${bw.toFixed(1)}" height="${(bh - 1).toFixed(1)}" fill="${colors[k]}"><title>${k.replace("975", "97.5")} ${f1(v)} ms</title></rect>`,
+        `<rect x="${x2}" y="${(y + 4 + j * bh).toFixed(1)}" width="${bw.toFixed(1)}" ` +
+          `height="${(bh - 1).toFixed(1)}" fill="${colors[k]}"><title>${k.replace("975", "97.5")} ${f1(v)} ` +
+          `ms</title></rect>`,
       );
     });
     s.push(`<text x="${(lx(row.p99) + 4).toFixed(1)}" y="${y + 17}" fill="#333">${f1(row.p99)}</text>`);

@@ -143,7 +143,8 @@ function progress(label: string, r: LoadResult, extra = ""): void {
   const l = r.latencyMs;
   const ratio = b1Runs.length ? `  ${(r.rps / b1()).toFixed(2)}x B1` : "";
   console.log(
-    `[${String(step).padStart(2)}] ${label.padEnd(52)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${l.p50.toFixed(1)}  p97.5 ${l.p97_5.toFixed(1)}  p99 ${l.p99.toFixed(1)} ms  ` +
+    `[${String(step).padStart(2)}] ${label.padEnd(52)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ` +
+      `${l.p50.toFixed(1)}  p97.5 ${l.p97_5.toFixed(1)}  p99 ${l.p99.toFixed(1)} ms  ` +
       `load ${r.loadAverage1m.toFixed(1)}  errors ${r.errors}${
         r.errors
           ? ` (${Object.entries(r.errorKinds)
@@ -264,7 +265,9 @@ async function main(): Promise<void> {
   const started = new Date();
   const load0 = loadavg();
   console.log(
-    `make bench${QUICK ? " (QUICK)" : ""}: c=${CONNECTIONS}, ${SECONDS} s per scenario${WARMUP ? ` after ${WARMUP} s warm-up` : ""}; load average ${load0.map((x) => x.toFixed(2)).join(" ")}`,
+    `make bench${QUICK ? " (QUICK)" : ""}: c=${CONNECTIONS}, ${SECONDS} s per ` +
+      `scenario${WARMUP ? ` after ${WARMUP} s warm-up` : ""}; load average ` +
+      `${load0.map((x) => x.toFixed(2)).join(" ")}`,
   );
 
   const nginx200 = await startNginx200(join(workDir, "b0"), await freePort());
@@ -278,7 +281,10 @@ async function main(): Promise<void> {
   if ("missing" in wrk) console.log(`[${String(step).padStart(2)}] B0 with wrk: skipped, ${wrk.missing}`);
   else
     console.log(
-      `[${String(step).padStart(2)}] ${"B0 nginx alone, driven by wrk -t2".padEnd(52)} ${wrk.rps.toFixed(0).padStart(6)} req/s  p50 ${wrk.latencyMs.p50.toFixed(1)}  p99 ${wrk.latencyMs.p99.toFixed(1)} ms  errors ${wrk.errors}  ${(wrk.rps / b0Runs[0]!.rps).toFixed(2)}x autocannon`,
+      `[${String(step).padStart(2)}] ${"B0 nginx alone, driven by wrk -t2".padEnd(52)} ` +
+        `${wrk.rps.toFixed(0).padStart(6)} req/s  p50 ${wrk.latencyMs.p50.toFixed(1)}  p99 ` +
+        `${wrk.latencyMs.p99.toFixed(1)} ms  errors ${wrk.errors}  ${(wrk.rps / b0Runs[0]!.rps).toFixed(2)}x ` +
+        `autocannon`,
     );
 
   const keyed = { request: KEYED_POST, uniqueIdempotencyKey: true } as const;
@@ -564,7 +570,8 @@ async function main(): Promise<void> {
   }
   console.log(`\n${md}`);
   console.log(
-    `wrote ${join(OUT, `bench-${stamp}.{json,md,svg}`)} (and bench-latest.*) in ${((finished.getTime() - started.getTime()) / 1000).toFixed(0)} s`,
+    `wrote ${join(OUT, `bench-${stamp}.{json,md,svg}`)} (and bench-latest.*) in ` +
+      `${((finished.getTime() - started.getTime()) / 1000).toFixed(0)} s`,
   );
 }
 
@@ -593,7 +600,9 @@ async function measureGrowth(
   const perSession = (m1 - m0) / MEMORY_SESSIONS;
   step++;
   console.log(
-    `[${String(step).padStart(2)}] Redis memory per stored session: ${perSession.toFixed(0)} bytes (used_memory +${((m1 - m0) / 1e6).toFixed(1)} MB for ${MEMORY_SESSIONS} sessions; MEMORY USAGE sess ${sessBytes} B + count ${countBytes} B)`,
+    `[${String(step).padStart(2)}] Redis memory per stored session: ${perSession.toFixed(0)} bytes ` +
+      `(used_memory +${((m1 - m0) / 1e6).toFixed(1)} MB for ${MEMORY_SESSIONS} sessions; MEMORY USAGE sess ` +
+      `${sessBytes} B + count ${countBytes} B)`,
   );
 
   // The same sessions in other layouts, to show where the bytes go.
@@ -760,7 +769,9 @@ function buildReport(x: {
     goal &&
       ceilingRun && {
         goal: "... where the topology itself (nginx + 3 bare hello-world replicas) reaches",
-        measured: `${ceilingRun.ratioB1.toFixed(2)}x B1: the goal path does ${(goal.ratioB1 / ceilingRun.ratioB1).toFixed(2)}x of that`,
+        measured:
+          `${ceilingRun.ratioB1.toFixed(2)}x B1: the goal path does ` +
+          `${(goal.ratioB1 / ceilingRun.ratioB1).toFixed(2)}x of that`,
         met: null,
       },
     goal && {
@@ -780,7 +791,10 @@ function buildReport(x: {
     },
     g.p99 && {
       goal: `p99 with ${fmtCount(GROWTH_LARGE)} stored sessions within 10% of p99 with ${fmtCount(GROWTH_SMALL)}`,
-      measured: `median ${median(g.p99.large).toFixed(1)} ms (${g.p99.large.map((v) => v.toFixed(1)).join(", ")}) vs ${median(g.p99.small).toFixed(1)} ms (${g.p99.small.map((v) => v.toFixed(1)).join(", ")}): ${g.p99.ratio >= 1 ? "+" : ""}${((g.p99.ratio - 1) * 100).toFixed(0)}%`,
+      measured:
+        `median ${median(g.p99.large).toFixed(1)} ms (${g.p99.large.map((v) => v.toFixed(1)).join(", ")}) vs ` +
+        `${median(g.p99.small).toFixed(1)} ms (${g.p99.small.map((v) => v.toFixed(1)).join(", ")}): ` +
+        `${g.p99.ratio >= 1 ? "+" : ""}${((g.p99.ratio - 1) * 100).toFixed(0)}%`,
       met: g.p99.ratio <= 1.1,
     },
   ].filter(Boolean);

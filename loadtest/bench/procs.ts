@@ -75,7 +75,10 @@ export function cpuMs(pids: readonly number[]): number {
 
 export type Component = { name: string; pids: () => number[] };
 
-/** The measured parts of a started local cluster: its replicas and nginx by their command lines, Redis by the pid it reports. */
+/**
+ * The measured parts of a started local cluster: its replicas and nginx by their command lines, Redis by the pid it
+ * reports.
+ */
 export async function clusterComponents(
   cluster: Pick<Cluster, "redisCommand"> & { dir: string },
 ): Promise<Component[]> {

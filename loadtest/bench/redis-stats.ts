@@ -146,9 +146,12 @@ export async function fillSessions(
         sample.counter ?? "",
       );
     } catch (err) {
-      // The error would carry the whole command line, password included; say what failed instead.
+      // The error would carry the whole command line, password included; say what failed instead
+      // (and so no `cause`, which a stack print would show).
+      // eslint-disable-next-line preserve-caught-error
       throw new Error(
-        `filling Redis with sessions failed at ${from} of ${count}: ${(err as { stderr?: string }).stderr || (err as Error).message.split("\n")[0]}`,
+        `filling Redis with sessions failed at ${from} of ${count}: ` +
+          `${(err as { stderr?: string }).stderr || (err as Error).message.split("\n")[0]}`,
       );
     }
   }

@@ -75,7 +75,7 @@ describe("benchmark visitors", { timeout: 30_000 }, () => {
     expect(counts.reduce((a, b) => a + b, 0)).toBe(210);
   });
 
-  it("sends a new Idempotency-Key the app accepts on every request, returning or new, also across reconnects", async () => {
+  it("sends a new Idempotency-Key the app accepts on every request, returning or new, across reconnects", async () => {
     for (const mode of ["returning", "new"] as const) {
       s.keys.length = 0;
       const before = s.stats().issued;

@@ -113,7 +113,9 @@ export function checkBounds(sessions: SessionTally[]): Check {
     summary:
       bad === 0
         ? `acknowledged <= final <= acknowledged + indeterminate in all ${sessions.length} sessions`
-        : `${bad} of ${sessions.length} sessions out of bounds: ${lost} acknowledged increments lost (${percentOf(lost, acked)}), ${dup} duplicated${unread ? `, ${unread} final counts unreadable` : ""}`,
+        : `${bad} of ${sessions.length} sessions out of bounds: ${lost} acknowledged increments lost ` +
+          `(${percentOf(lost, acked)}), ${dup} ` +
+          `duplicated${unread ? `, ${unread} final counts unreadable` : ""}`,
     figures: { sessions: sessions.length, violating: bad, lost, duplicated: dup, unread },
   };
 }
@@ -149,7 +151,8 @@ export function checkExactlyOnce(h: History): Check {
     ok,
     summary: ok
       ? `final == distinct keys acknowledged in all ${sessions.size} sessions (${replayed} answers were replays)`
-      : `${mismatched} sessions differ from their acknowledged keys by ${off} in all${unresolved ? `; ${unresolved} keys never got a definite answer` : ""}`,
+      : `${mismatched} sessions differ from their acknowledged keys by ${off} in ` +
+        `all${unresolved ? `; ${unresolved} keys never got a definite answer` : ""}`,
     figures: { sessions: sessions.size, mismatched, difference: off, unresolved, replayed },
   };
 }
@@ -299,7 +302,9 @@ export function checkFailures(h: History, expect: Expectations): Check {
     name: "no failures",
     consistency: false,
     ok: !promised || failed + indet === 0,
-    summary: `${failed} failed, ${indet} indeterminate attempts${why ? ` (${why})` : ""}${promised ? "" : "; none promised"}`,
+    summary:
+      `${failed} failed, ${indet} indeterminate ` +
+      `attempts${why ? ` (${why})` : ""}${promised ? "" : "; none promised"}`,
     figures: { failed, indeterminate: indet, promised: promised ? "yes" : "no" },
   };
 }

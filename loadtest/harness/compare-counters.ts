@@ -52,7 +52,7 @@ function table(head: string[], rows: (string | number)[][]): string {
 }
 
 async function open(counter: "atomic" | "session"): Promise<Cluster> {
-  const c = await createCluster(kind, {
+  const c = createCluster(kind, {
     replicas: 3,
     port: 0,
     appEnv: { ...LOAD_APP_ENV, COUNTER: counter },
@@ -130,7 +130,9 @@ async function measure(session: Cluster, atomic: Cluster, out: string[], json: R
           consistent: r.verdict.consistent,
         });
         console.log(
-          `lost updates: ${m.label.padEnd(15)} ${sessions} x ${perSession} C=${String(c).padEnd(3)} acknowledged ${t.acknowledged}, final ${t.final}, lost ${t.lost} (${percentOf(t.lost, t.acknowledged)})`,
+          `lost updates: ${m.label.padEnd(15)} ${sessions} x ${perSession} C=${String(c).padEnd(3)} ` +
+            `acknowledged ${t.acknowledged}, final ${t.final}, lost ${t.lost} ` +
+            `(${percentOf(t.lost, t.acknowledged)})`,
         );
       }
     }
@@ -167,8 +169,12 @@ async function measure(session: Cluster, atomic: Cluster, out: string[], json: R
       sum.unresolved += Number(exact?.figures.unresolved ?? 0);
       const failed = r.verdict.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.summary}`);
       killJson.push({ mode: m.label, run: i + 1, pass: r.pass, totals: t, exactlyOnce: exact?.ok ?? null, failed });
+      const exactly = exact ? `, exactly-once ${exact.ok ? "held" : "FAILED"}` : "";
       console.log(
-        `kill-replica ${i + 1}/${kills} ${m.label.padEnd(15)} ${r.pass ? "PASS" : "FAIL"}: acknowledged ${t.acknowledged}, final ${t.final}, lost ${t.lost}, duplicated ${t.duplicated}, indeterminate attempts ${t.indeterminate}, replays ${t.replayed}${exact ? `, exactly-once ${exact.ok ? "held" : "FAILED"}` : ""}${failed.length ? `; failed: ${failed.join("; ")}` : ""}`,
+        `kill-replica ${i + 1}/${kills} ${m.label.padEnd(15)} ${r.pass ? "PASS" : "FAIL"}: acknowledged ` +
+          `${t.acknowledged}, final ${t.final}, lost ${t.lost}, duplicated ${t.duplicated}, indeterminate ` +
+          `attempts ${t.indeterminate}, replays ${t.replayed}${exactly}` +
+          `${failed.length ? `; failed: ${failed.join("; ")}` : ""}`,
       );
     }
     killRows.push([

@@ -109,7 +109,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
   const own = o.cluster === undefined;
   const cluster =
     o.cluster ??
-    (await createCluster(o.kind, {
+    createCluster(o.kind, {
       replicas: o.replicas ?? 3,
       port: 0,
       redis: o.redis ?? "single",
@@ -117,7 +117,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
       // Every simulated user is 127.0.0.1: nginx's per-client limits would refuse the load itself.
       clientLimits: false,
       dir: mkdtempSync(join(tmpdir(), `verify-${s.name}-`)),
-    }));
+    });
   const tag = `[${s.name}]`;
   const cleanup: (() => void)[] = [];
   try {
@@ -150,7 +150,8 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
     });
     const events: FaultEvent[] = [];
     log(
-      `${tag} ${o.users} users, ${concurrency} in flight each, ${keyed ? "Idempotency-Key on every increment" : "no keys"}, ${(o.durationMs / 1000).toFixed(0)} s`,
+      `${tag} ${o.users} users, ${concurrency} in flight each, ` +
+        `${keyed ? "Idempotency-Key on every increment" : "no keys"}, ${(o.durationMs / 1000).toFixed(0)} s`,
     );
     const started = await load.startSessions();
     if (started < o.users) log(`${tag} ${o.users - started} users could not start a session`);
@@ -186,7 +187,8 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
               .map(([r, n]) => `${r} ${n}`)
               .join("  ");
             log(
-              `${tag} ${fmt(now)}  ok ${st.ok}  failed ${st.failed}  indeterminate ${st.indeterminate}  ${Math.round(rate)}/s  in flight ${st.inFlight}  | ${reps}`,
+              `${tag} ${fmt(now)}  ok ${st.ok}  failed ${st.failed}  indeterminate ${st.indeterminate}  ` +
+                `${Math.round(rate)}/s  in flight ${st.inFlight}  | ${reps}`,
             );
           }, every)
         : undefined;

@@ -53,7 +53,9 @@ export function timelineSvg(h: History, verdict: Verdict, title: string): string
   );
   out.push(`<rect width="100%" height="100%" fill="#fff"/>`);
   const t = verdict.totals;
-  const headline = `${t.acknowledged} increments acknowledged, final counts sum to ${t.final}: ${t.lost} lost, ${t.duplicated} duplicated`;
+  const headline =
+    `${t.acknowledged} increments acknowledged, final counts sum to ${t.final}: ${t.lost} lost, ` +
+    `${t.duplicated} duplicated`;
   out.push(`<text x="12" y="22" font-size="15" font-weight="600">${esc(title)}</text>`);
   out.push(`<text x="12" y="42" fill="${verdict.consistent ? COLORS.ok : COLORS.failed}">${esc(headline)}</text>`);
 
@@ -64,7 +66,9 @@ export function timelineSvg(h: History, verdict: Verdict, title: string): string
     out.push(`<rect x="${left}" y="${y + 4}" width="${plotW}" height="${laneH - 8}" fill="#f6f6f6"/>`);
     for (const [a, b] of down.get(lane) ?? []) {
       out.push(
-        `<rect x="${x(a).toFixed(1)}" y="${y + 4}" width="${Math.max(1, x(b) - x(a)).toFixed(1)}" height="${laneH - 8}" fill="#bbb" opacity="0.6"><title>${esc(lane)} down ${(a / 1000).toFixed(2)}-${(b / 1000).toFixed(2)} s</title></rect>`,
+        `<rect x="${x(a).toFixed(1)}" y="${y + 4}" width="${Math.max(1, x(b) - x(a)).toFixed(1)}" ` +
+          `height="${laneH - 8}" fill="#bbb" opacity="0.6"><title>${esc(lane)} down ` +
+          `${(a / 1000).toFixed(2)}-${(b / 1000).toFixed(2)} s</title></rect>`,
       );
     }
     const base = y + laneH - 4;
@@ -78,7 +82,8 @@ export function timelineSvg(h: History, verdict: Verdict, title: string): string
         const hgt = Math.max(o === "ok" ? 0.5 : 3, (c[o] / peak) * full);
         yy -= hgt;
         out.push(
-          `<rect x="${(left + b * bw).toFixed(1)}" y="${yy.toFixed(1)}" width="${bw.toFixed(2)}" height="${hgt.toFixed(1)}" fill="${COLORS[o]}"/>`,
+          `<rect x="${(left + b * bw).toFixed(1)}" y="${yy.toFixed(1)}" width="${bw.toFixed(2)}" ` +
+            `height="${hgt.toFixed(1)}" fill="${COLORS[o]}"/>`,
         );
       }
     });
@@ -89,10 +94,12 @@ export function timelineSvg(h: History, verdict: Verdict, title: string): string
     const ex = x(e.t).toFixed(1);
     const color = e.state === "down" ? COLORS.failed : e.state === "up" ? COLORS.ok : "#555";
     out.push(
-      `<line x1="${ex}" y1="${top - 4}" x2="${ex}" y2="${bottom}" stroke="${color}" stroke-dasharray="4 3"><title>${esc(e.label)} at ${(e.t / 1000).toFixed(2)} s</title></line>`,
+      `<line x1="${ex}" y1="${top - 4}" x2="${ex}" y2="${bottom}" stroke="${color}" ` +
+        `stroke-dasharray="4 3"><title>${esc(e.label)} at ${(e.t / 1000).toFixed(2)} s</title></line>`,
     );
     out.push(
-      `<text x="${ex}" y="${top - 8}" fill="${color}" font-size="10" text-anchor="middle">${e.state === "down" ? "▼" : "▲"}</text>`,
+      `<text x="${ex}" y="${top - 8}" fill="${color}" font-size="10" ` +
+        `text-anchor="middle">${e.state === "down" ? "▼" : "▲"}</text>`,
     );
   }
   // Axis: seconds.
@@ -111,14 +118,17 @@ export function timelineSvg(h: History, verdict: Verdict, title: string): string
     ["down", "#bbb"],
   ] as const) {
     out.push(
-      `<rect x="${lx}" y="${legendY - 10}" width="12" height="12" fill="${color}"/><text x="${lx + 16}" y="${legendY}">${label}</text>`,
+      `<rect x="${lx}" y="${legendY - 10}" width="12" height="12" fill="${color}"/><text x="${lx + 16}" ` +
+        `y="${legendY}">${label}</text>`,
     );
     lx += 30 + label.length * 7;
   }
   labelled.forEach((e, i) => {
     const color = e.state === "down" ? COLORS.failed : COLORS.ok;
     out.push(
-      `<text x="${left}" y="${legendY + 18 + i * 15}" fill="${color}" font-size="11">${(e.t / 1000).toFixed(2)} s  ${e.state === "down" ? "▼" : "▲"} ${esc(e.label)}</text>`,
+      `<text x="${left}" y="${legendY + 18 + i * 15}" fill="${color}" ` +
+        `font-size="11">${(e.t / 1000).toFixed(2)} s  ${e.state === "down" ? "▼" : "▲"} ` +
+        `${esc(e.label)}</text>`,
     );
   });
   out.push("</svg>");

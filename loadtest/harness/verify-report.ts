@@ -82,9 +82,19 @@ function scenarioMarkdown(r: ScenarioResult, svgName: string): string {
     "",
     `${r.title}.${r.control ? ` Negative control: ${r.control}.` : ""}`,
     "",
-    `Cluster: ${r.kind}, ${r.history.replicas.length} replicas, COUNTER=${r.counter}. Load: ${r.users} users, ${r.concurrency} in flight per session, ${r.history.keyed ? "an Idempotency-Key per increment, retried until definite" : "no keys (each attempt stands alone)"}, ${(r.durationMs / 1000).toFixed(0)} s planned, ${((r.history.loadEnd - r.history.loadStart) / 1000).toFixed(1)} s run.`,
+    `Cluster: ${r.kind}, ${r.history.replicas.length} replicas, COUNTER=${r.counter}. Load: ${r.users} ` +
+      `users, ${r.concurrency} in flight per session, ` +
+      (r.history.keyed
+        ? "an Idempotency-Key per increment, retried until definite"
+        : "no keys (each attempt stands alone)") +
+      ", " +
+      `${(r.durationMs / 1000).toFixed(0)} s planned, ` +
+      `${((r.history.loadEnd - r.history.loadStart) / 1000).toFixed(1)} s run.`,
     "",
-    `${t.acknowledged} increments acknowledged, final counts sum to ${t.final}: **${t.lost} lost, ${t.duplicated} duplicated**. Attempts: ${t.attempts} (${t.ok} ok, ${t.failed} failed, ${t.indeterminate} indeterminate, ${t.replayed} replays). Throughput ${Math.round(r.throughput)} acknowledged increments/s.`,
+    `${t.acknowledged} increments acknowledged, final counts sum to ${t.final}: **${t.lost} lost, ` +
+      `${t.duplicated} duplicated**. Attempts: ${t.attempts} (${t.ok} ok, ${t.failed} failed, ` +
+      `${t.indeterminate} indeterminate, ${t.replayed} replays). Throughput ${Math.round(r.throughput)} ` +
+      `acknowledged increments/s.`,
     "",
     "| check | result | details |",
     "|---|---|---|",
@@ -124,7 +134,9 @@ export function summaryMarkdown(results: ScenarioResult[]): string {
     const t = r.verdict.totals;
     const by = new Map(r.verdict.checks.map((c) => [c.name, c]));
     lines.push(
-      `| [${r.scenario}](${r.scenario}.md) | ${verdictLabel(r)} | ${t.acknowledged} | ${t.final} | ${t.lost} | ${t.duplicated} | ${t.failed} | ${t.indeterminate} | ${CHECKS.map(([n]) => mark(by.get(n))).join(" | ")} |`,
+      `| [${r.scenario}](${r.scenario}.md) | ${verdictLabel(r)} | ${t.acknowledged} | ${t.final} | ` +
+        `${t.lost} | ${t.duplicated} | ${t.failed} | ${t.indeterminate} | ` +
+        `${CHECKS.map(([n]) => mark(by.get(n))).join(" | ")} |`,
     );
   }
   return lines.join("\n");

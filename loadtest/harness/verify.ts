@@ -56,7 +56,9 @@ async function main(): Promise<number> {
       continue;
     }
     console.log(
-      `[${s.name}] ${r.pass ? "PASS" : "FAIL"}${r.control ? " (negative control)" : ""}: ${r.verdict.totals.acknowledged} acknowledged, ${r.verdict.totals.lost} lost, ${r.verdict.totals.duplicated} duplicated\n`,
+      `[${s.name}] ${r.pass ? "PASS" : "FAIL"}${r.control ? " (negative control)" : ""}: ` +
+        `${r.verdict.totals.acknowledged} acknowledged, ${r.verdict.totals.lost} lost, ` +
+        `${r.verdict.totals.duplicated} duplicated\n`,
     );
     results.push(r);
   }

@@ -56,7 +56,7 @@ describe("4xx answers", () => {
     expect(r.headers.get("allow")).toBe(allow);
   });
 
-  it("answers 405 to a returning visitor's PUT and OPTIONS on /api/counter too (the one-round-trip path passes them on)", async () => {
+  it("answers 405 to a returning visitor's PUT and OPTIONS on /api/counter (the stored path passes them)", async () => {
     const v = app.visitor();
     expect((await v.increment()).status).toBe(200);
     for (const method of ["PUT", "OPTIONS"]) {
@@ -141,7 +141,7 @@ describe("4xx answers", () => {
     expectError(await v.get("/api/me"), 401, "not_logged_in");
   });
 
-  it("answers 401 not_logged_in on /api/me without a session, with a session before login, and after logout", async () => {
+  it("answers 401 not_logged_in on /api/me without a session, with one before login, and after logout", async () => {
     const v = app.visitor();
     expectError(await v.get("/api/me"), 401, "not_logged_in");
     expect((await v.increment()).status).toBe(200);
@@ -249,7 +249,7 @@ describe("exactly-once increments with an Idempotency-Key", () => {
 });
 
 describe("a Redis outage", () => {
-  it("answers 503 store_unavailable with Retry-After while Redis is down, and serves again once it is back", async () => {
+  it("answers 503 store_unavailable with Retry-After while Redis is down, and serves again once back", async () => {
     await using own = await startApp();
     const v = own.visitor();
     expect((await v.increment("before")).json?.count).toBe(1);

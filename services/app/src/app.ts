@@ -62,7 +62,7 @@ export function createApp({ config, logger, redis, lifecycle, ...deps }: AppDeps
   if (counter.incrementStored && config.store === "redis") {
     app.use(
       storedCounterRoutes({
-        incrementStored: counter.incrementStored,
+        incrementStored: counter.incrementStored.bind(counter),
         cookieName: config.session.cookieName,
         secrets: config.session.secrets,
         replicaId: config.replicaId,

@@ -42,7 +42,7 @@ describe("parseName", () => {
     expect(parseName(req({ name: "Ame\u0301lie" }))).toBe("Am\u00e9lie");
   });
 
-  it("refuses a missing body, a missing or non-string name, a blank, long or control-character name, and extra fields", () => {
+  it("refuses a missing body, a missing or non-string name, a blank, long or control-char name, extra fields", () => {
     expect(refusal(() => parseName(req(undefined)))).toEqual({
       status: 400,
       code: "invalid_body",

@@ -155,7 +155,9 @@ export type Config = Readonly<{
   keepAliveTimeoutMs: number;
   shutdownDelayMs: number;
   shutdownDrainMs: number;
-  /** Test-only (NODE_ENV=test): SIGKILL the replica right after applying a keyed increment whose key has this prefix. */
+  /**
+   * Test-only (NODE_ENV=test): SIGKILL the replica right after applying a keyed increment whose key has this prefix.
+   */
   faultSigkillAfterIncrement: string | undefined;
 }>;
 

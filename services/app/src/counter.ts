@@ -202,7 +202,8 @@ function answer(status: number, value: number): IncrementResult {
     throw new HttpError(
       429,
       "too_many_idempotency_keys",
-      `This session holds as many live Idempotency-Keys as allowed; reuse a key only to retry, or retry in ${seconds} s.`,
+      `This session holds as many live Idempotency-Keys as allowed; reuse a key only to retry, or retry in ` +
+        `${seconds} s.`,
       { "Retry-After": seconds },
     );
   }

@@ -27,7 +27,7 @@ function run(flushMs: number, body: string): Promise<{ msgs: string[]; signal: N
         msgs: out
           .split("\n")
           .filter(Boolean)
-          .map((l) => JSON.parse(l).msg as string),
+          .map((l) => (JSON.parse(l) as { msg: string }).msg),
         signal,
       }),
     );

@@ -1,4 +1,5 @@
-// Unit tests of the metric wrappers and the store decorator: fake stores and counters, a throwaway Express app on port 0.
+// Unit tests of the metric wrappers and the store decorator: fake stores and counters,
+// a throwaway Express app on port 0.
 import type { AddressInfo } from "node:net";
 import type { Request } from "express";
 import express, { Router } from "express";
@@ -13,7 +14,7 @@ import { SessionStore } from "./session.ts";
 const samples = async (m: ReturnType<typeof createMetrics>) => parsePrometheus(await m.registry.metrics());
 
 describe("SessionStore with the metrics observer", () => {
-  it("times every call and counts failures by their store error code, with or without a callback; a touch made needless is no operation", async () => {
+  it("times every call, counts failures by store error code, callback or not; a needless touch: no-op", async () => {
     const m = createMetrics({ replicaId: "r1", redis: undefined });
     const calls: string[] = [];
     const inner = {
@@ -90,7 +91,7 @@ describe("instrumentCounter", () => {
 });
 
 describe("http", () => {
-  it("labels requests with route templates, mount path included, even when a mounted router's handler fails", async () => {
+  it("labels requests with route templates, mount path included, even when a mounted handler fails", async () => {
     const m = createMetrics({ replicaId: "r1", redis: undefined });
     const app = express();
     app.use(m.http);

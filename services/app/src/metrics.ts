@@ -23,7 +23,9 @@ export function createMetrics(opts: { replicaId: string; redis: RedisClient | un
 
   const requests = new PromCounter({
     name: "http_requests_total",
-    help: 'HTTP requests answered, by method, route template and status; route is "unmatched" when no route handled the request (a 404, or a session express-session failed to load).',
+    help:
+      'HTTP requests answered, by method, route template and status; route is "unmatched" when no route ' +
+      "handled the request (a 404, or a session express-session failed to load).",
     labelNames: ["method", "route", "status"] as const,
     registers: [registry],
   });
@@ -36,14 +38,19 @@ export function createMetrics(opts: { replicaId: string; redis: RedisClient | un
   });
   const storeDuration = new Histogram({
     name: "session_store_operation_duration_seconds",
-    help: "Session store operations (express-session get/set/touch/destroy, counter_increment/counter_read, stored_session_miss: a returning visitor's increment that found no usable session and went on to express-session), errors included.",
+    help:
+      "Session store operations (express-session get/set/touch/destroy, counter_increment/counter_read, " +
+      "stored_session_miss: a returning visitor's increment that found no usable session and went on to " +
+      "express-session), errors included.",
     labelNames: ["op"] as const,
     buckets: STORE_BUCKETS,
     registers: [registry],
   });
   const storeErrors = new PromCounter({
     name: "session_store_errors_total",
-    help: "Failed session store operations; code is store_unavailable (not applied), store_timeout (maybe applied) or other.",
+    help:
+      "Failed session store operations; code is store_unavailable (not applied), store_timeout (maybe " +
+      "applied) or other.",
     labelNames: ["op", "code"] as const,
     registers: [registry],
   });
@@ -98,7 +105,7 @@ export function createMetrics(opts: { replicaId: string; redis: RedisClient | un
         const locals = res.locals as { routeBase?: string; routeLabel?: string };
         const route =
           locals.routeLabel ??
-          (req.route ? `${locals.routeBase ?? req.baseUrl}${req.route.path as string}` : "unmatched");
+          (req.route ? `${locals.routeBase ?? req.baseUrl}${(req.route as { path: string }).path}` : "unmatched");
         const labels = { method: req.method, route, status: res.statusCode };
         requests.inc(labels);
         duration.observe(labels, (performance.now() - start) / 1000);

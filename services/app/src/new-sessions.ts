@@ -74,7 +74,8 @@ export class NewSessionGate {
     if ((await withStore(() => redis.exists(...marks))) > 0) {
       throw conflict(
         "session_replaced",
-        "This request carried the cookie of a session that a login replaced; the new cookie is set. Send the request again.",
+        "This request carried the cookie of a session that a login replaced; the new cookie is set. Send " +
+          "the request again.",
       );
     }
   }

@@ -65,7 +65,7 @@ describe("server start-up", () => {
     const events = out
       .trim()
       .split("\n")
-      .map((l) => JSON.parse(l).event as string | undefined);
+      .map((l) => (JSON.parse(l) as { event?: string }).event);
     expect(events).toEqual(expect.arrayContaining(["listening", "draining", "stopped"]));
   });
 
@@ -169,7 +169,7 @@ describe("server start-up", () => {
     }
   });
 
-  it("serves /healthz, /readyz and /metrics on the operator listener only, and flips /readyz to 503 as soon as it drains", async () => {
+  it("serves /healthz, /readyz and /metrics on the operator listener only; /readyz is 503 once it drains", async () => {
     const child = spawn(process.execPath, [entry], {
       env: {
         PATH: process.env.PATH,
@@ -195,14 +195,17 @@ describe("server start-up", () => {
       expect(listening.opsPort).not.toBe(listening.port);
       for (const path of ["/healthz", "/readyz", "/metrics"]) {
         const pub = await fetch(app + path);
-        expect({ path, status: pub.status, body: await pub.json() }).toMatchObject({
+        expect({ path, status: pub.status, body: (await pub.json()) as unknown }).toMatchObject({
           path,
           status: 404,
           body: { error: "not_found" },
         });
         expect({ path, status: (await fetch(ops + path)).status }).toEqual({ path, status: 200 });
       }
-      expect(await (await fetch(`${ops}/readyz`)).json()).toEqual({ status: "ready", replica: expect.any(String) });
+      expect(await (await fetch(`${ops}/readyz`)).json()).toEqual({
+        status: "ready",
+        replica: expect.any(String) as unknown,
+      });
       // Only those three: the operator listener serves nothing else, in no other spelling.
       for (const path of ["/", "/counter", "/METRICS", "/metrics/", "/Healthz"])
         expect({ path, status: (await fetch(ops + path)).status }).toEqual({ path, status: 404 });
@@ -215,7 +218,7 @@ describe("server start-up", () => {
       // The public listener is closed, the operator one still answers: not ready, draining.
       const drained = await fetch(`${ops}/readyz`);
       expect(drained.status).toBe(503);
-      expect(await drained.json()).toEqual({ status: "draining", replica: expect.any(String) });
+      expect(await drained.json()).toEqual({ status: "draining", replica: expect.any(String) as unknown });
       expect((await fetch(`${ops}/healthz`)).status).toBe(200);
       expect(await new Promise<number | null>((resolve) => child.on("exit", resolve))).toBe(0);
     } finally {

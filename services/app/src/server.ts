@@ -67,7 +67,8 @@ server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
         : [400, "bad_request", "The replica could not parse this HTTP request."];
   const body = `${JSON.stringify({ error, message })}\n`;
   socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ` +
+      `${Buffer.byteLength(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
   );
 });
 

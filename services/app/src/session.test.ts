@@ -1,5 +1,5 @@
-// The session store (SessionStore over connect-redis) and the Redis client against a real Redis (a testcontainers container when
-// Docker answers, else a local redis-server): a session and its counter live and die
+// The session store (SessionStore over connect-redis) and the Redis client against a real Redis
+// (a testcontainers container when Docker answers, else a local redis-server): a session and its counter live and die
 // together, and a Redis that stalls or is unreachable gives a 503, never a hang.
 import { setTimeout as sleep } from "node:timers/promises";
 import { createRedis, type RedisClient } from "./redis.ts";
@@ -14,7 +14,7 @@ import { createStore, keys, type SessionStore } from "./session.ts";
 
 const TTL = 600;
 
-function call<T>(fn: (cb: (err?: unknown, data?: T) => void) => unknown): Promise<T> {
+function call<T>(fn: (cb: (err?: Error | null, data?: T) => void) => unknown): Promise<T> {
   return new Promise((resolve, reject) => void fn((err, data) => (err ? reject(err) : resolve(data as T))));
 }
 
@@ -42,7 +42,11 @@ describe("SessionStore on a real Redis", () => {
     await server?.stop();
   });
 
-  it(`gets its Redis from ${process.env.REQUIRE_DOCKER === "1" ? "a container (REQUIRE_DOCKER=1)" : "a container when Docker answers, else a local redis-server"}`, () => {
+  const source =
+    process.env.REQUIRE_DOCKER === "1"
+      ? "a container (REQUIRE_DOCKER=1)"
+      : "a container when Docker answers, else a local redis-server";
+  it(`gets its Redis from ${source}`, () => {
     if (process.env.REQUIRE_DOCKER === "1") expect(server.kind).toBe("container");
     expect(["container", "process"]).toContain(server.kind);
   });
@@ -55,7 +59,7 @@ describe("SessionStore on a real Redis", () => {
     expect(ttl).toBeLessThanOrEqual(TTL);
   });
 
-  it("leaves express-session's default cookie out of Redis and gives it back on read; a per-session cookie is kept", async () => {
+  it("leaves express-session's default cookie out of Redis and gives it back on read; keeps a custom one", async () => {
     const t = Date.now(); // within the absolute timeout
     const cookie = { originalMaxAge: null, expires: null, secure: false, httpOnly: true, path: "/", sameSite: "lax" };
     await call((cb) => store.set("c1", { cookie, createdAt: t + 1 } as never, cb));
@@ -106,10 +110,10 @@ describe("SessionStore on a real Redis", () => {
     expect((err as StoreUnavailableError).status).toBe(503);
     expect(ms).toBeLessThan(1500);
     await sleep(1500 - ms + 100);
-    expect(await call((cb) => store.get("s1", cb))).toMatchObject({ createdAt: expect.any(Number) });
+    expect(await call((cb) => store.get("s1", cb))).toMatchObject({ createdAt: expect.any(Number) as unknown });
   });
 
-  it("fails at once with store_unavailable (503) while Redis is down, and the same client recovers when it returns", async () => {
+  it("fails at once with store_unavailable (503) while Redis is down; the same client recovers after", async () => {
     await server.down();
     try {
       for (let i = 0; i < 5; i++) {

@@ -181,14 +181,17 @@ async function call(method, path, { body, key, retry = false } = {}) {
     const retryable = networkError !== undefined || status === 502 || status === 503 || status === 504;
     if (retry && retryable && attempt <= RETRY_DELAYS_MS.length) {
       say(
-        `${networkError ? "No answer" : `Got ${status}`}; retrying with the same Idempotency-Key (attempt ${attempt + 1})…`,
+        `${networkError ? "No answer" : `Got ${status}`}; retrying with the same Idempotency-Key (attempt ` +
+          `${attempt + 1})…`,
       );
       await sleep(RETRY_DELAYS_MS[attempt - 1]);
       continue;
     }
     if (networkError)
       throw new Error(
-        `The request failed (${networkError.name === "TimeoutError" ? "no answer in 8 s" : "network error"}); check that the cluster is up.`,
+        `The request failed ` +
+          `(${networkError.name === "TimeoutError" ? "no answer in 8 s" : "network error"}); check that the ` +
+          `cluster is up.`,
       );
     return { res, data };
   }

@@ -76,7 +76,7 @@ describe("unsignSessionId", () => {
 });
 
 describe("readCookie agrees with express-session's parser", () => {
-  it("keeps bytes the cookie package keeps (a trailing no-break space), so a signature over them fails as it does there", () => {
+  it("keeps bytes the cookie package keeps (a trailing no-break space), so their signature fails as there", () => {
     const value = sign(id, "new");
     expect(readCookie(`sid=${encodeURIComponent(value)}\u00a0`, "sid")).toBe(`${value}\u00a0`);
     expect(unsignSessionId(readCookie(`sid=${encodeURIComponent(value)}\u00a0`, "sid")!, ["new"])).toBeUndefined();

@@ -1,4 +1,5 @@
-// Runs right after express-session: logs (at warn, with a hash, never the id) each session cookie that was not honoured.
+// Runs right after express-session: logs (at warn, with a hash, never the id)
+// each session cookie that was not honoured.
 import type { Request, RequestHandler } from "express";
 import { parse as parseCookies } from "cookie";
 import { unsign } from "cookie-signature";
@@ -52,9 +53,11 @@ export function cookieRejection(
 const MESSAGES: Record<CookieRejection, string> = {
   unsigned: "session cookie is not signed; continuing with a new, empty session",
   bad_signature:
-    "session cookie signature does not match any SESSION_SECRETS (tampered, or signed with a removed secret); continuing with a new, empty session",
+    "session cookie signature does not match any SESSION_SECRETS (tampered, or signed with a removed " +
+    "secret); continuing with a new, empty session",
   unknown:
-    "session cookie names no stored session (expired, logged out, or never issued); continuing with a new, empty session",
+    "session cookie names no stored session (expired, logged out, or never issued); continuing with a new, " +
+    "empty session",
 };
 
 export function sessionGuard(opts: { cookieName: string; secrets: readonly string[] }): RequestHandler {

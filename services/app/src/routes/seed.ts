@@ -22,7 +22,7 @@ export function seedRoutes(counter: Counter): Router {
   r.route("/session-destroy")
     .get(async (req, res) => {
       await destroySession(req);
-      res.clearCookie(req.app.get("session cookie name"), { path: "/" });
+      res.clearCookie(req.app.get("session cookie name") as string, { path: "/" });
       res.type("text/plain").send("session destroyed");
     })
     .all((_req, _res, next) => next(methodNotAllowed(["GET", "HEAD"])));

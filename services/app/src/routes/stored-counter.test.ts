@@ -61,7 +61,7 @@ async function getsFor(request: () => Promise<Reply>): Promise<number> {
 }
 
 describe("the one-round-trip path for returning visitors", () => {
-  it("is taken for a returning visitor's increments (no session read before the script), not by the full path", async () => {
+  it("takes a returning visitor's increments (no session read before the script), not the full path", async () => {
     const a = fast.visitor();
     const b = full.visitor();
     await a.startSession();
@@ -117,7 +117,7 @@ describe("the one-round-trip path for returning visitors", () => {
     expect(await fast.redis!.admin.get(`{sess:${sidOf(a.cookie)}}:count`)).toBe("9");
   });
 
-  it("hands a session that is gone or past its absolute timeout to the full path: a new session, as there", async () => {
+  it("hands a session gone or past its absolute timeout to the full path: a new session, as there", async () => {
     const admin = fast.redis!.admin;
     for (const spoil of [
       (sid: string) => admin.del(`sess:${sid}`),
