@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalCluster } from "../infra/cluster/local-cluster.ts";
 import { AddressClient } from "./address-client.ts";
+import { Visitor } from "../loadtest/client/visitor.ts";
 
 describe("hostile requests through nginx (local processes, 2 replicas)", () => {
   let cluster: LocalCluster;
@@ -39,5 +40,21 @@ describe("hostile requests through nginx (local processes, 2 replicas)", () => {
       flooder.close();
       bystander.close();
     }
+  });
+  it("answers an unsatisfiable Range or a failed precondition on an asset with its 4xx in JSON, not a 500", async () => {
+    const v = new Visitor(base);
+    for (const [headers, status, error] of [
+      [{ range: "bytes=999999-" }, 416, "range_not_satisfiable"],
+      [{ "if-match": '"nope"' }, 412, "precondition_failed"],
+      [{ "if-unmodified-since": "Mon, 01 Jan 1990 00:00:00 GMT" }, 412, "precondition_failed"],
+    ] as const) {
+      const r = await v.get("/assets/favicon.svg", { headers });
+      expect({ status: r.status, type: r.headers.get("content-type"), error: r.json?.error }).toEqual({
+        status,
+        type: "application/json; charset=utf-8",
+        error,
+      });
+    }
+    expect((await v.get("/assets/favicon.svg", { headers: { range: "bytes=0-3" } })).status).toBe(206);
   });
 });
