@@ -6,16 +6,40 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalCluster } from "../infra/cluster/local-cluster.ts";
-import { AddressClient } from "./address-client.ts";
+import { AddressClient, rawConnection } from "./address-client.ts";
 import { Visitor } from "../loadtest/client/visitor.ts";
+
+/** Sends `text` on a new connection from `localAddress` and reads until nginx closes it. */
+async function rawExchange(port: number, text: string, localAddress = "127.0.0.1"): Promise<string> {
+  const s = await rawConnection(port, localAddress);
+  return new Promise((resolve, reject) => {
+    let out = "";
+    s.setEncoding("latin1");
+    s.on("data", (d: string) => (out += d));
+    s.on("error", reject);
+    s.on("close", () => resolve(out));
+    s.setTimeout(10_000, () => s.destroy(new Error("no answer within 10 s")));
+    s.write(text);
+  });
+}
+
+/** Status, Content-Type and body of a raw HTTP/1.x answer. */
+function parseAnswer(raw: string): { status: number; type: string | undefined; body: string } {
+  const [head = "", body = ""] = raw.split("\r\n\r\n", 2);
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1] ?? 0);
+  const type = /^content-type: *(.*)$/im.exec(head)?.[1];
+  return { status, type, body };
+}
 
 describe("hostile requests through nginx (local processes, 2 replicas)", () => {
   let cluster: LocalCluster;
   let base: string;
+  let port: number;
   beforeAll(async () => {
     cluster = LocalCluster.create({ dir: mkdtempSync(join(tmpdir(), "security-attack-")), replicas: 2 });
     await cluster.start();
     base = cluster.baseUrl();
+    port = Number(new URL(base).port);
   }, 120_000);
   afterAll(async () => {
     await cluster?.stop();
@@ -56,5 +80,13 @@ describe("hostile requests through nginx (local processes, 2 replicas)", () => {
       });
     }
     expect((await v.get("/assets/favicon.svg", { headers: { range: "bytes=0-3" } })).status).toBe(206);
+  });
+  it("serves an HTTP/1.0 request that names no Host like any other (a replica once refused it with a bare 400)", async () => {
+    // nginx passes no Host header on when the client sent none, and Node refuses a request
+    // without one before the app sees it: an empty, untyped 400.
+    const r = parseAnswer(await rawExchange(port, "GET /counter HTTP/1.0\r\n\r\n"));
+    expect(r).toEqual({ status: 200, type: "text/plain; charset=utf-8", body: "count is 1" });
+    const api = parseAnswer(await rawExchange(port, "POST /api/counter HTTP/1.0\r\nContent-Length: 0\r\n\r\n"));
+    expect({ status: api.status, type: api.type }).toEqual({ status: 200, type: "application/json; charset=utf-8" });
   });
 });
