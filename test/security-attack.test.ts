@@ -89,4 +89,27 @@ describe("hostile requests through nginx (local processes, 2 replicas)", () => {
     const api = parseAnswer(await rawExchange(port, "POST /api/counter HTTP/1.0\r\nContent-Length: 0\r\n\r\n"));
     expect({ status: api.status, type: api.type }).toEqual({ status: 200, type: "application/json; charset=utf-8" });
   });
+  it("answers a request line over 8 KB (414) and a Transfer-Encoding it cannot decode (501) in JSON", async () => {
+    for (const [request, status, error] of [
+      [`GET /${"a".repeat(9000)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`, 414, "uri_too_long"],
+      [
+        "POST /api/counter HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\n",
+        501,
+        "not_implemented",
+      ],
+      [
+        "POST /api/counter HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+        501,
+        "not_implemented",
+      ],
+    ] as const) {
+      const r = parseAnswer(await rawExchange(port, request));
+      const json = r.type === "application/json" ? (JSON.parse(r.body) as { error?: string }) : undefined;
+      expect({ status: r.status, type: r.type, error: json?.error }).toEqual({
+        status,
+        type: "application/json",
+        error,
+      });
+    }
+  });
 });
