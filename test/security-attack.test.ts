@@ -112,4 +112,28 @@ describe("hostile requests through nginx (local processes, 2 replicas)", () => {
       });
     }
   });
+  it("never leaves a user logged in after a logout that raced the login and answered loggedOut: true", async () => {
+    // The logout loads the session, the login replaces it (new id, count carried over), then
+    // the logout destroys the old id, already gone: it said "logged out" while the new session
+    // stayed logged in. Neither order of the two alone gives that: logout first, and the login
+    // finds no session (it is refused, or logs in afresh with a count of 0); login first, and
+    // the logout finds no session (loggedOut: false).
+    const outcomes: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      const v = new Visitor(base);
+      expect((await v.increment()).status).toBe(200);
+      const old = v.cookie!;
+      const [login, logout] = await Promise.all([
+        new Visitor(base, old).request("/api/login", { method: "POST", body: '{"name":"ada"}' }),
+        new Visitor(base, old).request("/api/logout", { method: "POST" }),
+      ]);
+      const fresh = login.headers.getSetCookie()[0]?.split(";")[0];
+      const me = fresh ? (await new Visitor(base, fresh).get("/api/me")).status : 0;
+      const rotated = login.status === 200 && login.json?.count === 1;
+      outcomes.push(
+        `login ${rotated ? "rotated" : login.status}, loggedOut ${String(logout.json?.loggedOut)}, me ${me}`,
+      );
+    }
+    expect(outcomes.filter((o) => o === "login rotated, loggedOut true, me 200")).toEqual([]);
+  });
 });
