@@ -7,7 +7,7 @@ import type { RedisClient } from "./redis.ts";
 import { conflict } from "./errors.ts";
 import type { NewSessionGate } from "./new-sessions.ts";
 import { withStore } from "./redis.ts";
-import { generateInSlotOf, keys, mergeLegacyLua, saveSession, sessionSerializer } from "./session.ts";
+import { generateInSlotOf, keys, markSaved, mergeLegacyLua, saveSession, sessionSerializer } from "./session.ts";
 
 /**
  * How long requests still carrying the replaced cookie are refused (409 session_replaced)
@@ -27,7 +27,8 @@ export const REPLACED_TTL_SECONDS = 60;
 // so that its keys land in the old session's slot (generateInSlotOf), which keeps this one step.
 // KEYS: sess:new, count:new, idem:new[, sess:old, count:old, idem:old, replaced:old[, the old
 // layout's count:old, idem:old (one Redis only; folded into the new keys first, see session.ts)]];
-// ARGV: session JSON, TTL, replaced TTL.
+// ARGV: session JSON, TTL, replaced TTL, new id (what replaced:old holds, so a racing logout
+// can follow it).
 const ROTATE_LUA = `
 if KEYS[4] then
   if redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
@@ -39,7 +40,7 @@ if KEYS[4] then
     redis.call('EXPIRE', KEYS[3], ARGV[2])
   end
   redis.call('DEL', KEYS[4], KEYS[5])
-  redis.call('SET', KEYS[7], '1', 'EX', ARGV[3])
+  redis.call('SET', KEYS[7], ARGV[4], 'EX', ARGV[3])
 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
@@ -90,10 +91,11 @@ export class SessionRotator {
         const fn = this.#redis.sessionRotate as RotateFn;
         const json = sessionSerializer.stringify(req.session as SessionData);
         const done = await withStore(() =>
-          fn.call(this.#redis, k.length, ...k, json, this.#ttlSeconds, REPLACED_TTL_SECONDS),
+          fn.call(this.#redis, k.length, ...k, json, this.#ttlSeconds, REPLACED_TTL_SECONDS, id),
         );
         if (done === 0)
           throw conflict("session_expired", "The session was logged out or expired while logging in; log in again.");
+        markSaved(req);
       } else {
         // STORE=memory: one process, no concurrent writer to race, so two steps are enough.
         if (existed)
@@ -107,7 +109,5 @@ export class SessionRotator {
       req.sessionID = oldId;
       throw err;
     }
-    // express-session cannot tell that the new session was saved here, so it writes the
-    // same JSON once more before answering: one redundant SET per login, kept for simplicity.
   }
 }

@@ -46,7 +46,9 @@ const app = createApp({ config, logger, redis, lifecycle, metrics });
 // nginx refuses oversized headers (a JSON 431 past 8 KiB a line or 32 KiB in all). A replica
 // must accept everything nginx lets through, or Node's default 16 KiB limit would answer
 // first with a bare 431 that has no body.
-const server = createServer({ maxHeaderSize: 48 * 1024 }, app);
+// requireHostHeader off: nginx passes no Host on when an HTTP/1.0 client sent none, and Node
+// would refuse that request with a bare, untyped 400 before the app sees it.
+const server = createServer({ maxHeaderSize: 48 * 1024, requireHostHeader: false }, app);
 // Longer than nginx's upstream keepalive_timeout (60 s), so nginx always closes an idle
 // connection first and never sends a request down a socket this side is closing.
 server.keepAliveTimeout = config.keepAliveTimeoutMs;

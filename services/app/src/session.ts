@@ -146,7 +146,16 @@ export class CounterTiedRedisStore extends RedisStore {
   }
   override async destroy(sid: string, cb: Cb = () => {}) {
     try {
-      await this.#redis.del(...this.#tied(sid));
+      // A login that replaced this session while the destroying request ran (a logout racing
+      // it) left the new id in the replaced marker: destroy that one too, as if the logout came
+      // second. Two steps suffice: a login cannot replace a session once it is deleted. A marker
+      // from before it held an id holds "1", which names no session.
+      let id: string | null = sid;
+      for (let hops = 0; id !== null && hops < 3; hops++) {
+        await this.#redis.del(...this.#tied(id));
+        const next: string | null = await this.#redis.get(keys.replaced(id));
+        id = next === "1" ? null : next;
+      }
     } catch (err) {
       return cb(err);
     }
@@ -171,6 +180,9 @@ export class SessionStore extends Store {
   // Sessions (req.session objects) whose TTLs a handler already refreshed in this request.
   // A WeakSet: nothing to clean up when express-session never calls touch (errors, saves).
   readonly #touched = new WeakSet<object>();
+  // Sessions a handler already wrote itself (the login's rotation): express-session's save at the
+  // end of the request would only repeat it, and would bring back one a racing logout destroyed.
+  readonly #saved = new WeakSet<object>();
 
   constructor(inner: Store, opts: { absoluteTimeoutSeconds: number; observe?: StoreObserver; log?: Logger }) {
     super();
@@ -183,6 +195,11 @@ export class SessionStore extends Store {
   /** The request's session TTLs were refreshed by the same Redis call that served it: no touch needed. */
   markTouched(sess: object): void {
     this.#touched.add(sess);
+  }
+
+  /** The request's session was written by the handler itself: express-session need not save it. */
+  markSaved(sess: object): void {
+    this.#saved.add(sess);
   }
 
   #run(op: StoreOp, call: (done: Cb) => unknown, cb: Cb): void {
@@ -217,6 +234,7 @@ export class SessionStore extends Store {
   }
 
   override set(sid: string, sess: session.SessionData, cb: Cb = () => {}): void {
+    if (this.#saved.has(sess)) return cb();
     this.#run("set", (done) => this.#inner.set(sid, sess, done), cb);
   }
 
@@ -240,6 +258,11 @@ export function createStore(
   else if (!redis) throw new Error("STORE=redis needs a Redis client");
   else inner = new CounterTiedRedisStore(redis, config.session.idleTimeoutSeconds, readsLegacyKeys(config));
   return new SessionStore(inner, { absoluteTimeoutSeconds: config.session.absoluteTimeoutSeconds, ...opts });
+}
+
+/** Tells the store that this request's handler already wrote the session as it is now. */
+export function markSaved(req: Request): void {
+  if (req.sessionStore instanceof SessionStore) req.sessionStore.markSaved(req.session);
 }
 
 /** Tells the store that this request's handler already refreshed the session's TTLs. */

@@ -25,7 +25,13 @@ const ONLY_GET = "Use GET; this route changes state, so HEAD and OPTIONS are ref
  * strict and case-sensitive (app.ts), but a router added later with Express's defaults would
  * still match /COUNTER/ to /counter: this check must not be the one that lets it through.
  */
-const canonical = (path: string) => path.toLowerCase().replace(/\/+$/, "") || "/";
+function canonical(path: string): string {
+  // A loop, not /\/+$/: that regex backtracks quadratically on a path of many slashes followed
+  // by anything else, and nginx passes 8 KB of them (0.45 s of a replica's CPU per request).
+  let end = path.length;
+  while (end > 1 && path[end - 1] === "/") end--;
+  return path.slice(0, end).toLowerCase();
+}
 
 /** Why `req` is a cross-site request, or undefined when it is same-origin or not from a browser page. */
 export function crossSiteReason(req: Request, publicOrigins: readonly string[]): string | undefined {

@@ -1,11 +1,12 @@
 // The last middleware: turns every error into a JSON body with a status a client can act on.
+import { STATUS_CODES } from "node:http";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import { HttpError, notFound, StoreUnavailableError } from "../errors.ts";
 import { toStoreError } from "../redis.ts";
 
 export const unknownRoute: RequestHandler = (_req, _res, next) => next(notFound());
 
-type BodyParserError = Error & { type?: string; status?: number };
+type BodyParserError = Error & { type?: string; status?: number; expose?: boolean; headers?: Record<string, string> };
 
 function classify(err: unknown): HttpError | undefined {
   const mapped = toStoreError(err);
@@ -19,6 +20,13 @@ function classify(err: unknown): HttpError | undefined {
     case "encoding.unsupported":
     case "charset.unsupported":
       return new HttpError(415, "unsupported_encoding", "Send the body as UTF-8 JSON.");
+  }
+  // Other http-errors the client caused (express.static's 416 for a Range past the end of a
+  // file, 412 for a failed If-Match): their own status and message, not a logged 500.
+  const status = e?.status;
+  if (e?.expose === true && typeof status === "number" && status >= 400 && status < 500) {
+    const code = (STATUS_CODES[status] ?? "Client Error").toLowerCase().replace(/[^a-z]+/g, "_");
+    return new HttpError(status, code, `${e.message}.`, e.headers);
   }
   return undefined;
 }
@@ -34,6 +42,8 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
     return;
   }
   for (const [k, v] of Object.entries(known?.headers ?? {})) res.setHeader(k, v);
+  // A handler may have typed the response before failing (express.static does): the body is JSON.
+  res.removeHeader("Content-Type");
   res.status(status).json({
     error: known?.code ?? "internal",
     message: known?.message ?? "Something went wrong on this replica; it has been logged.",
