@@ -28,18 +28,17 @@ fi
 
 server_line="server $NAME:3000 max_fails=1 fail_timeout=2s;"
 [ "$mode" = resolve ] && server_line="server $NAME:3000 resolve max_fails=1 fail_timeout=2s;"
-cat > "$UPSTREAM" <<CONF
-# Written by nginx-entrypoint.sh (nginx $v, mode $mode).
-resolver 127.0.0.11 valid=1s ipv6=off;
-resolver_timeout 2s;
-upstream app {
-  zone app 64k;
-  $server_line
-  keepalive 64;
-  keepalive_timeout 60s;
-  keepalive_requests 10000;
-}
-CONF
+printf '%s\n' \
+  "# Written by nginx-entrypoint.sh (nginx $v, mode $mode)." \
+  "resolver 127.0.0.11 valid=1s ipv6=off;" \
+  "resolver_timeout 2s;" \
+  "upstream app {" \
+  "  zone app 64k;" \
+  "  $server_line" \
+  "  keepalive 64;" \
+  "  keepalive_timeout 60s;" \
+  "  keepalive_requests 10000;" \
+  "}" > "$UPSTREAM"
 
 # The distinct IPv4 addresses of $NAME, space-separated, in the order DNS gave them.
 addresses() {

@@ -66,8 +66,9 @@ export async function stackFile(stack: string, opts: StackOptions): Promise<stri
 
   const limits = (s: Service) => {
     const out: Record<string, unknown> = {};
-    if (s.cpus !== undefined) out.cpus = String(s.cpus as number | string);
-    if (s.mem_limit !== undefined) out.memory = String(s.mem_limit as number | string);
+    const { cpus, mem_limit: memory } = s as { cpus?: number | string; mem_limit?: number | string };
+    if (cpus !== undefined) out.cpus = String(cpus);
+    if (memory !== undefined) out.memory = String(memory);
     if (s.pids_limit !== undefined) out.pids = Number(s.pids_limit);
     return out;
   };
