@@ -11,6 +11,7 @@ export const INTEGRATION = [
   "infra/cluster/local-cluster.test.ts",
   "infra/cluster/compose-cluster.test.ts",
   "infra/cluster/compose-security.test.ts",
+  "infra/cluster/swarm-cluster.test.ts",
   "loadtest/harness/scenarios.test.ts",
   "loadtest/bench/bench.test.ts",
 ];

@@ -7,8 +7,8 @@ import { buildAppImage, resolveBaseImages } from "./images/images.ts";
 import { attachCluster, chooseKind, createCluster } from "./cluster/open.ts";
 
 const usage = `usage: node infra/cli.ts <command> [options]
-  up [--replicas N] [--port P] [--redis single|cluster]
-                                   start the cluster (CLUSTER=auto|local|compose)
+  up [--replicas N] [--port P] [--redis single|sentinel|cluster]
+                                   start the cluster (CLUSTER=auto|local|compose|swarm)
   down                             stop it and remove its data
   ps                               list replicas
   logs [--lines N]                 recent log lines of every component
@@ -58,8 +58,8 @@ async function printReplicas(c: Cluster): Promise<void> {
   const rows = await c.replicas();
   const line = (cells: string[]) =>
     console.log(cells.map((cell, i) => cell.padEnd([8, 8, 8, 14, 24, 0][i]!)).join(" "));
-  if (c.kind === "compose") {
-    line(["REPLICA", "NAME", "STATE", "X-REPLICA", "CONTAINER"]);
+  if (c.kind !== "local") {
+    line(["REPLICA", "NAME", "STATE", "X-REPLICA", c.kind === "swarm" ? "TASK" : "CONTAINER"]);
     for (const r of rows) line([String(r.index), r.name, r.running ? "running" : "stopped", r.replicaId, r.detail]);
     return;
   }
@@ -96,9 +96,15 @@ async function main(): Promise<void> {
       };
       // Compose reports its image pulls and builds, which can take minutes.
       const log = (line: string) => console.log(`  ${line}`);
-      const cluster = kind === "compose" ? createCluster(kind, { ...common, log }) : createCluster(kind, common);
+      const cluster =
+        kind === "local"
+          ? createCluster(kind, common)
+          : kind === "swarm"
+            ? createCluster(kind, { ...common, log })
+            : createCluster(kind, { ...common, log });
       const why = kind === "local" && (process.env.CLUSTER ?? "auto") === "auto" ? " (no Docker engine answered)" : "";
-      console.log(`starting ${kind === "local" ? "local processes" : "Docker Compose"}${why}...`);
+      const engine = { local: "local processes", compose: "Docker Compose", swarm: "Docker Swarm" }[kind];
+      console.log(`starting ${engine}${why}...`);
       await cluster.start();
       // In Compose a replica reports its container's hostname, not its name: show both.
       const names = (await cluster.replicas()).map((r) =>

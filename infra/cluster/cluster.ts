@@ -1,6 +1,6 @@
 // The one interface every consumer drives a cluster through: `make up` and friends
-// (infra/cli.ts), the integration tests and the load harness. Two implementations:
-// local processes (local-cluster.ts) and Docker Compose (compose-cluster.ts).
+// (infra/cli.ts), the integration tests and the load harness. Three implementations:
+// local processes (local-cluster.ts), Docker Compose (compose-cluster.ts) and Docker Swarm (swarm-cluster.ts).
 
 export type Signal = "SIGTERM" | "SIGKILL";
 
@@ -58,7 +58,7 @@ export type ReplicaInfo = {
 };
 
 export interface Cluster {
-  readonly kind: "local" | "compose";
+  readonly kind: "local" | "compose" | "swarm";
   /** The load balancer's URL, e.g. http://127.0.0.1:8080. */
   baseUrl(): string;
   /** Starts Redis, the replicas and nginx, and resolves once every replica is ready. */

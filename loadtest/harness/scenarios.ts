@@ -1,6 +1,7 @@
 // The named scenarios `make verify` runs: what cluster each needs, what load, which faults
 // (driven only through the Cluster interface), and what each one promises.
 import type { Cluster, ReplicaInfo, Signal } from "../../infra/cluster/cluster.ts";
+import type { ClusterKind } from "../../infra/cluster/open.ts";
 import type { Expectations } from "./checker.ts";
 
 export type FaultContext = {
@@ -33,7 +34,17 @@ export type Scenario = {
   /** Set for a negative control: the scenario passes when the checker finds a violation. */
   control?: string;
   faults?: (ctx: FaultContext) => Promise<void>;
+  /** The cluster kinds it applies to (default: every one); orchestrator-only scenarios name theirs. */
+  kinds?: ClusterKind[];
 };
+
+/** A cluster whose orchestrator rolls its tasks (SwarmCluster). */
+type Orchestrated = Cluster & { rollingUpdate(): Promise<void> };
+
+function orchestrated(c: Cluster): Orchestrated {
+  if (!("rollingUpdate" in c)) throw new Error(`this scenario needs an orchestrator (CLUSTER=swarm), not ${c.kind}`);
+  return c as Orchestrated;
+}
 
 async function nth(cluster: Cluster, i: number): Promise<ReplicaInfo> {
   const all = await cluster.replicas();
@@ -140,6 +151,42 @@ export const scenarios: Scenario[] = [
     expect: { noFailures: true },
   },
 ];
+
+// Scenarios only an orchestrator has: it replaces tasks itself, and nginx must follow alone.
+scenarios.push(
+  {
+    name: "rolling-update",
+    title: "docker service update --force of the app under load: every task replaced, start-first",
+    kinds: ["swarm"],
+    expect: { noFailures: true },
+    faults: async (ctx) => {
+      await ctx.at(0.1);
+      const all = await ctx.cluster.replicas();
+      for (const r of all) ctx.mark(r.replicaId, "down", `rolling update of ${r.name}`);
+      await orchestrated(ctx.cluster).rollingUpdate();
+      for (const r of all) ctx.mark(r.replicaId, "up", `${r.name} replaced and routed`);
+    },
+  },
+  {
+    name: "task-restart",
+    title: "SIGKILL one task; Swarm starts a new one in its slot, nginx routes to it by itself",
+    kinds: ["swarm"],
+    expect: {},
+    faults: async (ctx) => {
+      await ctx.at(0.2);
+      const r = await nth(ctx.cluster, 1);
+      ctx.mark(r.replicaId, "down", `SIGKILL ${r.name} (no start: Swarm replaces it)`);
+      const t0 = performance.now();
+      await ctx.cluster.killReplica(r.index, "SIGKILL");
+      // The new task keeps the hostname (X-Replica) of its slot; nobody calls startReplica.
+      let back = false;
+      for (let i = 0; i < 6 && !back; i++) back = await ctx.inRotation(r.replicaId);
+      const s = ((performance.now() - t0) / 1000).toFixed(1);
+      if (!back) throw new Error(`${r.name}'s new task took no traffic within ${s} s`);
+      ctx.mark(r.replicaId, "up", `${r.name}'s new task takes traffic ${s} s after the SIGKILL`);
+    },
+  },
+);
 
 export function findScenario(name: string): Scenario {
   const s = scenarios.find((x) => x.name === name);

@@ -1,6 +1,6 @@
 // `make verify`: runs the named scenarios (all by default) against fresh clusters, prints
 // progress and a verdict table, writes reports, and exits 1 when any scenario fails.
-// Knobs (environment or flags): SCENARIO, CLUSTER=auto|local|compose, COUNTER=atomic|session,
+// Knobs (environment or flags): SCENARIO, CLUSTER=auto|local|compose|swarm, COUNTER=atomic|session,
 // USERS, DURATION (seconds per scenario), CONCURRENCY (overrides the scenario's).
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
@@ -41,7 +41,13 @@ async function main(): Promise<number> {
   const users = Math.round(positive("USERS", values.users, 2000));
   const durationMs = positive("DURATION", values.duration, 3600) * 1000;
   const concurrency = values.concurrency ? Math.round(positive("CONCURRENCY", values.concurrency, 200)) : undefined;
-  const chosen = values.scenario === "all" ? scenarios : values.scenario.split(",").map((n) => findScenario(n.trim()));
+  const applies = (s: (typeof scenarios)[number]) => !s.kinds || s.kinds.includes(kind);
+  const chosen =
+    values.scenario === "all"
+      ? scenarios.filter(applies)
+      : values.scenario.split(",").map((n) => findScenario(n.trim()));
+  for (const s of chosen)
+    if (!applies(s)) throw new Error(`scenario ${s.name} runs on CLUSTER=${s.kinds!.join("|")} only, not ${kind}`);
 
   const results: ScenarioResult[] = [];
   const errors: string[] = [];

@@ -1,0 +1,461 @@
+// The Cluster as a Docker Swarm stack (infra/swarm/stack.ts, generated from docker-compose.yml):
+// Redis, an `app` service of N tasks and nginx. Swarm owns the tasks: a killed one is replaced
+// (new container, new address, same slot and hostname app-<slot>), and nginx follows by itself.
+// A single-node swarm is created on this engine when there is none, and left again by stop()
+// when this driver created it and no other stack remains.
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { resolve } from "node:path";
+import { APP_IMAGE, buildAppImage, resolveBaseImages } from "../images/images.ts";
+import { stackFile } from "../swarm/stack.ts";
+import type { Cluster, ClusterOptions, ReplicaInfo, Signal } from "./cluster.ts";
+import { clientLimitsConf, clientLimitsFrom } from "./client-limits.ts";
+import { docker, run } from "./docker.ts";
+import { freePort } from "./ports.ts";
+import { httpStatus, waitFor } from "./wait.ts";
+
+export const DEFAULT_STACK = process.env.SWARM_STACK || "esc";
+
+type SwarmState = {
+  kind: "swarm";
+  stack: string;
+  port: number;
+  replicas: number;
+  env: Record<string, string>;
+  appEnv: Record<string, string>;
+  /** This driver ran `docker swarm init`, so stop() may leave the swarm. */
+  createdSwarm: boolean;
+};
+
+export type SwarmClusterOptions = ClusterOptions & {
+  /** Folder for state, secrets and the generated stack file; removed by stop(). */
+  dir: string;
+  /** Stack name (services are <stack>_redis, <stack>_app, <stack>_nginx); default esc. */
+  stack?: string;
+  log?: (line: string) => void;
+};
+
+/** One task of a service, with its container on this node. */
+type Task = {
+  id: string;
+  slot: number;
+  desired: string;
+  state: string;
+  createdAt: string;
+  containerId: string | undefined;
+};
+
+const PROBE =
+  "fetch('http://127.0.0.1:'+(process.env.OPS_PORT||9091)+process.argv[1],{signal:AbortSignal.timeout(2000)}).then(r=>console.log(r.status),()=>console.log(0))";
+
+/** The swarm this engine is part of: "active", "inactive", ... */
+export async function swarmState(): Promise<string> {
+  return (await docker(["info", "--format", "{{.Swarm.LocalNodeState}}"])).trim();
+}
+
+/**
+ * The nginx image the stack runs: the base one when it has `sleep` and `getent` (the official
+ * alpine image has both, in busybox and musl-utils); else (the offline stand-in, a bare root
+ * with dash) one built on top of it with this machine's two binaries, which link only libc.
+ */
+async function swarmNginxImage(base: string, log: (line: string) => void): Promise<string> {
+  const has = await docker(["run", "--rm", "--entrypoint", "sh", base, "-c", "command -v sleep && command -v getent"], {
+    timeoutMs: 60_000,
+  }).then(
+    () => true,
+    () => false,
+  );
+  if (has) return base;
+  const id = (await docker(["image", "inspect", "--format", "{{.Id}}", base])).trim().replace("sha256:", "");
+  const tag = `esc-swarm/nginx:${id.slice(0, 12)}`;
+  if (
+    await docker(["image", "inspect", tag]).then(
+      () => true,
+      () => false,
+    )
+  )
+    return tag;
+  log(`building ${tag} (${base} with getent and sleep for the upstream watcher)...`);
+  const ctx = join(resolve(import.meta.dirname, "../../.cache"), "swarm-nginx");
+  rmSync(ctx, { recursive: true, force: true });
+  mkdirSync(ctx, { recursive: true });
+  const which = async (cmd: string) => (await run("sh", ["-c", `readlink -f "$(command -v ${cmd})"`])).trim();
+  writeFileSync(join(ctx, "getent"), readFileSync(await which("getent")), { mode: 0o755 });
+  writeFileSync(join(ctx, "sleep"), readFileSync(await which("sleep")), { mode: 0o755 });
+  writeFileSync(join(ctx, "Dockerfile"), `FROM ${base}\nCOPY getent /usr/bin/getent\nCOPY sleep /bin/sleep\n`);
+  await run("docker", ["build", "-q", "-t", tag, ctx], {
+    timeoutMs: 300_000,
+    env: { ...process.env, DOCKER_BUILDKIT: "0" },
+  });
+  rmSync(ctx, { recursive: true, force: true });
+  return tag;
+}
+
+export class SwarmCluster implements Cluster {
+  readonly kind = "swarm" as const;
+  readonly dir: string;
+  #state: SwarmState;
+  #log: (line: string) => void;
+
+  private constructor(dir: string, state: SwarmState, log: (line: string) => void = () => {}) {
+    this.dir = dir;
+    this.#state = state;
+    this.#log = log;
+  }
+
+  static create(opts: SwarmClusterOptions): SwarmCluster {
+    const dir = resolve(opts.dir);
+    mkdirSync(dir, { recursive: true });
+    const limitsFile = join(dir, "client-limits.conf");
+    writeFileSync(limitsFile, clientLimitsConf(clientLimitsFrom(opts.clientLimits)));
+    return new SwarmCluster(
+      dir,
+      {
+        kind: "swarm",
+        stack: opts.stack ?? DEFAULT_STACK,
+        port: opts.port ?? 0,
+        replicas: opts.replicas ?? 3,
+        env: { SECRETS_DIR: join(dir, "secrets"), APP_IMAGE, NGINX_CLIENT_LIMITS: limitsFile },
+        appEnv: opts.appEnv ?? {},
+        createdSwarm: false,
+      },
+      opts.log,
+    );
+  }
+
+  static attach(dir: string): SwarmCluster | undefined {
+    const file = join(resolve(dir), "state.json");
+    if (!existsSync(file)) return undefined;
+    return new SwarmCluster(resolve(dir), JSON.parse(readFileSync(file, "utf8")) as SwarmState);
+  }
+
+  get stack(): string {
+    return this.#state.stack;
+  }
+
+  baseUrl(): string {
+    return `http://127.0.0.1:${this.#state.port}`;
+  }
+
+  #save(): void {
+    mkdirSync(this.dir, { recursive: true });
+    writeFileSync(join(this.dir, "state.json"), `${JSON.stringify(this.#state, null, 2)}\n`, { mode: 0o600 });
+  }
+
+  #service(name: "app" | "redis" | "nginx"): string {
+    return `${this.#state.stack}_${name}`;
+  }
+
+  #writeSecrets(): void {
+    const dir = this.#state.env.SECRETS_DIR!;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+    for (const [name, bytes] of [
+      ["redis_app_password", 24],
+      ["redis_health_password", 24],
+      ["redis_admin_password", 24],
+      ["session_secret", 48],
+    ] as const) {
+      const file = join(dir, name);
+      // `docker stack deploy` copies each into a Swarm secret (in the managers' encrypted Raft log).
+      if (!existsSync(file)) writeFileSync(file, `${randomBytes(bytes).toString("base64url")}\n`, { mode: 0o600 });
+    }
+  }
+
+  /**
+   * A single-node swarm whose manager listens on loopback only (2377 and gossip on 7946 bound
+   * to 127.0.0.1): nothing of it is reachable from other hosts. Another node joins a swarm
+   * initialised with a routable --advertise-addr instead (docs/scaling.md).
+   */
+  async #ensureSwarm(): Promise<void> {
+    const state = await swarmState();
+    if (state === "active") return;
+    if (state !== "inactive")
+      throw new Error(`this Docker engine's swarm state is "${state}"; CLUSTER=swarm needs an active swarm or none`);
+    this.#log("docker swarm init (single node, manager on 127.0.0.1)...");
+    await docker(["swarm", "init", "--listen-addr", "127.0.0.1:2377", "--advertise-addr", "127.0.0.1"]);
+    this.#state.createdSwarm = true;
+    this.#save();
+  }
+
+  async start(): Promise<void> {
+    const t0 = performance.now();
+    await this.#ensureSwarm();
+    const images = await resolveBaseImages(this.#log);
+    await buildAppImage(images.NODE_IMAGE, this.#state.env.APP_IMAGE, this.#log);
+    Object.assign(this.#state.env, images, { NGINX_IMAGE: await swarmNginxImage(images.NGINX_IMAGE, this.#log) });
+    if (this.#state.port === 0) this.#state.port = await freePort();
+    this.#writeSecrets();
+    this.#save();
+    try {
+      const file = join(this.dir, "stack.yml");
+      writeFileSync(
+        file,
+        await stackFile(this.#state.stack, {
+          env: this.#state.env,
+          appEnv: this.#state.appEnv,
+          clientLimitsFile: this.#state.env.NGINX_CLIENT_LIMITS!,
+          port: this.#state.port,
+          replicas: this.#state.replicas,
+        }),
+      );
+      // No registry: the images are local, and resolving their digests would fail.
+      await docker(["stack", "deploy", "--resolve-image", "never", "-c", file, this.#state.stack], {
+        timeoutMs: 120_000,
+      });
+      await this.#waitConverged(180_000);
+      await waitFor(
+        `nginx on ${this.baseUrl()}`,
+        async () => (await httpStatus(`${this.baseUrl()}/nginx-health`)) === 200,
+        60_000,
+        200,
+      );
+      await this.#waitRouted(30_000);
+      this.#log(`up in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    } catch (err) {
+      const tail = await this.logs(30).catch(() => "");
+      await this.stop().catch(() => {});
+      throw new Error(`${(err as Error).message}\n--- recent logs ---\n${tail}`, { cause: err });
+    }
+  }
+
+  /** Every task of a service that Swarm wants running, newest per slot. */
+  async #tasks(name: "app" | "redis" | "nginx"): Promise<Task[]> {
+    const ids = (await docker(["service", "ps", "-q", "--no-trunc", this.#service(name)]).catch(() => ""))
+      .split("\n")
+      .filter(Boolean);
+    if (ids.length === 0) return [];
+    type Raw = {
+      ID: string;
+      Slot?: number;
+      DesiredState: string;
+      CreatedAt: string;
+      Status: { State: string; ContainerStatus?: { ContainerID?: string } };
+    };
+    const raw = JSON.parse(await docker(["inspect", "--type", "task", ...ids])) as Raw[];
+    const bySlot = new Map<number, Task>();
+    for (const t of raw) {
+      if (t.DesiredState === "shutdown" || t.DesiredState === "remove") continue;
+      const task: Task = {
+        id: t.ID,
+        slot: t.Slot ?? 1,
+        desired: t.DesiredState,
+        state: t.Status.State,
+        createdAt: t.CreatedAt,
+        containerId: t.Status.ContainerStatus?.ContainerID || undefined,
+      };
+      const seen = bySlot.get(task.slot);
+      if (!seen || seen.createdAt < task.createdAt) bySlot.set(task.slot, task);
+    }
+    return [...bySlot.values()].sort((a, b) => a.slot - b.slot);
+  }
+
+  async replicas(): Promise<ReplicaInfo[]> {
+    return (await this.#tasks("app")).map((t) => ({
+      index: t.slot,
+      name: `app-${t.slot}`,
+      // The stack sets each task's hostname to app-<slot>: X-Replica, kept by its replacements.
+      replicaId: `app-${t.slot}`,
+      running: t.state === "running",
+      detail: `${this.#service("app")}.${t.slot} (task ${t.id.slice(0, 12)}, ${t.state})`,
+    }));
+  }
+
+  async #task(index: number): Promise<Task> {
+    const all = await this.#tasks("app");
+    const t = all.find((x) => x.slot === index);
+    if (!t) throw new Error(`no replica ${index}; this cluster has ${all.map((x) => x.slot).join(", ") || "none"}`);
+    return t;
+  }
+
+  async #exec(containerId: string, args: string[]): Promise<string> {
+    return docker(["exec", containerId, ...args], { timeoutMs: 10_000 });
+  }
+
+  async probeReplica(index: number, path: string): Promise<number> {
+    const t = await this.#task(index);
+    if (t.state !== "running" || !t.containerId) return 0;
+    const out = await this.#exec(t.containerId, ["node", "-e", PROBE, path]).catch(() => "0");
+    return Number(out.trim()) || 0;
+  }
+
+  /** Every app slot runs a task that is healthy (so in DNS) and ready (/readyz 200). */
+  async #waitConverged(timeoutMs = 90_000): Promise<void> {
+    await waitFor(
+      `${this.#state.replicas} app tasks running and ready`,
+      async () => {
+        const tasks = await this.#tasks("app");
+        if (tasks.length !== this.#state.replicas || tasks.some((t) => t.state !== "running")) return false;
+        const ready = await Promise.all(tasks.map((t) => this.probeReplica(t.slot, "/readyz")));
+        return ready.every((s) => s === 200);
+      },
+      timeoutMs,
+      500,
+    );
+  }
+
+  /** nginx answers from exactly the running replicas (fresh connections, bounded). */
+  async #waitRouted(timeoutMs = 20_000): Promise<void> {
+    const want = (await this.replicas()).filter((r) => r.running).map((r) => r.replicaId);
+    await waitFor(
+      `nginx to route to ${want.join(", ")}`,
+      async () => {
+        const seen = new Set<string>();
+        for (let i = 0; i < want.length * 6 && seen.size < want.length; i++) {
+          const r = await fetch(`${this.baseUrl()}/api/session`, { signal: AbortSignal.timeout(3000) }).catch(
+            () => undefined,
+          );
+          const id = r?.headers.get("x-replica");
+          await r?.body?.cancel();
+          if (id) seen.add(id);
+        }
+        return want.every((w) => seen.has(w));
+      },
+      timeoutMs,
+      250,
+    );
+  }
+
+  async #waitExited(containerId: string, timeoutMs: number): Promise<void> {
+    await waitFor(
+      "the task's container to exit",
+      async () =>
+        (await docker(["inspect", "--format", "{{.State.Running}}", containerId]).catch(() => "false")).trim() ===
+        "false",
+      timeoutMs,
+      50,
+    );
+  }
+
+  /**
+   * Signals the slot's container and resolves once it exited. Swarm then replaces the task
+   * (restart_policy any, after 1 s): a new container, same slot and hostname; startReplica
+   * waits for it. There is no "leave it down" on an orchestrator; scale() is how to have fewer.
+   */
+  async killReplica(index: number, signal: Signal): Promise<void> {
+    const t = await this.#task(index);
+    if (t.state !== "running" || !t.containerId) return;
+    await docker(["kill", "--signal", signal, t.containerId]).catch((err: Error) => {
+      if (!/is not running/.test(err.message)) throw err;
+    });
+    await this.#waitExited(t.containerId, 20_000);
+  }
+
+  /** Waits for the task Swarm starts in this slot to be healthy, ready and routed by nginx. */
+  async startReplica(index: number): Promise<void> {
+    await this.#task(index);
+    await this.#waitConverged();
+    await this.#waitRouted();
+  }
+
+  async restartReplicas(): Promise<void> {
+    const tasks = await this.#tasks("app");
+    await Promise.all(tasks.map((t) => this.killReplica(t.slot, "SIGTERM")));
+    await this.#waitConverged();
+    await this.#waitRouted();
+  }
+
+  /** A rolling update: Swarm replaces every task, one at a time, a new one healthy before the old stops. */
+  async rollingUpdate(): Promise<void> {
+    await docker(["service", "update", "--force", "--quiet", "--detach=false", this.#service("app")], {
+      timeoutMs: 600_000,
+    });
+    await this.#waitConverged();
+    await this.#waitRouted();
+  }
+
+  async scale(n: number): Promise<void> {
+    if (!Number.isInteger(n) || n < 1 || n > 32) throw new Error("scale takes a whole number of replicas from 1 to 32");
+    this.#state.replicas = n;
+    this.#save();
+    await docker(["service", "scale", "--detach", `${this.#service("app")}=${n}`]);
+    await this.#waitConverged();
+    await this.#waitRouted();
+  }
+
+  /**
+   * Redis stays down until startRedis(): its service is scaled to 0 right after the signal,
+   * before Swarm's restart delay (1 s) would replace the task. Its volume keeps the AOF.
+   */
+  async stopRedis(signal: Signal): Promise<void> {
+    const [t] = await this.#tasks("redis");
+    if (!t || t.state !== "running" || !t.containerId) return;
+    await docker(["kill", "--signal", signal, t.containerId]).catch(() => {});
+    await docker(["service", "scale", "--detach", `${this.#service("redis")}=0`]);
+    await this.#waitExited(t.containerId, 20_000);
+    await waitFor("redis's tasks to stop", async () => (await this.#tasks("redis")).length === 0, 30_000, 100);
+  }
+
+  async startRedis(): Promise<void> {
+    await docker(["service", "scale", "--detach", `${this.#service("redis")}=1`]);
+    await waitFor("redis to answer PING", async () => (await this.redisCommand("PING")) === "PONG", 60_000, 200);
+    await this.#waitConverged();
+  }
+
+  async redisCommand(...args: string[]): Promise<string> {
+    const [t] = await this.#tasks("redis");
+    if (!t?.containerId || t.state !== "running") throw new Error("redis is not running");
+    const script =
+      'read -r REDISCLI_AUTH < /run/secrets/redis_admin_password; export REDISCLI_AUTH; exec redis-cli --user admin "$@"';
+    return (await this.#exec(t.containerId, ["sh", "-c", script, "sh", ...args])).trim();
+  }
+
+  async logs(lines = 50): Promise<string> {
+    const rows: { at: string; line: string }[] = [];
+    for (const name of ["redis", "app", "nginx"] as const) {
+      const out = await docker(
+        ["service", "logs", "--no-trunc", "--timestamps", "--tail", String(lines), this.#service(name)],
+        {
+          timeoutMs: 30_000,
+        },
+      ).catch(() => "");
+      for (const raw of out.split("\n")) {
+        // <timestamp> <task>@<node>    | <line>
+        const m = /^(\S+)\s+(\S+?)@\S+\s+\|\s?(.*)$/.exec(raw);
+        if (m)
+          rows.push({
+            at: m[1]!,
+            line: `${m[2]!
+              .replace(/^[^_]*_/, "")
+              .replace(/^(\w+\.\d+)\..*$/, "$1")
+              .padEnd(12)} | ${m[3]!}`,
+          });
+      }
+    }
+    return rows
+      .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0))
+      .map((r) => r.line)
+      .join("\n");
+  }
+
+  /** Removes the stack, its volume, and the swarm when this driver created it and nothing else runs on it. */
+  async stop(): Promise<void> {
+    const stack = this.#state.stack;
+    try {
+      await docker(["stack", "rm", stack]).catch(() => {});
+      // `stack rm` returns before the containers and networks are gone.
+      const label = `label=com.docker.stack.namespace=${stack}`;
+      await waitFor(
+        `stack ${stack}'s containers to go`,
+        async () => !(await docker(["ps", "-aq", "--filter", label]).catch(() => "")).trim(),
+        60_000,
+        250,
+      ).catch(() => {});
+      await waitFor(
+        `stack ${stack}'s networks to go`,
+        async () => !(await docker(["network", "ls", "-q", "--filter", label]).catch(() => "")).trim(),
+        30_000,
+        250,
+      ).catch(() => {});
+      await docker(["volume", "rm", `${stack}_redis-data`]).catch(() => {});
+      if (this.#state.createdSwarm) {
+        const others = (await docker(["stack", "ls", "--format", "{{.Name}}"]).catch(() => "x")).trim();
+        if (!others) await docker(["swarm", "leave", "--force"]);
+        else this.#log(`left the swarm active: other stacks run on it (${others.split("\n").join(", ")})`);
+      }
+    } finally {
+      rmSync(this.dir, { recursive: true, force: true });
+    }
+  }
+}
