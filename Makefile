@@ -79,7 +79,7 @@ restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives th
 config: deps ## check the app's configuration from the environment (as a replica would)
 	@node services/app/src/check-config.ts
 
-verify: deps system-deps docker-deps ## prove no count is lost or doubled (SCENARIO= COUNTER= USERS= DURATION= CLUSTER= REDIS=)
+verify: deps system-deps docker-deps ## no count lost or doubled (SCENARIO= COUNTER= USERS= DURATION= CLUSTER= REDIS=)
 	@node loadtest/harness/verify.ts --scenario "$(SCENARIO)" --counter "$(COUNTER)" \
 	  --users "$(USERS)" --duration "$(DURATION)" \
 	  --cluster "$(CLUSTER)" --redis "$(REDIS)" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")

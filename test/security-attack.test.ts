@@ -45,7 +45,7 @@ describe("hostile requests through nginx (local processes, 2 replicas)", () => {
     await cluster?.stop();
   }, 120_000);
 
-  it("answers 60 requests for an 8 KB path of slashes cheaply: a bystander's keyed increments all succeed meanwhile", async () => {
+  it("answers 60 requests for an 8 KB path of slashes cheaply; a bystander's keyed increments all succeed", async () => {
     // A path of ~8 KB of "/" and one letter (the longest request line nginx takes) once cost a
     // replica ~0.45 s of CPU in a trailing-slash regex that backtracks quadratically; 60 of them
     // from one address held both replicas for seconds, and other clients' requests timed out.
@@ -65,7 +65,7 @@ describe("hostile requests through nginx (local processes, 2 replicas)", () => {
       bystander.close();
     }
   });
-  it("answers an unsatisfiable Range or a failed precondition on an asset with its 4xx in JSON, not a 500", async () => {
+  it("answers an unsatisfiable Range or a failed precondition on an asset with a JSON 4xx, not a 500", async () => {
     const v = new Visitor(base);
     for (const [headers, status, error] of [
       [{ range: "bytes=999999-" }, 416, "range_not_satisfiable"],
@@ -81,7 +81,7 @@ describe("hostile requests through nginx (local processes, 2 replicas)", () => {
     }
     expect((await v.get("/assets/favicon.svg", { headers: { range: "bytes=0-3" } })).status).toBe(206);
   });
-  it("serves an HTTP/1.0 request that names no Host like any other (a replica once refused it with a bare 400)", async () => {
+  it("serves an HTTP/1.0 request that names no Host like any other", async () => {
     // nginx passes no Host header on when the client sent none, and Node refuses a request
     // without one before the app sees it: an empty, untyped 400.
     const r = parseAnswer(await rawExchange(port, "GET /counter HTTP/1.0\r\n\r\n"));
@@ -98,7 +98,8 @@ describe("hostile requests through nginx (local processes, 2 replicas)", () => {
         "not_implemented",
       ],
       [
-        "POST /api/counter HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\nConnection: close\r\n\r\n0\r\n\r\n",
+        "POST /api/counter HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n" +
+          "Connection: close\r\n\r\n0\r\n\r\n",
         501,
         "not_implemented",
       ],

@@ -397,7 +397,8 @@ export class SwarmCluster implements Cluster {
     const [t] = await this.#tasks("redis");
     if (!t?.containerId || t.state !== "running") throw new Error("redis is not running");
     const script =
-      'read -r REDISCLI_AUTH < /run/secrets/redis_admin_password; export REDISCLI_AUTH; exec redis-cli --user admin "$@"';
+      "read -r REDISCLI_AUTH < /run/secrets/redis_admin_password; export REDISCLI_AUTH; " +
+      'exec redis-cli --user admin "$@"';
     return (await this.#exec(t.containerId, ["sh", "-c", script, "sh", ...args])).trim();
   }
 

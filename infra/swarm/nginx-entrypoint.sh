@@ -20,7 +20,9 @@ rest=${v#*.}
 minor=${rest%%.*}
 patch=${rest#*.}
 patch=${patch%%[!0-9]*}
-if [ "$major" -gt 1 ] || { [ "$major" -eq 1 ] && { [ "$minor" -gt 27 ] || { [ "$minor" -eq 27 ] && [ "${patch:-0}" -ge 3 ]; }; }; }; then
+# nginx >= 1.27.3 re-resolves an upstream server by itself (`resolve`).
+version=$(( major * 1000000 + minor * 1000 + ${patch:-0} ))
+if [ "$version" -ge 1027003 ]; then
   mode=resolve
 else
   mode=watch

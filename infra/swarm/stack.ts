@@ -111,7 +111,8 @@ export async function stackFile(stack: string, opts: StackOptions): Promise<stri
   redis.configs = [{ source: "redis_acl", target: "/etc/redis/users.acl", mode: 0o444 }];
   redis.deploy!.replicas = 1;
 
-  // One DNS record per healthy task (app, tasks.app), which nginx balances. The hostname makes X-Replica `app-<slot>`, stable across a task's replacements.
+  // One DNS record per healthy task (app, tasks.app), which nginx balances. The hostname makes
+  // X-Replica `app-<slot>`, stable across a task's replacements.
   app.hostname = "app-{{.Task.Slot}}";
   app.environment = { ...app.environment, ...opts.appEnv };
   // In Swarm a failed check replaces the task (and keeps a new one out of DNS), so each check

@@ -123,8 +123,9 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
   try {
     if (own) {
       activeClusters.add(cluster);
+      const redisNote = o.redis && o.redis !== "single" ? `REDIS=${o.redis}, ` : "";
       log(
-        `${tag} starting a ${o.kind} cluster (${o.redis && o.redis !== "single" ? `REDIS=${o.redis}, ` : ""}COUNTER=${counter}${
+        `${tag} starting a ${o.kind} cluster (${redisNote}COUNTER=${counter}${
           s.appEnv
             ? `, ${Object.entries(s.appEnv)
                 .map(([k, v]) => `${k}=${v}`)
