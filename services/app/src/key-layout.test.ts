@@ -35,7 +35,7 @@ describe("key layout", () => {
     for (const k of [keys.counter(sid), keys.idempotency(sid), keys.replaced(sid)]) expect(keySlot(k)).toBe(slot);
   });
 
-  it("reads a count stored in the previous layout, and folds it and its keys into the new one on increment", async () => {
+  it("reads a count in the previous layout, and folds it and its keys into the new one on increment", async () => {
     const v = app.visitor();
     await v.increment();
     const sid = sidOf(v.cookie);

@@ -69,7 +69,7 @@ describe("server start-up", () => {
     expect(events).toEqual(expect.arrayContaining(["listening", "draining", "stopped"]));
   });
 
-  it("answers a request in flight at SIGTERM with Connection: close: the drain need not wait out its deadline", async () => {
+  it("answers a request in flight at SIGTERM with Connection: close, so the drain ends early", async () => {
     const child = spawn(process.execPath, [entry], {
       env: {
         PATH: process.env.PATH,
