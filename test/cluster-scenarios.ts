@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Cluster, ClusterOptions } from "../infra/cluster/cluster.ts";
+import { LOAD_APP_ENV } from "../loadtest/client/load-env.ts";
 import { Visitor } from "../loadtest/client/visitor.ts";
 
 export type ClusterFactory = (opts: ClusterOptions) => Promise<Cluster> | Cluster;
@@ -25,8 +26,9 @@ export function clusterScenarios(label: string, make: ClusterFactory, timeouts =
   describe(`${label}: a cluster of 3 replicas sharing sessions through Redis`, () => {
     let cluster: Cluster;
     beforeAll(async () => {
-      // Load from one address (127.0.0.1) is the point of several scenarios: no per-client limit.
-      cluster = await make({ replicas: 3, port: 0, clientLimits: false });
+      // Load from one address (127.0.0.1), with thousands of keys on a few sessions, is the point
+      // of several scenarios: no per-client limit, no new-session limit, no key cap.
+      cluster = await make({ replicas: 3, port: 0, clientLimits: false, appEnv: { ...LOAD_APP_ENV } });
       await cluster.start();
     }, timeouts.start);
     afterAll(async () => {
