@@ -8,7 +8,8 @@ import { dirname, join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import type { ClientLimits, Cluster, ClusterOptions, ReplicaInfo, Signal } from "./cluster.ts";
+import type { ClientLimits, Cluster, ClusterOptions, RedisNodeInfo, ReplicaInfo, Signal } from "./cluster.ts";
+import { LocalSentinelTopology, sentinelAppEnv, sentinelState, type SentinelState } from "./redis-sentinel.ts";
 import { clientLimitsConf, clientLimitsFrom } from "./client-limits.ts";
 import { httpStatus, waitFor } from "./wait.ts";
 import { freePort } from "./ports.ts";
@@ -21,13 +22,15 @@ const aclTemplate = join(repoRoot, "infra/redis/users.acl");
 const REDIS_MAXMEMORY = "200mb";
 
 /** The users of infra/redis/users.acl that log in, each with a password of its own. */
-type RedisUser = "app" | "health" | "admin";
+type RedisUser = "app" | "health" | "admin" | "replication" | "sentinel";
 
 type Proc = { pid: number | undefined };
 type LocalState = {
   kind: "local";
   port: number;
   redis: Proc & { port: number; passwords: Record<RedisUser, string> };
+  /** REDIS=sentinel: the six processes of redis-sentinel.ts instead of the one above. */
+  sentinel?: SentinelState;
   replicas: (Proc & { index: number; name: string; port: number; opsPort: number })[];
   nginx: Proc;
   appEnv: Record<string, string>;
@@ -150,12 +153,18 @@ export class LocalCluster implements Cluster {
 
   /** A new cluster description; nothing runs until start(). */
   static create(opts: LocalClusterOptions): LocalCluster {
+    if (opts.redis === "cluster") throw new Error("REDIS=cluster is not available in this build of the local driver");
     const dir = resolve(opts.dir);
     const n = opts.replicas ?? 3;
     return new LocalCluster(dir, {
       kind: "local",
       port: opts.port ?? 0,
-      redis: { pid: undefined, port: 0, passwords: { app: secret(), health: secret(), admin: secret() } },
+      redis: {
+        pid: undefined,
+        port: 0,
+        passwords: { app: secret(), health: secret(), admin: secret(), replication: secret(), sentinel: secret() },
+      },
+      ...(opts.redis === "sentinel" ? { sentinel: sentinelState([0, 0, 0, 0, 0, 0]) } : {}),
       replicas: Array.from({ length: n }, (_, i) => ({
         index: i + 1,
         name: `app-${i + 1}`,
@@ -240,6 +249,7 @@ export class LocalCluster implements Cluster {
     const s = this.#state;
     if (s.port === 0) s.port = await freePort();
     s.redis.port = await freePort();
+    for (const n of s.sentinel?.nodes ?? []) n.port = await freePort();
     for (const r of s.replicas) {
       r.port = await freePort();
       r.opsPort = await freePort();
@@ -247,7 +257,8 @@ export class LocalCluster implements Cluster {
     if (s.tls) s.tls.port = await freePort();
     this.#save();
     try {
-      await this.#startRedis(redisBin);
+      if (s.sentinel) await this.#sentinel(redisBin).start();
+      else await this.#startRedis(redisBin);
       await Promise.all(s.replicas.map((r) => this.startReplica(r.index)));
       await this.#startNginx(nginxBin);
     } catch (err) {
@@ -255,6 +266,28 @@ export class LocalCluster implements Cluster {
       await this.stop().catch(() => {});
       throw new Error(`${(err as Error).message}\n--- recent logs ---\n${tail}`);
     }
+  }
+
+  /** The Sentinel topology's processes, driven with this cluster's spawn, files and redis-cli. */
+  #sentinel(redisBin = "redis-server"): LocalSentinelTopology {
+    const s = this.#state;
+    return new LocalSentinelTopology(
+      {
+        dir: join(this.dir, "redis"),
+        redisBin,
+        passwords: s.redis.passwords,
+        aclText: redisAclFile(readFileSync(aclTemplate, "utf8"), s.redis.passwords),
+        maxmemory: REDIS_MAXMEMORY,
+        waitReplicas: Number(s.appEnv.REDIS_WAIT_REPLICAS ?? 0),
+        spawn: (name, bin, args) => this.#spawn(name, bin, args),
+        alive,
+        signal: (pid, marker, signal, what) => this.#signal(pid, marker, signal, what),
+        // stop() removes the folder; a late save must not recreate or fail on it.
+        save: () => existsSync(this.dir) && this.#save(),
+        cli: (port, user, args) => this.#cli(port, user, args),
+      },
+      s.sentinel!,
+    );
   }
 
   async #startRedis(bin: string): Promise<void> {
@@ -300,7 +333,9 @@ export class LocalCluster implements Cluster {
       PORT: String(r.port),
       OPS_PORT: String(r.opsPort),
       REPLICA_ID: r.name,
-      REDIS_URL: `redis://127.0.0.1:${this.#state.redis.port}`,
+      ...(this.#state.sentinel
+        ? sentinelAppEnv(this.#state.sentinel, this.#state.redis.passwords)
+        : { REDIS_URL: `redis://127.0.0.1:${this.#state.redis.port}` }),
       REDIS_USERNAME: "app",
       REDIS_PASSWORD: this.#state.redis.passwords.app,
       // The cluster's own secret, unless the test or the caller chose its own (rotation).
@@ -440,13 +475,15 @@ export class LocalCluster implements Cluster {
   }
 
   async stopRedis(signal: Signal): Promise<void> {
+    if (this.#state.sentinel) return this.#sentinel().stopServers(signal);
     await this.#signal(this.#state.redis.pid, `:${this.#state.redis.port}`, signal, "redis-server");
     this.#state.redis.pid = undefined;
     this.#save();
   }
 
   async startRedis(): Promise<void> {
-    if (!alive(this.#state.redis.pid, `:${this.#state.redis.port}`))
+    if (this.#state.sentinel) await this.#sentinel(await need("redis-server", "redis-server")).startServers();
+    else if (!alive(this.#state.redis.pid, `:${this.#state.redis.port}`))
       await this.#startRedis(await need("redis-server", "redis-server"));
     // Replicas reconnect on their own (ioredis backoff, capped at 1 s); wait until they have.
     await Promise.all(
@@ -463,21 +500,55 @@ export class LocalCluster implements Cluster {
   }
 
   async redisCommand(...args: string[]): Promise<string> {
+    // Sentinel: on the primary the Sentinels name now.
+    const port = this.#state.sentinel ? await this.#sentinel().primaryPort() : this.#state.redis.port;
+    return this.#cli(port, "admin", args);
+  }
+
+  async #cli(port: number, user: "admin" | "app", args: string[]): Promise<string> {
     // As the admin user (operators' and tests' commands); the password goes in the
     // environment, not argv: `ps` shows argv, and a failed command's message quotes it.
-    const { stdout } = await run(
-      "redis-cli",
-      ["-h", "127.0.0.1", "-p", String(this.#state.redis.port), "--user", "admin", ...args],
-      {
-        timeout: 5000,
-        env: { ...process.env, REDISCLI_AUTH: this.#state.redis.passwords.admin },
-      },
-    );
+    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(port), "--user", user, ...args], {
+      timeout: 5000,
+      env: { ...process.env, REDISCLI_AUTH: this.#state.redis.passwords[user] },
+    });
     return stdout.trim();
   }
 
+  async redisNodes(): Promise<RedisNodeInfo[]> {
+    if (this.#state.sentinel) return this.#sentinel().nodes();
+    const r = this.#state.redis;
+    return [{ name: "redis", role: "primary", running: alive(r.pid, `:${r.port}`), address: `127.0.0.1:${r.port}` }];
+  }
+
+  async killRedisNode(name: string, signal: Signal): Promise<void> {
+    if (this.#state.sentinel) return this.#sentinel().kill(name, signal);
+    if (name !== "redis") throw new Error(`no Redis node "${name}"; this cluster has redis`);
+    await this.stopRedis(signal);
+  }
+
+  async startRedisNode(name: string): Promise<void> {
+    if (this.#state.sentinel) return this.#sentinel(await need("redis-server", "redis-server")).startNode(name);
+    if (name !== "redis") throw new Error(`no Redis node "${name}"; this cluster has redis`);
+    await this.startRedis();
+  }
+
+  async waitForPrimary(opts: { exclude?: string; timeoutMs?: number } = {}): Promise<string> {
+    if (this.#state.sentinel) return this.#sentinel().waitForPrimary(opts);
+    // One server: it is the primary once it answers; nothing can replace it.
+    const r = this.#state.redis;
+    await waitFor(
+      "redis to answer",
+      async () => opts.exclude !== "redis" && (await this.#cli(r.port, "admin", ["PING"])) === "PONG",
+      opts.timeoutMs ?? 30_000,
+      50,
+    );
+    return "redis";
+  }
+
   async logs(lines = 50): Promise<string> {
-    const names = ["redis", ...this.#state.replicas.map((r) => r.name), "nginx-error", "nginx-access"];
+    const redis = this.#state.sentinel ? this.#state.sentinel.nodes.map((n) => n.name) : ["redis"];
+    const names = [...redis, ...this.#state.replicas.map((r) => r.name), "nginx-error", "nginx-access"];
     const out: string[] = [];
     for (const name of names) {
       const file = this.#log(name);
@@ -496,6 +567,7 @@ export class LocalCluster implements Cluster {
         this.#signal(r.pid, this.dir, "SIGTERM", r.name).catch(() => this.#signal(r.pid, this.dir, "SIGKILL", r.name)),
       ),
     );
+    if (s.sentinel) await this.#sentinel().stopAll();
     await this.#signal(s.redis.pid, `:${s.redis.port}`, "SIGTERM", "redis-server").catch(() =>
       this.#signal(s.redis.pid, `:${s.redis.port}`, "SIGKILL", "redis-server"),
     );

@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import type { Request } from "express";
 import type { Redis } from "ioredis";
 import type { Config } from "./config.ts";
-import { badRequest, conflict, HttpError, unprocessable } from "./errors.ts";
+import { badRequest, conflict, HttpError, StoreUnavailableError, unprocessable } from "./errors.ts";
 import { sigkillAfterIncrement, type AfterApplied } from "./fault.ts";
 import { startSession, type NewSessionGate } from "./new-sessions.ts";
 import { keys, markTouched, saveSession } from "./session.ts";
@@ -111,6 +111,7 @@ export class AtomicCounter implements Counter {
   readonly #maxKeys: number;
   readonly #absoluteMs: number;
   readonly #afterApplied: AfterApplied | undefined;
+  readonly #wait: { replicas: number; timeoutMs: number };
   constructor(redis: Redis, config: Config, gate: NewSessionGate) {
     this.#redis = redis;
     this.#gate = gate;
@@ -119,6 +120,7 @@ export class AtomicCounter implements Counter {
     this.#maxKeys = config.idempotencyMaxKeys;
     this.#absoluteMs = config.session.absoluteTimeoutSeconds * 1000;
     this.#afterApplied = sigkillAfterIncrement(config);
+    this.#wait = { replicas: config.redis.waitReplicas, timeoutMs: config.redis.waitTimeoutMs };
     // defineCommand sends EVALSHA and falls back to EVAL once after a Redis restart.
     redis.defineCommand("counterIncrement", { lua: INCREMENT_LUA });
   }
@@ -149,23 +151,51 @@ export class AtomicCounter implements Counter {
     const k = [keys.session(sid), keys.counter(sid)];
     if (inc.idempotencyKey !== undefined)
       k.push(keys.idempotency(sid), keys.legacyIdempotency(sid, inc.idempotencyKey));
-    const fn = this.#redis.counterIncrement as IncrementFn;
     const oldest = checkAge ? Date.now() - this.#absoluteMs : 0;
+    const args = [
+      k.length,
+      ...k,
+      this.#ttl,
+      inc.by,
+      this.#idemTtl,
+      fingerprint(inc.by),
+      oldest,
+      inc.idempotencyKey ?? "",
+      this.#maxKeys,
+    ];
     const [status, count] = await withStore(() =>
-      fn.call(
-        this.#redis,
-        k.length,
-        ...k,
-        this.#ttl,
-        inc.by,
-        this.#idemTtl,
-        fingerprint(inc.by),
-        oldest,
-        inc.idempotencyKey ?? "",
-        this.#maxKeys,
-      ),
+      this.#wait.replicas > 0
+        ? this.#incrementAndWait(args)
+        : (this.#redis.counterIncrement as IncrementFn).call(this.#redis, ...(args as [number, ...number[]])),
     );
     if (status === 0) this.#afterApplied?.(inc.idempotencyKey);
+    return [status, count];
+  }
+
+  /**
+   * The script, then WAIT for REDIS_WAIT_REPLICAS replicas, pipelined: one round trip, and the
+   * same connection, which WAIT needs (it waits for this client's own last write). An applied
+   * increment (or a replay, whose touch is a write too, so WAIT also covers the original) that
+   * too few replicas acknowledged in time is answered as a store_timeout: it is on the primary
+   * and may or may not survive a failover, so the client retries with its key.
+   */
+  async #incrementAndWait(args: (string | number)[]): Promise<[number, number]> {
+    const p = this.#redis.pipeline() as ReturnType<Redis["pipeline"]> & {
+      counterIncrement(...a: (string | number)[]): unknown;
+    };
+    p.counterIncrement(...args);
+    p.wait(this.#wait.replicas, this.#wait.timeoutMs);
+    const res = await p.exec();
+    if (res === null) throw new Error("Connection is closed.");
+    const [[scriptErr, result], [waitErr, acked]] = res as [[Error | null, unknown], [Error | null, unknown]];
+    if (scriptErr) throw scriptErr;
+    const [status, count] = result as [number, number];
+    if (status !== 0 && status !== 1) return [status, count];
+    if (waitErr) throw new StoreUnavailableError(waitErr, "unknown");
+    if (typeof acked !== "number" || acked < this.#wait.replicas) {
+      const why = `WAIT ${this.#wait.replicas} ${this.#wait.timeoutMs}: ${String(acked)} replicas acknowledged`;
+      throw new StoreUnavailableError(new Error(why), "unknown");
+    }
     return [status, count];
   }
 

@@ -1,11 +1,35 @@
 // The ioredis client, with every option that decides failure behaviour set on purpose.
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { StoreUnavailableError } from "./errors.ts";
 
+/**
+ * Where the client finds Redis: one URL, or the Sentinels of REDIS_SENTINELS. With Sentinels
+ * ioredis asks them for the primary of `name` on every (re)connect, checks that the server it
+ * reaches really is a primary (ROLE), and with failoverDetector subscribes to +switch-master so
+ * it leaves a demoted primary at once instead of waiting for its connection to drop.
+ */
+
+function sentinelOptions(config: Config): RedisOptions {
+  const s = config.redis.sentinel;
+  if (!s) return {};
+  return {
+    sentinels: s.nodes.map((n) => ({ host: n.host, port: n.port })),
+    name: s.name,
+    role: "master",
+    sentinelUsername: s.username,
+    sentinelPassword: s.password,
+    failoverDetector: true,
+    // Asking the Sentinels is part of connecting: the same short bounds, retried forever.
+    sentinelCommandTimeout: config.redis.connectTimeoutMs,
+    sentinelRetryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+  };
+}
+
 export function createRedis(config: Config, log: Logger): Redis {
-  const client = new Redis(config.redis.url, {
+  const options: RedisOptions = {
+    ...sentinelOptions(config),
     // An ACL user of its own (infra/redis/users.acl); unset means Redis's default user.
     username: config.redis.username,
     password: config.redis.password,
@@ -22,10 +46,15 @@ export function createRedis(config: Config, log: Logger): Redis {
     connectTimeout: config.redis.connectTimeoutMs,
     // Reconnect forever with a short capped backoff: replicas recover without a restart.
     retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+    // A primary demoted by a failover answers writes with READONLY until this client notices:
+    // reconnect (and so ask the Sentinels again), but do not resend (true, not 2): the command
+    // that got READONLY was refused, and the client retries it with its Idempotency-Key.
     reconnectOnError: (err) => err.message.startsWith("READONLY"),
     enableReadyCheck: true,
     lazyConnect: false,
-  });
+  };
+  // With Sentinels the URL is not used: the Sentinels name the primary.
+  const client = config.redis.sentinel ? new Redis(options) : new Redis(config.redis.url, options);
   let down = false;
   client.on("ready", () => {
     if (down) log.info({ event: "redis_ready" }, "redis connection restored");
@@ -45,7 +74,15 @@ export function toStoreError(err: unknown): unknown {
   const m = err.message;
   // Refused before sending: the offline queue is off, or Redis is still loading its AOF.
   // OOM: Redis is at maxmemory with noeviction and refused the write.
-  if (m.includes("enableOfflineQueue") || m.startsWith("LOADING") || m.startsWith("OOM"))
+  // READONLY: a demoted primary (or a replica) refused the write. NOREPLICAS: min-replicas-to-write
+  // refused it, too few replicas are connected. Neither ran the write.
+  if (
+    m.includes("enableOfflineQueue") ||
+    m.startsWith("LOADING") ||
+    m.startsWith("OOM") ||
+    m.startsWith("READONLY") ||
+    m.startsWith("NOREPLICAS")
+  )
     return new StoreUnavailableError(err, "no");
   // Sent, then the connection dropped or timed out: Redis may have run it.
   if (m.includes("Command timed out") || m.includes("Connection is closed") || m.includes("max retries per request")) {
@@ -61,4 +98,58 @@ export async function withStore<T>(fn: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw toStoreError(err);
   }
+}
+
+/**
+ * Asks every Sentinel of REDIS_SENTINELS for the primary of REDIS_SENTINEL_NAME before the
+ * replica starts. Returns the problems that make the topology wrong (no Sentinel answers, a
+ * Sentinel that does not know the name, an address that is not a Sentinel): the replica then
+ * refuses to start, rather than retrying forever against a Sentinel that will never answer.
+ * One Sentinel down among others that answer is a warning, not an error: that is what the
+ * other Sentinels are for.
+ */
+export async function checkSentinels(config: Config): Promise<{ problems: string[]; warnings: string[] }> {
+  const s = config.redis.sentinel;
+  if (!s) return { problems: [], warnings: [] };
+  const answers = await Promise.all(
+    s.nodes.map(async (n) => {
+      const where = `${n.host}:${n.port}`;
+      const probe = new Redis({
+        host: n.host,
+        port: n.port,
+        username: s.username,
+        password: s.password,
+        connectTimeout: config.redis.connectTimeoutMs,
+        commandTimeout: config.redis.connectTimeoutMs,
+        lazyConnect: true,
+        enableReadyCheck: false,
+        enableOfflineQueue: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
+      probe.on("error", () => {}); // the rejected call below reports it
+      try {
+        await probe.connect();
+        const addr = (await probe.call("SENTINEL", "get-master-addr-by-name", s.name)) as string[] | null;
+        if (addr === null)
+          return { kind: "unknown", text: `Sentinel ${where} monitors no master named "${s.name}"` } as const;
+        return { kind: "ok", text: `${addr[0]}:${addr[1]}` } as const;
+      } catch (err) {
+        const m = (err as Error).message;
+        const text = /unknown command/i.test(m)
+          ? `${where} is not a Sentinel (it answered: ${m.split("\n")[0]})`
+          : `Sentinel ${where} did not answer: ${m}`;
+        return { kind: "down", text } as const;
+      } finally {
+        probe.disconnect();
+      }
+    }),
+  );
+  const prefix = "REDIS_SENTINELS: ";
+  const unknown = answers.filter((a) => a.kind === "unknown").map((a) => `REDIS_SENTINEL_NAME: ${a.text}`);
+  const down = answers.filter((a) => a.kind === "down").map((a) => prefix + a.text);
+  const ok = answers.some((a) => a.kind === "ok");
+  // A name unknown to a Sentinel that answers is a wrong REDIS_SENTINEL_NAME (or a wrong Sentinel).
+  if (unknown.length > 0 || !ok) return { problems: [...unknown, ...down], warnings: [] };
+  return { problems: [], warnings: down };
 }

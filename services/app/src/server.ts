@@ -8,7 +8,7 @@ import { Lifecycle } from "./lifecycle.ts";
 import { createLogger } from "./logger.ts";
 import { createMetrics } from "./metrics.ts";
 import { createOpsApp } from "./ops.ts";
-import { createRedis } from "./redis.ts";
+import { checkSentinels, createRedis } from "./redis.ts";
 
 let config: Config;
 try {
@@ -25,6 +25,19 @@ if (config.session.usingDevSecret)
     { event: "dev_secret" },
     "SESSION_SECRET is not set; using the development default (refused when NODE_ENV=production)",
   );
+
+// A wrong Sentinel topology is a configuration error (exit 78, as above), not a replica that
+// retries forever: the Sentinels are asked once, before anything listens.
+if (config.store === "redis" && config.redis.sentinel) {
+  const { problems, warnings } = await checkSentinels(config);
+  if (problems.length > 0) {
+    process.stderr.write(
+      `${new ConfigError(problems).message}\nSee .env.example for every variable and its default.\n`,
+    );
+    process.exit(78);
+  }
+  for (const w of warnings) logger.warn({ event: "sentinel_unreachable" }, w);
+}
 
 const redis = config.store === "redis" ? createRedis(config, logger) : undefined;
 const lifecycle = new Lifecycle();
