@@ -5,7 +5,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Cluster } from "../../infra/cluster/cluster.ts";
+import type { Cluster, RedisTopology } from "../../infra/cluster/cluster.ts";
 import { createCluster, type ClusterKind } from "../../infra/cluster/open.ts";
 import { LOAD_APP_ENV } from "../client/load-env.ts";
 import { Visitor } from "../client/visitor.ts";
@@ -26,6 +26,10 @@ export type RunOptions = {
   /** Increments per user at most (default: unbounded within the duration, capped at 100000). */
   opsPerUser?: number;
   replicas?: number;
+  /** How Redis runs (default single). */
+  redis?: RedisTopology;
+  /** REDIS_WAIT_REPLICAS for the app (default 0). */
+  waitReplicas?: number;
   /** Run against this cluster instead of starting one; it is left running. */
   cluster?: Cluster;
   /** Progress lines; default console.log. */
@@ -105,12 +109,23 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
   const concurrency = o.concurrency ?? s.concurrency ?? 1;
   const keyed = counter === "atomic" && (o.keyed ?? true);
   const own = o.cluster === undefined;
+  const redis = o.redis ?? "single";
+  if (s.needsFailover && redis === "single" && own)
+    throw new Error(`scenario ${s.name} needs a Redis that fails over: REDIS=sentinel or REDIS=cluster`);
+  const wait = o.waitReplicas ?? 0;
+  const expect = { ...s.expect, lossAllowed: s.lossWithoutWait === true && wait === 0 };
   const cluster =
     o.cluster ??
     (await createCluster(o.kind, {
       replicas: o.replicas ?? 3,
       port: 0,
-      appEnv: { ...LOAD_APP_ENV, COUNTER: counter, ...s.appEnv },
+      appEnv: {
+        ...LOAD_APP_ENV,
+        COUNTER: counter,
+        ...(wait > 0 ? { REDIS_WAIT_REPLICAS: String(wait) } : {}),
+        ...s.appEnv,
+      },
+      redis,
       // Every simulated user is 127.0.0.1: nginx's per-client limits would refuse the load itself.
       clientLimits: false,
       dir: mkdtempSync(join(tmpdir(), `verify-${s.name}-`)),
@@ -121,7 +136,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
     if (own) {
       activeClusters.add(cluster);
       log(
-        `${tag} starting a ${o.kind} cluster (COUNTER=${counter}${
+        `${tag} starting a ${o.kind} cluster (REDIS=${redis}, REDIS_WAIT_REPLICAS=${wait}, COUNTER=${counter}${
           s.appEnv
             ? `, ${Object.entries(s.appEnv)
                 .map(([k, v]) => `${k}=${v}`)
@@ -165,7 +180,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
       inRotation: (name) => inRotation(cluster, [name]),
       mark: (target, state, label) => {
         events.push({ t: clock(), target, state, label });
-        if (label) log(`${tag} ${fmt(clock())}  ${state === "down" ? "▼" : "▲"} ${label}`);
+        if (label) log(`${tag} ${fmt(clock())}  ${state === "down" ? "▼" : state === "up" ? "▲" : "•"} ${label}`);
       },
     };
 
@@ -225,7 +240,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
       events,
       endHealth: health,
     };
-    const verdict = check(history, s.expect);
+    const verdict = check(history, expect);
     return {
       scenario: s.name,
       title: s.title,

@@ -92,7 +92,7 @@ export function timelineSvg(h: History, verdict: Verdict, title: string): string
       `<line x1="${ex}" y1="${top - 4}" x2="${ex}" y2="${bottom}" stroke="${color}" stroke-dasharray="4 3"><title>${esc(e.label)} at ${(e.t / 1000).toFixed(2)} s</title></line>`,
     );
     out.push(
-      `<text x="${ex}" y="${top - 8}" fill="${color}" font-size="10" text-anchor="middle">${e.state === "down" ? "▼" : "▲"}</text>`,
+      `<text x="${ex}" y="${top - 8}" fill="${color}" font-size="10" text-anchor="middle">${e.state === "down" ? "▼" : e.state === "up" ? "▲" : "•"}</text>`,
     );
   }
   // Axis: seconds.
@@ -118,7 +118,7 @@ export function timelineSvg(h: History, verdict: Verdict, title: string): string
   labelled.forEach((e, i) => {
     const color = e.state === "down" ? COLORS.failed : COLORS.ok;
     out.push(
-      `<text x="${left}" y="${legendY + 18 + i * 15}" fill="${color}" font-size="11">${(e.t / 1000).toFixed(2)} s  ${e.state === "down" ? "▼" : "▲"} ${esc(e.label)}</text>`,
+      `<text x="${left}" y="${legendY + 18 + i * 15}" fill="${color}" font-size="11">${(e.t / 1000).toFixed(2)} s  ${e.state === "down" ? "▼" : e.state === "up" ? "▲" : "•"} ${esc(e.label)}</text>`,
     );
   });
   out.push("</svg>");

@@ -1,9 +1,11 @@
 // `make verify`: runs the named scenarios (all by default) against fresh clusters, prints
 // progress and a verdict table, writes reports, and exits 1 when any scenario fails.
 // Knobs (environment or flags): SCENARIO, CLUSTER=auto|local|compose, COUNTER=atomic|session,
-// USERS, DURATION (seconds per scenario), CONCURRENCY (overrides the scenario's).
+// USERS, DURATION (seconds per scenario), CONCURRENCY (overrides the scenario's),
+// REDIS=single|sentinel|cluster, REDIS_WAIT_REPLICAS (the app's WAIT after each increment).
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import type { RedisTopology } from "../../infra/cluster/cluster.ts";
 import { chooseKind } from "../../infra/cluster/open.ts";
 import { fileStamp, onInterrupt } from "../lib/process.ts";
 import { failureLines, verdictTable, writeReports } from "./verify-report.ts";
@@ -18,6 +20,8 @@ const { values } = parseArgs({
     users: { type: "string", default: process.env.USERS || "50" },
     duration: { type: "string", default: process.env.DURATION || "10" },
     concurrency: { type: "string", default: process.env.CONCURRENCY || "" },
+    redis: { type: "string", default: process.env.REDIS || "single" },
+    "wait-replicas": { type: "string", default: process.env.REDIS_WAIT_REPLICAS || "0" },
     reports: { type: "string", default: resolve(import.meta.dirname, "../reports") },
   },
 });
@@ -37,14 +41,22 @@ async function main(): Promise<number> {
   const users = Math.round(positive("USERS", values.users, 2000));
   const durationMs = positive("DURATION", values.duration, 3600) * 1000;
   const concurrency = values.concurrency ? Math.round(positive("CONCURRENCY", values.concurrency, 200)) : undefined;
-  const chosen = values.scenario === "all" ? scenarios : values.scenario.split(",").map((n) => findScenario(n.trim()));
+  if (!["single", "sentinel", "cluster"].includes(values.redis))
+    throw new Error(`REDIS must be single, sentinel or cluster, not "${values.redis}"`);
+  const redis = values.redis as RedisTopology;
+  const waitReplicas = Number(values["wait-replicas"]);
+  if (!Number.isInteger(waitReplicas) || waitReplicas < 0 || waitReplicas > 16)
+    throw new Error(`REDIS_WAIT_REPLICAS must be a whole number from 0 to 16, not "${values["wait-replicas"]}"`);
+  // "all" leaves out the failover scenarios when Redis cannot fail over.
+  const all = scenarios.filter((s) => redis !== "single" || !s.needsFailover);
+  const chosen = values.scenario === "all" ? all : values.scenario.split(",").map((n) => findScenario(n.trim()));
 
   const results: ScenarioResult[] = [];
   const errors: string[] = [];
   for (const s of chosen) {
     let r: ScenarioResult;
     try {
-      r = await runScenario(s, { kind, counter, users, durationMs, concurrency });
+      r = await runScenario(s, { kind, counter, users, durationMs, concurrency, redis, waitReplicas });
     } catch (err) {
       // The cluster could not start or stop: no verdict, but the other scenarios still run.
       errors.push(`${s.name}: could not run: ${(err as Error).message}`);
