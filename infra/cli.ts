@@ -1,13 +1,14 @@
 // The command line behind `make up`, `make kill` and friends. It drives clusters only
 // through the Cluster interface, so every command works the same locally and in Compose.
 import { parseArgs } from "node:util";
-import type { Cluster, Signal } from "./cluster/cluster.ts";
+import type { Cluster, RedisTopology, Signal } from "./cluster/cluster.ts";
 import type { LocalReplicaInfo } from "./cluster/local-cluster.ts";
 import { buildAppImage, resolveBaseImages } from "./images/images.ts";
 import { attachCluster, chooseKind, createCluster } from "./cluster/open.ts";
 
 const usage = `usage: node infra/cli.ts <command> [options]
-  up [--replicas N] [--port P]     start the cluster (CLUSTER=auto|local|compose)
+  up [--replicas N] [--port P] [--redis single|sentinel|cluster]
+                                   start the cluster (CLUSTER=auto|local|compose)
   down                             stop it and remove its data
   ps                               list replicas
   logs [--lines N]                 recent log lines of every component
@@ -15,6 +16,7 @@ const usage = `usage: node infra/cli.ts <command> [options]
   start --replica N
   scale --replicas N
   restart-redis [--signal KILL|TERM]
+  failover-redis [--signal KILL|TERM]  stop the Redis primary; resolves once another serves writes
   url                              print the load balancer's URL
   images                           pull or build the base images, build the app image (Compose)`;
 
@@ -27,6 +29,8 @@ const { positionals, values } = parseArgs({
     port: { type: "string" },
     signal: { type: "string", default: "TERM" },
     lines: { type: "string", default: "40" },
+    redis: { type: "string", default: process.env.REDIS || "single" },
+    name: { type: "string" },
   },
 });
 
@@ -44,6 +48,20 @@ function signalOption(value: string | undefined): Signal {
   const v = (value ?? "TERM").toUpperCase().replace(/^SIG/, "");
   if (v !== "TERM" && v !== "KILL") throw new Error(`--signal must be TERM or KILL, not "${value}"`);
   return `SIG${v}`;
+}
+
+function redisOption(value: string | undefined): RedisTopology {
+  const v = value ?? "single";
+  if (v !== "single" && v !== "sentinel" && v !== "cluster")
+    throw new Error(`--redis must be single, sentinel or cluster, not "${value}"`);
+  return v;
+}
+
+async function printRedisNodes(c: Cluster): Promise<void> {
+  console.log("");
+  const line = (cells: string[]) => console.log(cells.map((cell, i) => cell.padEnd([14, 10, 10, 0][i]!)).join(" "));
+  line(["REDIS NODE", "ROLE", "STATE", "ADDRESS"]);
+  for (const n of await c.redisNodes()) line([n.name, n.role, n.running ? "running" : "stopped", n.address]);
 }
 
 async function running(): Promise<Cluster> {
@@ -76,6 +94,7 @@ async function main(): Promise<void> {
       const common = {
         replicas: intOption("replicas", values.replicas, 3),
         port: intOption("port", values.port, 8080),
+        redis: redisOption(values.redis),
       };
       // Compose reports its image pulls and builds, which can take minutes.
       const log = (line: string) => console.log(`  ${line}`);
@@ -98,8 +117,29 @@ async function main(): Promise<void> {
       await c.stop();
       return console.log(`cluster down (${c.kind})`);
     }
-    case "ps":
-      return printReplicas(await running());
+    case "ps": {
+      const c = await running();
+      await printReplicas(c);
+      return printRedisNodes(c);
+    }
+    case "failover-redis": {
+      const c = await running();
+      const signal = signalOption(values.signal);
+      const primary = await c.waitForPrimary({ timeoutMs: 10_000 });
+      const t0 = performance.now();
+      await c.killRedisNode(primary, signal);
+      const next = await c.waitForPrimary({ exclude: primary, timeoutMs: 60_000 });
+      const s = ((performance.now() - t0) / 1000).toFixed(1);
+      console.log(`${primary} stopped with ${signal}; ${next} is the primary (${s} s)`);
+      console.log(`start ${primary} again as a replica: node infra/cli.ts start-redis-node --name ${primary}`);
+      return;
+    }
+    case "start-redis-node": {
+      const c = await running();
+      if (!values.name) throw new Error("--name is required (a node from make ps)");
+      await c.startRedisNode(values.name);
+      return console.log(`${values.name} started`);
+    }
     case "logs":
       return console.log(await (await running()).logs(intOption("lines", values.lines, 40)));
     case "kill": {
