@@ -6,9 +6,9 @@ import { StoreUnavailableError } from "./errors.ts";
 
 /**
  * Where the client finds Redis: one URL, or the Sentinels of REDIS_SENTINELS. With Sentinels
- * ioredis asks them for the primary of `name` on every (re)connect, checks that the server it
- * reaches really is a primary (ROLE), and with failoverDetector subscribes to +switch-master so
- * it leaves a demoted primary at once instead of waiting for its connection to drop.
+ * ioredis asks them for the primary of `name` on every (re)connect and, in its ready check,
+ * checks that the server it reached says role:master (INFO), else it disconnects and asks again.
+ * followFailovers (below) makes it leave a demoted or stalled primary at the +switch-master.
  */
 
 function sentinelOptions(config: Config): RedisOptions {
@@ -20,7 +20,10 @@ function sentinelOptions(config: Config): RedisOptions {
     role: "master",
     sentinelUsername: s.username,
     sentinelPassword: s.password,
-    failoverDetector: true,
+    // Off: followFailovers does its job. ioredis's detector outlives the connection it was made
+    // for, and a +switch-master that reaches it while the client is asking the Sentinels aborts
+    // that connect, which ends the client for good ("Connection is closed." on every command).
+    failoverDetector: false,
     // Asking the Sentinels is part of connecting: the same short bounds, retried forever.
     sentinelCommandTimeout: config.redis.connectTimeoutMs,
     sentinelRetryStrategy: (attempt) => Math.min(50 * attempt, 1000),
@@ -65,7 +68,55 @@ export function createRedis(config: Config, log: Logger): Redis {
     if (!down) log.warn({ event: "redis_error", err: err.message }, "redis connection lost");
     down = true;
   });
+  if (config.redis.sentinel) followFailovers(client, config, log);
   return client;
+}
+
+/**
+ * Subscribes to +switch-master on every Sentinel. When the primary of our name moves away from
+ * the server this client is connected to, the client reconnects at once (and so asks the
+ * Sentinels again) rather than staying on a primary that is stalled, cut off or being demoted
+ * until its connection drops. Only a ready client is touched: one that is (re)connecting asks
+ * the Sentinels anyway, and interrupting ioredis while it does ends the client for good.
+ * The three Sentinels each announce the switch; once on the new primary, the others are no-ops.
+ */
+function followFailovers(client: Redis, config: Config, log: Logger): void {
+  const s = config.redis.sentinel!;
+  const subscribers = s.nodes.map((n) => {
+    const sub = new Redis({
+      host: n.host,
+      port: n.port,
+      username: s.username,
+      password: s.password,
+      connectionName: `app:${config.replicaId}:switch-master`,
+      connectTimeout: config.redis.connectTimeoutMs,
+      // A Sentinel that is down is watched again when it returns (ioredis resubscribes).
+      retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+      maxRetriesPerRequest: null,
+    });
+    sub.on("error", () => {}); // checkSentinels reported an unreachable Sentinel at start
+    sub.subscribe("+switch-master").catch(() => {});
+    sub.on("message", (_channel: string, message: string) => {
+      // "<name> <old host> <old port> <new host> <new port>"
+      const [name, oldHost, oldPort, newHost, newPort] = message.split(" ");
+      if (name !== s.name || client.status !== "ready") return;
+      const stream = client.stream as { remoteAddress?: string; remotePort?: number } | undefined;
+      // Already on the new primary (another Sentinel's announcement came first). Compared with the
+      // new address, not the old: with announced hostnames neither matches the socket's IP, and
+      // a needless reconnect is cheaper than staying on the old primary.
+      if (stream?.remoteAddress === newHost && String(stream?.remotePort) === newPort) return;
+      log.warn(
+        { event: "redis_switch_master", from: `${oldHost}:${oldPort}`, to: `${newHost}:${newPort}` },
+        "redis primary switched; reconnecting",
+      );
+      client.disconnect(true);
+    });
+    return sub;
+  });
+  // quit() or disconnect() of the client (shutdown) ends the watch too.
+  client.once("end", () => {
+    for (const sub of subscribers) sub.disconnect();
+  });
 }
 
 /** Maps an ioredis failure to a 503; other errors pass through untouched. */
