@@ -181,12 +181,7 @@ export class LocalSentinelTopology {
     const n = this.#node(name);
     if (this.#h.alive(n.pid, marker(n))) return;
     const dir = join(this.#h.dir, n.name);
-    // A server that starts while the Sentinels name another primary joins it as a replica from
-    // its first moment, as deploy/k8s/overlays/ha's find-primary.sh does. From its own config a
-    // killed primary would come back a primary, with its old data, until the Sentinels demote it.
-    const primary = n.kind === "redis" ? await this.#sentinelsPrimary() : undefined;
-    const follow = primary && primary !== n ? ["--replicaof", "127.0.0.1", String(primary.port)] : [];
-    const args = n.kind === "redis" ? [join(dir, "redis.conf"), ...follow] : [join(dir, "sentinel.conf"), "--sentinel"];
+    const args = n.kind === "redis" ? [join(dir, "redis.conf")] : [join(dir, "sentinel.conf"), "--sentinel"];
     n.pid = this.#h.spawn(n.name, this.#h.redisBin, args);
     this.#h.save();
     await waitFor(
