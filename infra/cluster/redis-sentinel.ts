@@ -11,15 +11,16 @@ export const SENTINEL_MASTER = "sessions";
 
 /**
  * Sentinel timing, chosen for a failover in a few seconds on loopback:
- * - down-after-milliseconds 1000: a primary that has not answered a PING for 1 s is down.
- *   Sentinels PING every second (or more often), so this is one missed round trip; loopback
- *   replies take well under a millisecond, so only a dead or stalled primary misses it. On a
- *   real network, with GC-free Redis but busy hosts, 3-5 s avoids failovers on a blip.
+ * - down-after-milliseconds 2000: a primary that has not answered a PING for 2 s is down.
+ *   Not 1000: a Sentinel opens its link to a just-promoted primary on its 1 s reconnect tick,
+ *   and with no margin over that it could find the new primary "down" a second after the
+ *   switch and, counting the other Sentinels' still-fresh votes on the old one, fail it over
+ *   again. On a real network with busy hosts, 3-5 s avoids failovers on a blip.
  * - failover-timeout 5000: a failover that stalls (the chosen replica does not take the role)
  *   is abandoned and retried by another Sentinel after 2x this (10 s), not after Redis's
  *   default 3 min x 2; it also bounds how long replicas take to follow the new primary.
  */
-export const DOWN_AFTER_MS = 1000;
+export const DOWN_AFTER_MS = 2000;
 export const FAILOVER_TIMEOUT_MS = 5000;
 
 export type SentinelNodeState = {
