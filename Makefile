@@ -19,16 +19,20 @@ SIGNAL ?= TERM
 CLI := node infra/cli.ts
 CLUSTER ?= auto
 export CLUSTER
+# How Redis runs for up and verify: single (one server), sentinel (primary, 2 replicas, 3 Sentinels) or
+# cluster (Redis Cluster); sentinel and cluster run as local processes.
+REDIS ?= single
+export REDIS
+# make verify: the app's WAIT after each increment (replicas that must acknowledge it).
+REDIS_WAIT_REPLICAS ?= 0
 # make verify knobs; CONCURRENCY is passed on only when set.
 SCENARIO ?= all
 COUNTER ?= atomic
 USERS ?= 50
 DURATION ?= 10
-# Redis topology for up and verify: single (default) or cluster (Redis Cluster, local processes).
-REDIS ?= single
 
-.PHONY: help deps system-deps docker-deps images up down ps logs kill start scale restart-redis config \
-  verify compare-counters bench bench-compare k8s-validate typecheck test
+.PHONY: help deps system-deps docker-deps images up down ps logs kill start scale restart-redis failover-redis \
+  config verify compare-counters bench bench-compare k8s-validate typecheck test
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -52,13 +56,13 @@ docker-deps:
 images: deps system-deps docker-deps ## pull the official base images (or build offline stand-ins), build the app image
 	@$(CLI) images
 
-up: deps system-deps docker-deps ## start Redis, REPLICAS app replicas and nginx on 127.0.0.1:PORT
+up: deps system-deps docker-deps ## start Redis (REDIS=single|sentinel|cluster), REPLICAS app replicas and nginx
 	@$(CLI) up --replicas $(REPLICAS) --port $(PORT) --redis "$(REDIS)"
 
 down: deps ## stop the cluster and remove its data
 	@$(CLI) down
 
-ps: deps ## list the replicas and whether they run
+ps: deps ## list the replicas and every Redis node with its role
 	@$(CLI) ps
 
 logs: deps ## recent log lines of every component
@@ -76,13 +80,16 @@ scale: deps ## change the number of replicas to REPLICAS, given explicitly (N= i
 restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives through AOF
 	@$(CLI) restart-redis --signal $(SIGNAL)
 
+failover-redis: deps ## stop the Redis primary (SIGNAL=KILL or TERM) and wait for another to serve writes
+	@$(CLI) failover-redis --signal $(SIGNAL)
+
 config: deps ## check the app's configuration from the environment (as a replica would)
 	@node services/app/src/check-config.ts
 
 verify: deps system-deps docker-deps ## no count lost or doubled (SCENARIO= COUNTER= USERS= DURATION= CLUSTER= REDIS=)
 	@node loadtest/harness/verify.ts --scenario "$(SCENARIO)" --counter "$(COUNTER)" \
-	  --users "$(USERS)" --duration "$(DURATION)" \
-	  --cluster "$(CLUSTER)" --redis "$(REDIS)" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
+	  --users "$(USERS)" --duration "$(DURATION)" --cluster "$(CLUSTER)" --redis "$(REDIS)" \
+	  --wait-replicas "$(REDIS_WAIT_REPLICAS)" $(if $(CONCURRENCY),--concurrency "$(CONCURRENCY)")
 
 compare-counters: deps system-deps docker-deps ## session vs atomic counter: lost updates, SIGKILL x10, throughput
 	@node loadtest/harness/compare-counters.ts --cluster "$(CLUSTER)"

@@ -16,6 +16,7 @@ const usage = `usage: node infra/cli.ts <command> [options]
   start --replica N
   scale --replicas N
   restart-redis [--signal KILL|TERM]
+  failover-redis [--signal KILL|TERM]  stop the Redis primary; resolves once another serves writes
   url                              print the load balancer's URL
   images                           pull or build the base images, build the app image (Compose)`;
 
@@ -26,9 +27,10 @@ const { positionals, values } = parseArgs({
     replica: { type: "string" },
     "deprecated-n": { type: "string" },
     port: { type: "string" },
-    redis: { type: "string" },
     signal: { type: "string", default: "TERM" },
     lines: { type: "string", default: "40" },
+    redis: { type: "string", default: process.env.REDIS || "single" },
+    name: { type: "string" },
   },
 });
 
@@ -46,6 +48,13 @@ function signalOption(value: string | undefined): Signal {
   const v = (value ?? "TERM").toUpperCase().replace(/^SIG/, "");
   if (v !== "TERM" && v !== "KILL") throw new Error(`--signal must be TERM or KILL, not "${value}"`);
   return `SIG${v}`;
+}
+
+async function printRedisNodes(c: Cluster): Promise<void> {
+  console.log("");
+  const line = (cells: string[]) => console.log(cells.map((cell, i) => cell.padEnd([14, 10, 10, 0][i]!)).join(" "));
+  line(["REDIS NODE", "ROLE", "STATE", "ADDRESS"]);
+  for (const n of await c.redisNodes()) line([n.name, n.role, n.running ? "running" : "stopped", n.address]);
 }
 
 async function running(): Promise<Cluster> {
@@ -69,26 +78,14 @@ async function printReplicas(c: Cluster): Promise<void> {
     line([String(r.index), r.name, r.running ? "running" : "stopped", r.replicaId, r.url, r.opsUrl]);
 }
 
-/** The Redis nodes and their roles, for a driver that reports them. */
-async function printRedisNodes(c: Cluster): Promise<void> {
-  const withNodes = c as Cluster & {
-    redisNodes?: () => Promise<{ name: string; role: string; running: boolean; address: string }[]>;
-  };
-  if (!withNodes.redisNodes) return;
-  const nodes = await withNodes.redisNodes();
-  if (nodes.length < 2) return;
-  console.log("redis nodes:");
-  for (const n of nodes)
-    console.log(`  ${n.name.padEnd(10)} ${n.role.padEnd(8)} ${n.running ? "running" : "stopped"}  ${n.address}`);
-}
-
 async function main(): Promise<void> {
   const [command] = positionals;
   switch (command) {
     case "up": {
       if (await attachCluster()) throw new Error("a cluster is already up; `make down` first, or `make ps` to see it");
-      // Redis Cluster runs as local processes only; CLUSTER=auto picks them for it.
-      const kind = values.redis === "cluster" && (process.env.CLUSTER ?? "auto") === "auto" ? "local" : chooseKind();
+      // Redis Cluster and Sentinel run as local processes only; CLUSTER=auto picks them for those.
+      const localOnly = values.redis === "cluster" || values.redis === "sentinel";
+      const kind = localOnly && (process.env.CLUSTER ?? "auto") === "auto" ? "local" : chooseKind();
       const common = {
         replicas: intOption("replicas", values.replicas, 3),
         port: intOption("port", values.port, 8080),
@@ -126,6 +123,24 @@ async function main(): Promise<void> {
       const c = await running();
       await printReplicas(c);
       return printRedisNodes(c);
+    }
+    case "failover-redis": {
+      const c = await running();
+      const signal = signalOption(values.signal);
+      const primary = await c.waitForPrimary({ timeoutMs: 10_000 });
+      const t0 = performance.now();
+      await c.killRedisNode(primary, signal);
+      const next = await c.waitForPrimary({ exclude: primary, timeoutMs: 60_000 });
+      const s = ((performance.now() - t0) / 1000).toFixed(1);
+      console.log(`${primary} stopped with ${signal}; ${next} is the primary (${s} s)`);
+      console.log(`start ${primary} again as a replica: node infra/cli.ts start-redis-node --name ${primary}`);
+      return;
+    }
+    case "start-redis-node": {
+      const c = await running();
+      if (!values.name) throw new Error("--name is required (a node from make ps)");
+      await c.startRedisNode(values.name);
+      return console.log(`${values.name} started`);
     }
     case "logs":
       return console.log(await (await running()).logs(intOption("lines", values.lines, 40)));

@@ -25,10 +25,7 @@ const root = resolve(import.meta.dirname, "..");
  * Variables the manifests set before the app reads them, each with the change that adds it.
  * Remove an entry once that change is in: from then on ENV_KEYS has the key.
  */
-const PENDING_KEYS: Record<string, string> = {
-  REDIS_SENTINELS: "Sentinel support in the app (a later change)",
-  REDIS_SENTINEL_NAME: "Sentinel support in the app (a later change)",
-};
+const PENDING_KEYS: Record<string, string> = {};
 
 type Env = { name: string; value?: string };
 type Port = { name?: string; containerPort: number };

@@ -4,7 +4,7 @@
 
 export type Signal = "SIGTERM" | "SIGKILL";
 
-/** How Redis runs: one server (default), a primary with replicas and Sentinels, or Redis Cluster. */
+/** How Redis runs: one server (default), a primary with replicas behind Sentinels, or Redis Cluster. */
 export type RedisTopology = "single" | "sentinel" | "cluster";
 
 /** A REDIS= value checked: the topology, or an error naming the choices. */
@@ -15,9 +15,12 @@ export function parseRedisTopology(value: string | undefined): RedisTopology {
 }
 
 export type RedisNodeInfo = {
+  /** Stable across restarts and failovers (e.g. redis-1, sentinel-2); what killRedisNode takes. */
   name: string;
+  /** The role the node has now (a failover changes it); a stopped node keeps its last known role. */
   role: "primary" | "replica" | "sentinel";
   running: boolean;
+  /** host:port, for people and for redis-cli. */
   address: string;
 };
 
@@ -35,7 +38,7 @@ export type ClusterOptions = {
    * load generators, whose every client is 127.0.0.1 (benchmarks, the harness, load tests).
    */
   clientLimits?: ClientLimits | false;
-  /** How Redis runs (default "single"); `make up REDIS=...`. */
+  /** How Redis runs (default "single"); `make up REDIS=...`, and the app is configured to match. */
   redis?: RedisTopology;
 };
 
@@ -76,6 +79,17 @@ export interface Cluster {
   scale(replicas: number): Promise<void>;
   stopRedis(signal: Signal): Promise<void>;
   startRedis(): Promise<void>;
+  /** Every Redis node (servers and Sentinels) with its current role. */
+  redisNodes(): Promise<RedisNodeInfo[]>;
+  /** Sends the signal to one Redis node (a name from redisNodes()) and resolves once it has exited. */
+  killRedisNode(name: string, signal: Signal): Promise<void>;
+  /** Starts a stopped Redis node again (same name, same data); a former primary rejoins as a replica. */
+  startRedisNode(name: string): Promise<void>;
+  /**
+   * Resolves with the name of a primary that serves writes, other than `exclude` (the one just
+   * killed), once there is one; rejects after `timeoutMs` (default 30 s).
+   */
+  waitForPrimary(opts?: { exclude?: string; timeoutMs?: number }): Promise<string>;
   /** Runs one command on the cluster's Redis (for tests and reports: keys, INFO, MEMORY USAGE). */
   redisCommand(...args: string[]): Promise<string>;
   /** Recent log lines of every component, oldest first. */

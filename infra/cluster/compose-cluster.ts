@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { APP_IMAGE, buildAppImage, resolveBaseImages } from "../images/images.ts";
-import type { Cluster, ClusterOptions, ReplicaInfo, Signal } from "./cluster.ts";
+import type { Cluster, ClusterOptions, RedisNodeInfo, ReplicaInfo, Signal } from "./cluster.ts";
 import { clientLimitsConf, clientLimitsFrom } from "./client-limits.ts";
 import { composeCommand, defaultProjectName, docker, run, type Command } from "./docker.ts";
 import { httpStatus, waitFor } from "./wait.ts";
@@ -70,6 +70,8 @@ export class ComposeCluster implements Cluster {
 
   /** A new cluster description; nothing runs until start(). */
   static create(opts: ComposeClusterOptions): ComposeCluster {
+    if ((opts.redis ?? "single") !== "single")
+      throw new Error(`REDIS=${opts.redis} is not available with Docker Compose yet; use CLUSTER=local`);
     const dir = resolve(opts.dir);
     const overrides: string[] = [];
     if (opts.appEnv && Object.keys(opts.appEnv).length > 0) {
@@ -360,6 +362,32 @@ export class ComposeCluster implements Cluster {
     await waitFor("redis to answer PING", async () => (await this.redisCommand("PING")) === "PONG", 30_000, 100);
     // Replicas reconnect on their own (ioredis backoff, capped at 1 s); wait until they have.
     await this.#waitAllReady();
+  }
+
+  async redisNodes(): Promise<RedisNodeInfo[]> {
+    const r = await this.#one("redis");
+    return [{ name: "redis", role: "primary", running: r.running, address: "redis:6379" }];
+  }
+
+  async killRedisNode(name: string, signal: Signal): Promise<void> {
+    if (name !== "redis") throw new Error(`no Redis node "${name}"; this cluster has redis`);
+    await this.stopRedis(signal);
+  }
+
+  async startRedisNode(name: string): Promise<void> {
+    if (name !== "redis") throw new Error(`no Redis node "${name}"; this cluster has redis`);
+    await this.startRedis();
+  }
+
+  async waitForPrimary(opts: { exclude?: string; timeoutMs?: number } = {}): Promise<string> {
+    // One server: it is the primary once it answers; nothing can replace it.
+    await waitFor(
+      "redis to answer",
+      async () => opts.exclude !== "redis" && (await this.redisCommand("PING")) === "PONG",
+      opts.timeoutMs ?? 30_000,
+      100,
+    );
+    return "redis";
   }
 
   async redisCommand(...args: string[]): Promise<string> {

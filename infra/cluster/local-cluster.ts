@@ -18,6 +18,7 @@ import type {
   Signal,
 } from "./cluster.ts";
 import { LocalRedisCluster, newRedisClusterNodes, type RedisClusterNode } from "./redis-cluster.ts";
+import { LocalSentinelTopology, sentinelAppEnv, sentinelState, type SentinelState } from "./redis-sentinel.ts";
 import { clientLimitsConf, clientLimitsFrom } from "./client-limits.ts";
 import { httpStatus, waitFor } from "./wait.ts";
 import { freePort } from "./ports.ts";
@@ -30,7 +31,7 @@ const aclTemplate = join(repoRoot, "infra/redis/users.acl");
 const REDIS_MAXMEMORY = "200mb";
 
 /** The users of infra/redis/users.acl that log in, each with a password of its own. */
-type RedisUser = "app" | "health" | "admin" | "replication";
+type RedisUser = "app" | "health" | "admin" | "replication" | "sentinel";
 
 type Proc = { pid: number | undefined };
 type LocalState = {
@@ -40,6 +41,8 @@ type LocalState = {
   redisTopology?: RedisTopology;
   /** REDIS=cluster: the six nodes (redis-cluster.ts); `redis` above is then unused but for its passwords. */
   redisCluster?: RedisClusterNode[];
+  /** REDIS=sentinel: the six processes of redis-sentinel.ts instead of the one above. */
+  sentinel?: SentinelState;
   replicas: (Proc & { index: number; name: string; port: number; opsPort: number })[];
   nginx: Proc;
   appEnv: Record<string, string>;
@@ -150,11 +153,6 @@ export function redisAclFile(template: string, passwords: Partial<Record<string,
   );
 }
 
-function redisTopology(t: RedisTopology | undefined): RedisTopology {
-  if (t === undefined || t === "single" || t === "cluster") return t ?? "single";
-  throw new Error(`REDIS=${t} is not supported by local processes here; use single or cluster`);
-}
-
 export class LocalCluster implements Cluster {
   readonly kind = "local" as const;
   readonly dir: string;
@@ -175,9 +173,10 @@ export class LocalCluster implements Cluster {
       redis: {
         pid: undefined,
         port: 0,
-        passwords: { app: secret(), health: secret(), admin: secret(), replication: secret() },
+        passwords: { app: secret(), health: secret(), admin: secret(), replication: secret(), sentinel: secret() },
       },
-      redisTopology: redisTopology(opts.redis),
+      redisTopology: opts.redis ?? "single",
+      ...(opts.redis === "sentinel" ? { sentinel: sentinelState([0, 0, 0, 0, 0, 0]) } : {}),
       replicas: Array.from({ length: n }, (_, i) => ({
         index: i + 1,
         name: `app-${i + 1}`,
@@ -288,6 +287,7 @@ export class LocalCluster implements Cluster {
     if (s.port === 0) s.port = await freePort();
     if (this.redisTopology === "cluster") s.redisCluster = await newRedisClusterNodes();
     else s.redis.port = await freePort();
+    for (const n of s.sentinel?.nodes ?? []) n.port = await freePort();
     for (const r of s.replicas) {
       r.port = await freePort();
       r.opsPort = await freePort();
@@ -295,7 +295,8 @@ export class LocalCluster implements Cluster {
     if (s.tls) s.tls.port = await freePort();
     this.#save();
     try {
-      await this.#startRedis(redisBin);
+      if (s.sentinel) await this.#sentinel(redisBin).start();
+      else await this.#startRedis(redisBin);
       await Promise.all(s.replicas.map((r) => this.startReplica(r.index)));
       await this.#startNginx(nginxBin);
     } catch (err) {
@@ -303,6 +304,28 @@ export class LocalCluster implements Cluster {
       await this.stop().catch(() => {});
       throw new Error(`${(err as Error).message}\n--- recent logs ---\n${tail}`, { cause: err });
     }
+  }
+
+  /** The Sentinel topology's processes, driven with this cluster's spawn, files and redis-cli. */
+  #sentinel(redisBin = "redis-server"): LocalSentinelTopology {
+    const s = this.#state;
+    return new LocalSentinelTopology(
+      {
+        dir: join(this.dir, "redis"),
+        redisBin,
+        passwords: s.redis.passwords,
+        aclText: redisAclFile(readFileSync(aclTemplate, "utf8"), s.redis.passwords),
+        maxmemory: REDIS_MAXMEMORY,
+        waitReplicas: Number(s.appEnv.REDIS_WAIT_REPLICAS ?? 0),
+        spawn: (name, bin, args) => this.#spawn(name, bin, args),
+        alive,
+        signal: (pid, marker, signal, what) => this.#signal(pid, marker, signal, what),
+        // stop() removes the folder; a late save must not recreate or fail on it.
+        save: () => existsSync(this.dir) && this.#save(),
+        cli: (port, user, args) => this.#cli(port, user, args),
+      },
+      s.sentinel!,
+    );
   }
 
   async #startRedis(bin: string, fresh = true): Promise<void> {
@@ -352,7 +375,9 @@ export class LocalCluster implements Cluster {
       REPLICA_ID: r.name,
       ...(this.#state.redisCluster
         ? { REDIS_CLUSTER_NODES: this.#redisCluster()!.seeds() }
-        : { REDIS_URL: `redis://127.0.0.1:${this.#state.redis.port}` }),
+        : this.#state.sentinel
+          ? sentinelAppEnv(this.#state.sentinel, this.#state.redis.passwords)
+          : { REDIS_URL: `redis://127.0.0.1:${this.#state.redis.port}` }),
       REDIS_USERNAME: "app",
       REDIS_PASSWORD: this.#state.redis.passwords.app,
       // The cluster's own secret, unless the test or the caller chose its own (rotation).
@@ -495,6 +520,7 @@ export class LocalCluster implements Cluster {
     // Redis Cluster: every node (the meaning of "restart Redis" there); the data survives in each node's AOF.
     const cluster = this.#redisCluster();
     if (cluster) return cluster.stopAll(signal);
+    if (this.#state.sentinel) return this.#sentinel().stopServers(signal);
     await this.#signal(this.#state.redis.pid, `:${this.#state.redis.port}`, signal, "redis-server");
     this.#state.redis.pid = undefined;
     this.#save();
@@ -502,6 +528,7 @@ export class LocalCluster implements Cluster {
 
   async startRedis(): Promise<void> {
     if (this.#state.redisCluster) await this.#startRedis(await need("redis-server", "redis-server"), false);
+    else if (this.#state.sentinel) await this.#sentinel(await need("redis-server", "redis-server")).startServers();
     else if (!alive(this.#state.redis.pid, `:${this.#state.redis.port}`))
       await this.#startRedis(await need("redis-server", "redis-server"));
     // Replicas reconnect on their own (ioredis backoff, capped at 1 s); wait until they have.
@@ -520,14 +547,35 @@ export class LocalCluster implements Cluster {
 
   /** The redis-server processes' pids (for CPU accounting). */
   redisPids(): number[] {
-    const pids = this.#state.redisCluster?.map((n) => n.pid) ?? [this.#state.redis.pid];
+    const pids = (this.#state.redisCluster ?? this.#state.sentinel?.nodes)?.map((n) => n.pid) ?? [
+      this.#state.redis.pid,
+    ];
     return pids.filter((p): p is number => p !== undefined);
+  }
+
+  async redisCommand(...args: string[]): Promise<string> {
+    const cluster = this.#redisCluster();
+    if (cluster) return cluster.command(args);
+    // Sentinel: on the primary the Sentinels name now.
+    const port = this.#state.sentinel ? await this.#sentinel().primaryPort() : this.#state.redis.port;
+    return this.#cli(port, "admin", args);
+  }
+
+  async #cli(port: number, user: "admin" | "app", args: string[]): Promise<string> {
+    // As the admin user (operators' and tests' commands); the password goes in the
+    // environment, not argv: `ps` shows argv, and a failed command's message quotes it.
+    const { stdout } = await run("redis-cli", ["-h", "127.0.0.1", "-p", String(port), "--user", user, ...args], {
+      timeout: 5000,
+      env: { ...process.env, REDISCLI_AUTH: this.#state.redis.passwords[user] },
+    });
+    return stdout.trim();
   }
 
   /** Every Redis node and its role (one "primary" with REDIS=single). */
   async redisNodes(): Promise<RedisNodeInfo[]> {
     const cluster = this.#redisCluster();
     if (cluster) return cluster.nodes();
+    if (this.#state.sentinel) return this.#sentinel().nodes();
     const r = this.#state.redis;
     return [{ name: "redis", role: "primary", running: alive(r.pid, `:${r.port}`), address: `127.0.0.1:${r.port}` }];
   }
@@ -535,43 +583,37 @@ export class LocalCluster implements Cluster {
   async killRedisNode(name: string, signal: Signal): Promise<void> {
     const cluster = this.#redisCluster();
     if (cluster) return cluster.kill(name, signal);
-    if (name !== "redis") throw new Error(`no Redis node ${name}; this cluster has redis`);
+    if (this.#state.sentinel) return this.#sentinel().kill(name, signal);
+    if (name !== "redis") throw new Error(`no Redis node "${name}"; this cluster has redis`);
     await this.stopRedis(signal);
   }
 
   async startRedisNode(name: string): Promise<void> {
     const cluster = this.#redisCluster();
     if (cluster) return cluster.startNode(await need("redis-server", "redis-server"), name);
-    if (name !== "redis") throw new Error(`no Redis node ${name}; this cluster has redis`);
+    if (this.#state.sentinel) return this.#sentinel(await need("redis-server", "redis-server")).startNode(name);
+    if (name !== "redis") throw new Error(`no Redis node "${name}"; this cluster has redis`);
     await this.startRedis();
   }
 
-  /** Redis Cluster: resolves once every slot has a running primary, with one other than `exclude`. */
+  /** Cluster: every slot has a running primary, one other than `exclude`; Sentinel: the primary they name. */
   async waitForPrimary(opts: { exclude?: string; timeoutMs?: number } = {}): Promise<string> {
     const cluster = this.#redisCluster();
     if (cluster) return cluster.waitForPrimary(opts);
-    await waitFor("redis", async () => (await this.redisCommand("PING")) === "PONG", opts.timeoutMs ?? 15_000);
+    if (this.#state.sentinel) return this.#sentinel().waitForPrimary(opts);
+    // One server: it is the primary once it answers; nothing can replace it.
+    const r = this.#state.redis;
+    await waitFor(
+      "redis to answer",
+      async () => opts.exclude !== "redis" && (await this.#cli(r.port, "admin", ["PING"])) === "PONG",
+      opts.timeoutMs ?? 30_000,
+      50,
+    );
     return "redis";
   }
 
-  async redisCommand(...args: string[]): Promise<string> {
-    const cluster = this.#redisCluster();
-    if (cluster) return cluster.command(args);
-    // As the admin user (operators' and tests' commands); the password goes in the
-    // environment, not argv: `ps` shows argv, and a failed command's message quotes it.
-    const { stdout } = await run(
-      "redis-cli",
-      ["-h", "127.0.0.1", "-p", String(this.#state.redis.port), "--user", "admin", ...args],
-      {
-        timeout: 5000,
-        env: { ...process.env, REDISCLI_AUTH: this.#state.redis.passwords.admin },
-      },
-    );
-    return stdout.trim();
-  }
-
   async logs(lines = 50): Promise<string> {
-    const redis = this.#redisCluster()?.logNames() ?? ["redis"];
+    const redis = this.#redisCluster()?.logNames() ?? this.#state.sentinel?.nodes.map((n) => n.name) ?? ["redis"];
     const names = [...redis, ...this.#state.replicas.map((r) => r.name), "nginx-error", "nginx-access"];
     const out: string[] = [];
     for (const name of names) {
@@ -594,6 +636,7 @@ export class LocalCluster implements Cluster {
     await this.#redisCluster()
       ?.stopAll("SIGTERM")
       .catch(() => this.#redisCluster()?.stopAll("SIGKILL"));
+    if (s.sentinel) await this.#sentinel().stopAll();
     await this.#signal(s.redis.pid, `:${s.redis.port}`, "SIGTERM", "redis-server").catch(() =>
       this.#signal(s.redis.pid, `:${s.redis.port}`, "SIGKILL", "redis-server"),
     );

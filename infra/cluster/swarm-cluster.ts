@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { resolve } from "node:path";
 import { APP_IMAGE, buildAppImage, resolveBaseImages } from "../images/images.ts";
 import { stackFile } from "../swarm/stack.ts";
-import type { Cluster, ClusterOptions, ReplicaInfo, Signal } from "./cluster.ts";
+import type { Cluster, ClusterOptions, RedisNodeInfo, ReplicaInfo, Signal } from "./cluster.ts";
 import { clientLimitsConf, clientLimitsFrom } from "./client-limits.ts";
 import { docker, run } from "./docker.ts";
 import { freePort } from "./ports.ts";
@@ -391,6 +391,33 @@ export class SwarmCluster implements Cluster {
     await docker(["service", "scale", "--detach", `${this.#service("redis")}=1`]);
     await waitFor("redis to answer PING", async () => (await this.redisCommand("PING")) === "PONG", 60_000, 200);
     await this.#waitConverged();
+  }
+
+  /** Swarm runs one Redis (open.ts refuses other topologies). */
+  async redisNodes(): Promise<RedisNodeInfo[]> {
+    const [t] = await this.#tasks("redis");
+    return [{ name: "redis", role: "primary", running: t?.state === "running", address: "redis:6379" }];
+  }
+
+  async killRedisNode(name: string, signal: Signal): Promise<void> {
+    if (name !== "redis") throw new Error(`no Redis node "${name}"; this cluster has redis`);
+    await this.stopRedis(signal);
+  }
+
+  async startRedisNode(name: string): Promise<void> {
+    if (name !== "redis") throw new Error(`no Redis node "${name}"; this cluster has redis`);
+    await this.startRedis();
+  }
+
+  async waitForPrimary(opts: { exclude?: string; timeoutMs?: number } = {}): Promise<string> {
+    // One server: it is the primary once it answers; nothing can replace it.
+    await waitFor(
+      "redis to answer",
+      async () => opts.exclude !== "redis" && (await this.redisCommand("PING").catch(() => "")) === "PONG",
+      opts.timeoutMs ?? 30_000,
+      200,
+    );
+    return "redis";
   }
 
   async redisCommand(...args: string[]): Promise<string> {

@@ -8,6 +8,14 @@ export type Expectations = {
   noFailures?: boolean;
   /** Every failed answer must come within this many ms, and no request may time out (a Redis outage). */
   fastFailuresMs?: number;
+  /**
+   * A Redis failover without WAIT: acknowledged increments the old primary had not yet
+   * replicated may be lost. The loss is reported (bounds, exactly-once, failovers) but does not
+   * fail the run; anything counted twice still does.
+   */
+  lossAllowed?: boolean;
+  /** Report each Redis failover (the "redis" down/up events): writes' pause, loss, key retries. */
+  failovers?: boolean;
 };
 
 export type Check = {
@@ -100,22 +108,26 @@ export function tallySessions(h: History): SessionTally[] {
   return out;
 }
 
-export function checkBounds(sessions: SessionTally[]): Check {
+export function checkBounds(sessions: SessionTally[], lossAllowed = false): Check {
   const unread = sessions.filter((s) => s.final === undefined).length;
   const lost = sessions.reduce((n, s) => n + s.lost, 0);
   const dup = sessions.reduce((n, s) => n + s.duplicated, 0);
   const bad = sessions.filter((s) => s.lost > 0 || s.duplicated > 0 || s.final === undefined).length;
+  const fatal = sessions.filter(
+    (s) => s.duplicated > 0 || s.final === undefined || (!lossAllowed && s.lost > 0),
+  ).length;
   const acked = sessions.reduce((n, s) => n + s.acknowledged, 0);
   return {
     name: "bounds",
     consistency: true,
-    ok: bad === 0,
+    ok: fatal === 0,
     summary:
       bad === 0
         ? `acknowledged <= final <= acknowledged + indeterminate in all ${sessions.length} sessions`
         : `${bad} of ${sessions.length} sessions out of bounds: ${lost} acknowledged increments lost ` +
           `(${percentOf(lost, acked)}), ${dup} ` +
-          `duplicated${unread ? `, ${unread} final counts unreadable` : ""}`,
+          `duplicated${unread ? `, ${unread} final counts unreadable` : ""}` +
+          (lossAllowed && fatal === 0 ? " (a loss without WAIT is reported, not failed; nothing counted twice)" : ""),
     figures: { sessions: sessions.length, violating: bad, lost, duplicated: dup, unread },
   };
 }
@@ -124,7 +136,8 @@ export function checkBounds(sessions: SessionTally[]): Check {
  * With Idempotency-Keys the client retries every indeterminate increment until it knows, so
  * the strict property applies: final == number of distinct keys acknowledged.
  */
-export function checkExactlyOnce(h: History): Check {
+export function checkExactlyOnce(h: History, lossAllowed = false): Check {
+  let over = 0;
   let mismatched = 0;
   let unresolved = 0;
   let off = 0;
@@ -139,12 +152,13 @@ export function checkExactlyOnce(h: History): Check {
       if (okAttempt(op)?.replayed) replayed++;
     }
     const final = u.read ? okAttempt(u.read)?.count : undefined;
+    if (final !== undefined && final > keys.size) over++;
     if (final !== keys.size) {
       mismatched++;
       off += final === undefined ? keys.size : Math.abs(final - keys.size);
     }
   }
-  const ok = mismatched === 0 && unresolved === 0;
+  const ok = (lossAllowed ? over === 0 : mismatched === 0) && unresolved === 0;
   return {
     name: "exactly-once",
     consistency: true,
@@ -153,7 +167,7 @@ export function checkExactlyOnce(h: History): Check {
       ? `final == distinct keys acknowledged in all ${sessions.size} sessions (${replayed} answers were replays)`
       : `${mismatched} sessions differ from their acknowledged keys by ${off} in ` +
         `all${unresolved ? `; ${unresolved} keys never got a definite answer` : ""}`,
-    figures: { sessions: sessions.size, mismatched, difference: off, unresolved, replayed },
+    figures: { sessions: sessions.size, mismatched, over, difference: off, unresolved, replayed },
   };
 }
 
@@ -161,7 +175,7 @@ export function checkExactlyOnce(h: History): Check {
  * Every increment adds one, so an increment that began after another was acknowledged must
  * return a larger count, and the final read may not be below any acknowledged count.
  */
-export function checkMonotonic(h: History): Check {
+export function checkMonotonic(h: History, lossAllowed = false): Check {
   let violations = 0;
   let usersAffected = 0;
   let example = "";
@@ -194,7 +208,9 @@ export function checkMonotonic(h: History): Check {
   return {
     name: "monotonic",
     consistency: true,
-    ok: violations === 0,
+    // A lost increment makes the next answer repeat a count already seen: the loss itself,
+    // reported by bounds.
+    ok: violations === 0 || lossAllowed,
     summary:
       violations === 0
         ? "no user saw its count stall or go down"
@@ -333,15 +349,83 @@ export function checkFastFailures(h: History, limitMs: number): Check {
   };
 }
 
+/**
+ * One row per Redis failover (a "redis" down event, then its "up"): how long no write sent
+ * after the kill succeeded, the acknowledged increments the failover lost (a user's next
+ * answer repeating a count already acknowledged: with one request in flight per user, each
+ * repeat is one loss), and the keyed increments left indeterminate by it that a retry with
+ * the same key then resolved. Figures, not a pass/fail: bounds and exactly-once judge.
+ */
+export function checkFailovers(h: History): Check {
+  const downs = h.events.filter((e) => e.target === "redis" && e.state === "down").sort((a, b) => a.t - b.t);
+  const incs = h.ops.filter((o) => o.kind === "increment");
+  const windowOf = (t: number) => downs.filter((d) => d.t <= t).length - 1;
+  const rows = downs.map((d) => ({ label: d.label, resumeMs: NaN, lost: 0, indeterminate: 0, resolved: 0 }));
+  for (const [i, d] of downs.entries()) {
+    const next = downs[i + 1]?.t ?? Infinity;
+    let first = Infinity;
+    for (const op of incs)
+      for (const a of op.attempts) if (a.outcome === "ok" && a.t0 >= d.t && a.t0 < next) first = Math.min(first, a.t1);
+    rows[i]!.resumeMs = first - d.t;
+  }
+  for (const op of incs) {
+    const a = op.attempts.find((x) => x.outcome === "indeterminate");
+    if (!a) continue;
+    const w = windowOf(a.t0);
+    if (w < 0) continue;
+    rows[w]!.indeterminate++;
+    if (op.attempts.some((x) => x.outcome === "ok")) rows[w]!.resolved++;
+  }
+  for (const [, u] of byUser(h)) {
+    const acked = u.increments
+      .map(okAttempt)
+      .filter((a): a is NonNullable<typeof a> => a?.count !== undefined)
+      .sort((x, y) => x.t1 - y.t1);
+    let max = 0;
+    for (const a of acked) {
+      if (a.count! <= max) {
+        const w = windowOf(a.t1);
+        if (w >= 0) rows[w]!.lost += max - a.count! + 1;
+      }
+      max = Math.max(max, a.count!);
+    }
+  }
+  const fmt = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)} s` : "never");
+  return {
+    name: "failovers",
+    consistency: false,
+    ok: true,
+    summary: rows.length
+      ? rows
+          .map(
+            (r, i) =>
+              `#${i + 1} ${r.label}: writes resumed after ${fmt(r.resumeMs)}, ${r.lost} acknowledged lost, ` +
+              `${r.indeterminate} indeterminate (${r.resolved} resolved by key retries)`,
+          )
+          .join("; ")
+      : "no Redis failover happened",
+    figures: Object.fromEntries(
+      rows.flatMap((r, i) => [
+        [`resumeMs${i + 1}`, Number.isFinite(r.resumeMs) ? Math.round(r.resumeMs) : "never"],
+        [`lost${i + 1}`, r.lost],
+        [`indeterminate${i + 1}`, r.indeterminate],
+        [`resolved${i + 1}`, r.resolved],
+      ]),
+    ),
+  };
+}
+
 export function checkHealth(h: History): Check {
   return { name: "healthy at end", consistency: false, ok: h.endHealth.ok, summary: h.endHealth.detail, figures: {} };
 }
 
 export function check(h: History, expect: Expectations = {}): Verdict {
   const sessions = tallySessions(h);
-  const checks = [checkBounds(sessions)];
-  if (h.keyed) checks.push(checkExactlyOnce(h));
-  checks.push(checkMonotonic(h), checkContinuity(h), checkSpread(h), checkFailures(h, expect));
+  const lossAllowed = expect.lossAllowed === true;
+  const checks = [checkBounds(sessions, lossAllowed)];
+  if (h.keyed) checks.push(checkExactlyOnce(h, lossAllowed));
+  checks.push(checkMonotonic(h, lossAllowed), checkContinuity(h), checkSpread(h), checkFailures(h, expect));
+  if (expect.failovers) checks.push(checkFailovers(h));
   if (expect.fastFailuresMs !== undefined) checks.push(checkFastFailures(h, expect.fastFailuresMs));
   checks.push(checkHealth(h));
 

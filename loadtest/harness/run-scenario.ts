@@ -28,6 +28,8 @@ export type RunOptions = {
   /** Increments per user at most (default: unbounded within the duration, capped at 100000). */
   opsPerUser?: number;
   replicas?: number;
+  /** REDIS_WAIT_REPLICAS for the app (default 0). */
+  waitReplicas?: number;
   /** Run against this cluster instead of starting one; it is left running. */
   cluster?: Cluster;
   /** Progress lines; default console.log. */
@@ -107,13 +109,23 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
   const concurrency = o.concurrency ?? s.concurrency ?? 1;
   const keyed = counter === "atomic" && (o.keyed ?? true);
   const own = o.cluster === undefined;
+  const redis = o.redis ?? "single";
+  if (s.needsFailover && redis === "single" && own)
+    throw new Error(`scenario ${s.name} needs a Redis that fails over: REDIS=sentinel or REDIS=cluster`);
+  const wait = o.waitReplicas ?? 0;
+  const expect = { ...s.expect, lossAllowed: s.lossWithoutWait === true && wait === 0 };
   const cluster =
     o.cluster ??
     createCluster(o.kind, {
       replicas: o.replicas ?? 3,
       port: 0,
-      redis: o.redis ?? "single",
-      appEnv: { ...LOAD_APP_ENV, COUNTER: counter, ...s.appEnv },
+      appEnv: {
+        ...LOAD_APP_ENV,
+        COUNTER: counter,
+        ...(wait > 0 ? { REDIS_WAIT_REPLICAS: String(wait) } : {}),
+        ...s.appEnv,
+      },
+      redis,
       // Every simulated user is 127.0.0.1: nginx's per-client limits would refuse the load itself.
       clientLimits: false,
       dir: mkdtempSync(join(tmpdir(), `verify-${s.name}-`)),
@@ -123,7 +135,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
   try {
     if (own) {
       activeClusters.add(cluster);
-      const redisNote = o.redis && o.redis !== "single" ? `REDIS=${o.redis}, ` : "";
+      const redisNote = redis !== "single" || wait > 0 ? `REDIS=${redis}, REDIS_WAIT_REPLICAS=${wait}, ` : "";
       log(
         `${tag} starting a ${o.kind} cluster (${redisNote}COUNTER=${counter}${
           s.appEnv
@@ -170,7 +182,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
       inRotation: (name) => inRotation(cluster, [name]),
       mark: (target, state, label) => {
         events.push({ t: clock(), target, state, label });
-        if (label) log(`${tag} ${fmt(clock())}  ${state === "down" ? "▼" : "▲"} ${label}`);
+        if (label) log(`${tag} ${fmt(clock())}  ${state === "down" ? "▼" : state === "up" ? "▲" : "•"} ${label}`);
       },
     };
 
@@ -231,7 +243,7 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
       events,
       endHealth: health,
     };
-    const verdict = check(history, s.expect);
+    const verdict = check(history, expect);
     return {
       scenario: s.name,
       title: s.title,

@@ -12,7 +12,7 @@ export type FaultContext = {
    * Records a fault event on the timeline: "down" just before sending the signal, "up" once
    * the target is ready again.
    */
-  mark(target: string, state: "down" | "up", label: string): void;
+  mark(target: string, state: "down" | "up" | "note", label: string): void;
   /**
    * Resolves once the load balancer routes requests to this replica (its replicaId) again,
    * bounded: nginx keeps a replica it saw fail out of rotation for fail_timeout even after it is ready.
@@ -33,6 +33,13 @@ export type Scenario = {
   expect: Expectations;
   /** Set for a negative control: the scenario passes when the checker finds a violation. */
   control?: string;
+  /** Needs a Redis that can fail over (REDIS=sentinel or cluster); refused with REDIS=single. */
+  needsFailover?: boolean;
+  /**
+   * Without WAIT (REDIS_WAIT_REPLICAS=0) a failover may lose acknowledged increments: then the
+   * loss is reported but does not fail the run. With WAIT >= 1 it must be 0.
+   */
+  lossWithoutWait?: boolean;
   faults?: (ctx: FaultContext) => Promise<void>;
   /** The cluster kinds it applies to (default: every one); orchestrator-only scenarios name theirs. */
   kinds?: ClusterKind[];
@@ -44,6 +51,19 @@ type Orchestrated = Cluster & { rollingUpdate(): Promise<void> };
 function orchestrated(c: Cluster): Orchestrated {
   if (!("rollingUpdate" in c)) throw new Error(`this scenario needs an orchestrator (CLUSTER=swarm), not ${c.kind}`);
   return c as Orchestrated;
+}
+
+/**
+ * Takes the primary out (`cut` does it, given its name) and waits for another to serve writes;
+ * marks both on the timeline's redis lane. Resolves with the old primary's name.
+ */
+async function failover(ctx: FaultContext, how: string, cut: (primary: string) => Promise<void>): Promise<string> {
+  const primary = await ctx.cluster.waitForPrimary({ timeoutMs: 15_000 });
+  ctx.mark("redis", "down", `${how} ${primary} (primary)`);
+  await cut(primary);
+  const next = await ctx.cluster.waitForPrimary({ exclude: primary, timeoutMs: 30_000 });
+  ctx.mark("redis", "up", `${next} promoted`);
+  return primary;
 }
 
 async function nth(cluster: Cluster, i: number): Promise<ReplicaInfo> {
@@ -134,6 +154,38 @@ export const scenarios: Scenario[] = [
         await ctx.cluster.startRedis();
         ctx.mark("redis", "up", "redis ready, replicas reconnected");
       }
+    },
+  },
+  {
+    name: "redis-failover",
+    title: "SIGKILL the Redis primary mid-run, twice (fail over, and again): lost, doubled, how long writes stop",
+    needsFailover: true,
+    lossWithoutWait: true,
+    expect: { failovers: true },
+    faults: async (ctx) => {
+      for (const at of [0.25, 0.6]) {
+        await ctx.at(at);
+        const old = await failover(ctx, "SIGKILL", (p) => ctx.cluster.killRedisNode(p, "SIGKILL"));
+        // Back with its AOF, it rejoins as a replica: the second failover again has two candidates.
+        await ctx.cluster.startRedisNode(old);
+        ctx.mark("redis", "note", `${old} restarted (rejoins as a replica)`);
+      }
+    },
+  },
+  {
+    name: "redis-partition",
+    title: "the Redis primary stops answering (CLIENT PAUSE ALL) without dying: failover while it still holds clients",
+    needsFailover: true,
+    lossWithoutWait: true,
+    expect: { failovers: true },
+    faults: async (ctx) => {
+      await ctx.at(0.3);
+      // Its clients (the app, the Sentinels' PINGs) wait; the Sentinels promote a replica. When the
+      // pause ends the old primary runs what it queued and is then demoted: those writes, which no
+      // client saw acknowledged, are discarded; their keys' retries went to the new primary.
+      await failover(ctx, "CLIENT PAUSE 5 s", async () => {
+        await ctx.cluster.redisCommand("CLIENT", "PAUSE", "5000", "ALL");
+      });
     },
   },
   {

@@ -99,7 +99,7 @@ export function timelineSvg(h: History, verdict: Verdict, title: string): string
     );
     out.push(
       `<text x="${ex}" y="${top - 8}" fill="${color}" font-size="10" ` +
-        `text-anchor="middle">${e.state === "down" ? "▼" : "▲"}</text>`,
+        `text-anchor="middle">${e.state === "down" ? "▼" : e.state === "up" ? "▲" : "•"}</text>`,
     );
   }
   // Axis: seconds.
@@ -127,7 +127,7 @@ export function timelineSvg(h: History, verdict: Verdict, title: string): string
     const color = e.state === "down" ? COLORS.failed : COLORS.ok;
     out.push(
       `<text x="${left}" y="${legendY + 18 + i * 15}" fill="${color}" ` +
-        `font-size="11">${(e.t / 1000).toFixed(2)} s  ${e.state === "down" ? "▼" : "▲"} ` +
+        `font-size="11">${(e.t / 1000).toFixed(2)} s  ${e.state === "down" ? "▼" : e.state === "up" ? "▲" : "•"} ` +
         `${esc(e.label)}</text>`,
     );
   });

@@ -6,7 +6,13 @@ try {
   const c = loadConfig();
   const masked = {
     ...c,
-    redis: { ...c.redis, password: c.redis.password ? "(set)" : "(none)" },
+    redis: {
+      ...c.redis,
+      password: c.redis.password ? "(set)" : "(none)",
+      ...(c.redis.sentinel
+        ? { sentinel: { ...c.redis.sentinel, password: c.redis.sentinel.password ? "(set)" : "(none)" } }
+        : {}),
+    },
     session: { ...c.session, secrets: c.session.secrets.map((_, i) => `(secret ${i + 1})`) },
   };
   process.stdout.write(`configuration is valid:\n${JSON.stringify(masked, null, 2)}\n`);

@@ -27,16 +27,21 @@ describe("loadConfig", () => {
     expect(problems.join("\n")).toContain('"redis-1" is not host:port');
   });
 
-  it("refuses two Redis topologies at once, naming both", () => {
+  it("refuses two Redis topologies at once, naming every clash", () => {
     const problems = problemsOf({
       REDIS_CLUSTER_NODES: "redis-1:6379",
       REDIS_URL: "redis://redis:6379",
       REDIS_SENTINELS: "s1:26379",
+      REDIS_SENTINEL_NAME: "sessions",
+      REDIS_WAIT_REPLICAS: "1",
     });
     expect(problems).toEqual([
       "REDIS_CLUSTER_NODES: set either REDIS_CLUSTER_NODES (Redis Cluster) or REDIS_URL, not both",
       "REDIS_CLUSTER_NODES: set either REDIS_CLUSTER_NODES (Redis Cluster) or REDIS_SENTINELS, not both",
+      "REDIS_WAIT_REPLICAS: not supported with REDIS_CLUSTER_NODES (Redis Cluster); leave it unset or 0",
+      "REDIS_URL: set either REDIS_URL (one server) or REDIS_SENTINELS (Sentinel), not both",
     ]);
+    expect(problemsOf({ REDIS_CLUSTER_NODES: "redis-1:6379", REDIS_WAIT_REPLICAS: "0" })).toEqual([]);
   });
 
   it("applies documented defaults and freezes the result", () => {
@@ -118,5 +123,38 @@ describe("loadConfig", () => {
     expect(problemsOf({ FAULT_SIGKILL_AFTER_INCREMENT: "k-" })).toHaveLength(1);
     expect(loadConfig({ NODE_ENV: "test", FAULT_SIGKILL_AFTER_INCREMENT: "k-" }).faultSigkillAfterIncrement).toBe("k-");
     expect(loadConfig({}).faultSigkillAfterIncrement).toBeUndefined();
+  });
+
+  it("reads Sentinels and the WAIT knob, and names every wrong Redis topology key at once", () => {
+    const c = loadConfig({
+      REDIS_SENTINELS: "10.0.0.1:26379, sentinel-2:26380,[::1]:26381",
+      REDIS_SENTINEL_NAME: "sessions",
+      REDIS_WAIT_REPLICAS: "1",
+    });
+    expect(c.redis.sentinel?.nodes).toEqual([
+      { host: "10.0.0.1", port: 26379 },
+      { host: "sentinel-2", port: 26380 },
+      { host: "::1", port: 26381 },
+    ]);
+    expect(c.redis).toMatchObject({ waitReplicas: 1, waitTimeoutMs: 250 });
+    expect(loadConfig({}).redis).toMatchObject({ sentinel: undefined, waitReplicas: 0 });
+    const problems = problemsOf({
+      REDIS_URL: "redis://127.0.0.1:6379",
+      REDIS_SENTINELS: "nohost,127.0.0.1:70000",
+      REDIS_WAIT_REPLICAS: "1",
+      REDIS_WAIT_TIMEOUT_MS: "500",
+    });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^REDIS_URL: set either REDIS_URL .* or REDIS_SENTINELS/),
+        expect.stringMatching(/^REDIS_SENTINELS: "nohost" is not host:port/),
+        expect.stringMatching(/^REDIS_SENTINELS: "127.0.0.1:70000" is not host:port/),
+        expect.stringMatching(/^REDIS_SENTINEL_NAME: required with REDIS_SENTINELS/),
+        expect.stringMatching(/^REDIS_WAIT_TIMEOUT_MS: must be below REDIS_COMMAND_TIMEOUT_MS/),
+      ]),
+    );
+    expect(problemsOf({ REDIS_SENTINEL_NAME: "sessions" })).toEqual([
+      expect.stringMatching(/^REDIS_SENTINEL_NAME: set only with REDIS_SENTINELS/),
+    ]);
   });
 });

@@ -33,6 +33,19 @@ const schema = z
       .optional(),
     REDIS_PASSWORD: z.string().optional(),
     REDIS_CLUSTER_NODES: z.string().optional(),
+    // host:port,... of the Sentinels; the app then asks them for the primary of REDIS_SENTINEL_NAME.
+    REDIS_SENTINELS: z.string().optional(),
+    REDIS_SENTINEL_NAME: z
+      .string()
+      .regex(/^[\w.-]{1,64}$/, "a Sentinel master name: letters, digits, '.', '_' or '-'")
+      .optional(),
+    REDIS_SENTINEL_USERNAME: z
+      .string()
+      .regex(/^[^\s>]{1,64}$/, "a Redis ACL user name: no spaces, at most 64 characters")
+      .optional(),
+    REDIS_SENTINEL_PASSWORD: z.string().optional(),
+    REDIS_WAIT_REPLICAS: int(0, 16).default(0),
+    REDIS_WAIT_TIMEOUT_MS: int(1, 60_000).default(250),
     REDIS_COMMAND_TIMEOUT_MS: int(50, 60_000).default(500),
     REDIS_CONNECT_TIMEOUT_MS: int(50, 60_000).default(1000),
     SESSION_SECRET: z.string().optional(),
@@ -80,6 +93,27 @@ const schema = z
         path: ["COUNTER"],
         message: "atomic needs STORE=redis; use COUNTER=session with STORE=memory",
       });
+    }
+    for (const a of c.REDIS_SENTINELS === undefined ? [] : splitList(c.REDIS_SENTINELS)) {
+      if (parseHostPort(a) === undefined) {
+        const message = `"${a}" is not host:port (e.g. redis-sentinel-1:26379)`;
+        ctx.addIssue({ code: "custom", path: ["REDIS_SENTINELS"], message });
+      }
+    }
+    if (c.REDIS_SENTINELS !== undefined && c.REDIS_SENTINEL_NAME === undefined) {
+      const message = "required with REDIS_SENTINELS: the master name the Sentinels monitor";
+      ctx.addIssue({ code: "custom", path: ["REDIS_SENTINEL_NAME"], message });
+    }
+    if (c.REDIS_SENTINEL_NAME !== undefined && c.REDIS_SENTINELS === undefined) {
+      const message = "set only with REDIS_SENTINELS (host:port,...)";
+      ctx.addIssue({ code: "custom", path: ["REDIS_SENTINEL_NAME"], message });
+    }
+    // WAIT runs inside the command's deadline: a longer WAIT would always end as a command timeout.
+    if (c.REDIS_WAIT_REPLICAS > 0 && c.REDIS_WAIT_TIMEOUT_MS >= c.REDIS_COMMAND_TIMEOUT_MS) {
+      const message =
+        `must be below REDIS_COMMAND_TIMEOUT_MS (${c.REDIS_COMMAND_TIMEOUT_MS}), ` +
+        "which bounds the increment and its WAIT";
+      ctx.addIssue({ code: "custom", path: ["REDIS_WAIT_TIMEOUT_MS"], message });
     }
     // A fault hook that kills the process must never reach a real deployment by accident.
     if (c.FAULT_SIGKILL_AFTER_INCREMENT !== undefined && c.NODE_ENV !== "test") {
@@ -136,6 +170,18 @@ export type Config = Readonly<{
     password: string | undefined;
     /** Redis Cluster seed nodes (REDIS_CLUSTER_NODES); empty: one Redis at `url`. */
     clusterNodes: readonly Readonly<{ host: string; port: number }>[];
+    /** Set: the primary is found through these Sentinels, and `url` is not used. */
+    sentinel:
+      | Readonly<{
+          nodes: readonly { host: string; port: number }[];
+          name: string;
+          username: string | undefined;
+          password: string | undefined;
+        }>
+      | undefined;
+    /** Replicas that must acknowledge an increment (WAIT) before it is answered; 0 = none. */
+    waitReplicas: number;
+    waitTimeoutMs: number;
     commandTimeoutMs: number;
     connectTimeoutMs: number;
   }>;
@@ -173,7 +219,7 @@ export class ConfigError extends Error {
 type Env = Record<string, string | undefined>;
 
 /** The variables that can also be read from a file, `X_FILE` (Docker and Kubernetes secrets). */
-const FILE_KEYS = ["SESSION_SECRET", "SESSION_SECRETS", "REDIS_PASSWORD"];
+const FILE_KEYS = ["SESSION_SECRET", "SESSION_SECRETS", "REDIS_PASSWORD", "REDIS_SENTINEL_PASSWORD"];
 
 /** Resolves `X_FILE` variables (Docker secrets) into `X`; both set at once is an error. */
 function resolveFiles(env: Env, keys: string[], problems: string[]): Env {
@@ -225,6 +271,13 @@ export function loadConfig(rawEnv: Env = process.env): Config {
     for (const other of ["REDIS_URL", "REDIS_SENTINELS"])
       if (env[other] !== undefined)
         problems.push(`REDIS_CLUSTER_NODES: set either REDIS_CLUSTER_NODES (Redis Cluster) or ${other}, not both`);
+    // ioredis Cluster would send the key-less WAIT to a random node, not the one that ran the increment.
+    if (Number(env.REDIS_WAIT_REPLICAS ?? 0) > 0)
+      problems.push("REDIS_WAIT_REPLICAS: not supported with REDIS_CLUSTER_NODES (Redis Cluster); leave it unset or 0");
+  }
+  // An explicit REDIS_URL next to Sentinels would be silently ignored.
+  if (env.REDIS_URL !== undefined && env.REDIS_SENTINELS !== undefined) {
+    problems.push("REDIS_URL: set either REDIS_URL (one server) or REDIS_SENTINELS (Sentinel), not both");
   }
   if (nodeEnv === "production") {
     if (secrets.length === 0) problems.push("SESSION_SECRET: required when NODE_ENV=production");
@@ -255,6 +308,17 @@ export function loadConfig(rawEnv: Env = process.env): Config {
       username: c.REDIS_USERNAME,
       password: c.REDIS_PASSWORD,
       clusterNodes: Object.freeze(splitList(c.REDIS_CLUSTER_NODES ?? "").map((n) => Object.freeze(parseHostPort(n)!))),
+      sentinel:
+        c.REDIS_SENTINELS === undefined
+          ? undefined
+          : Object.freeze({
+              nodes: Object.freeze(splitList(c.REDIS_SENTINELS).map((a) => parseHostPort(a)!)),
+              name: c.REDIS_SENTINEL_NAME!,
+              username: c.REDIS_SENTINEL_USERNAME,
+              password: c.REDIS_SENTINEL_PASSWORD,
+            }),
+      waitReplicas: c.REDIS_WAIT_REPLICAS,
+      waitTimeoutMs: c.REDIS_WAIT_TIMEOUT_MS,
       commandTimeoutMs: c.REDIS_COMMAND_TIMEOUT_MS,
       connectTimeoutMs: c.REDIS_CONNECT_TIMEOUT_MS,
     }),

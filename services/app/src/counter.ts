@@ -4,7 +4,7 @@ import { createHash } from "node:crypto";
 import type { Request } from "express";
 import type { RedisClient } from "./redis.ts";
 import type { Config } from "./config.ts";
-import { badRequest, conflict, HttpError, unprocessable } from "./errors.ts";
+import { badRequest, conflict, HttpError, StoreUnavailableError, unprocessable } from "./errors.ts";
 import { sigkillAfterIncrement, type AfterApplied } from "./fault.ts";
 import { startSession, type NewSessionGate } from "./new-sessions.ts";
 import { keys, markTouched, mergeLegacyLua, readsLegacyKeys, saveSession } from "./session.ts";
@@ -114,6 +114,7 @@ export class AtomicCounter implements Counter {
   readonly #absoluteMs: number;
   readonly #afterApplied: AfterApplied | undefined;
   readonly #legacy: boolean;
+  readonly #wait: { replicas: number; timeoutMs: number };
   constructor(redis: RedisClient, config: Config, gate: NewSessionGate) {
     this.#legacy = readsLegacyKeys(config);
     this.#redis = redis;
@@ -123,6 +124,7 @@ export class AtomicCounter implements Counter {
     this.#maxKeys = config.idempotencyMaxKeys;
     this.#absoluteMs = config.session.absoluteTimeoutSeconds * 1000;
     this.#afterApplied = sigkillAfterIncrement(config);
+    this.#wait = { replicas: config.redis.waitReplicas, timeoutMs: config.redis.waitTimeoutMs };
     // defineCommand sends EVALSHA and falls back to EVAL once after a Redis restart.
     redis.defineCommand("counterIncrement", { lua: INCREMENT_LUA });
   }
@@ -157,23 +159,53 @@ export class AtomicCounter implements Counter {
         keys.legacy.idempotency(sid),
         keys.legacy.idempotencyKey(sid, inc.idempotencyKey ?? ""),
       );
-    const fn = this.#redis.counterIncrement as IncrementFn;
     const oldest = checkAge ? Date.now() - this.#absoluteMs : 0;
+    const args = [
+      k.length,
+      ...k,
+      this.#ttl,
+      inc.by,
+      this.#idemTtl,
+      fingerprint(inc.by),
+      oldest,
+      inc.idempotencyKey ?? "",
+      this.#maxKeys,
+    ];
     const [status, count] = await withStore(() =>
-      fn.call(
-        this.#redis,
-        k.length,
-        ...k,
-        this.#ttl,
-        inc.by,
-        this.#idemTtl,
-        fingerprint(inc.by),
-        oldest,
-        inc.idempotencyKey ?? "",
-        this.#maxKeys,
-      ),
+      this.#wait.replicas > 0
+        ? this.#incrementAndWait(args)
+        : (this.#redis.counterIncrement as IncrementFn).call(this.#redis, ...(args as [number, ...number[]])),
     );
     if (status === 0) this.#afterApplied?.(inc.idempotencyKey);
+    return [status, count];
+  }
+
+  /**
+   * The script, then WAIT for REDIS_WAIT_REPLICAS replicas, pipelined: one round trip, and the
+   * same connection, which WAIT needs (it waits for this client's own last write). An applied
+   * increment (or a replay, whose touch is a write too, so WAIT also covers the original) that
+   * too few replicas acknowledged in time is answered as a store_timeout: it is on the primary
+   * and may or may not survive a failover, so the client retries with its key.
+   */
+  // Only one Redis or Sentinel's primary gets here: config refuses REDIS_WAIT_REPLICAS with Redis
+  // Cluster, where ioredis would send the key-less WAIT to a random node, not the script's.
+  async #incrementAndWait(args: (string | number)[]): Promise<[number, number]> {
+    const p = this.#redis.pipeline() as ReturnType<RedisClient["pipeline"]> & {
+      counterIncrement(...a: (string | number)[]): unknown;
+    };
+    p.counterIncrement(...args);
+    p.wait(this.#wait.replicas, this.#wait.timeoutMs);
+    const res = await p.exec();
+    if (res === null) throw new Error("Connection is closed.");
+    const [[scriptErr, result], [waitErr, acked]] = res as [[Error | null, unknown], [Error | null, unknown]];
+    if (scriptErr) throw scriptErr;
+    const [status, count] = result as [number, number];
+    if (status !== 0 && status !== 1) return [status, count];
+    if (waitErr) throw new StoreUnavailableError(waitErr, "unknown");
+    if (typeof acked !== "number" || acked < this.#wait.replicas) {
+      const why = `WAIT ${this.#wait.replicas} ${this.#wait.timeoutMs}: ${String(acked)} replicas acknowledged`;
+      throw new StoreUnavailableError(new Error(why), "unknown");
+    }
     return [status, count];
   }
 

@@ -1,5 +1,6 @@
 // The ioredis client, with every option that decides failure behaviour set on purpose: one
-// Redis (REDIS_URL) or Redis Cluster (REDIS_CLUSTER_NODES).
+// Redis (REDIS_URL), a primary found through Sentinels (REDIS_SENTINELS) or Redis Cluster
+// (REDIS_CLUSTER_NODES).
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from "ioredis";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
@@ -9,7 +10,7 @@ import { StoreUnavailableError } from "./errors.ts";
 export type RedisClient = Redis | Cluster;
 
 export function createRedis(config: Config, log: Logger): RedisClient {
-  const client = config.redis.clusterNodes.length > 0 ? createCluster(config) : createSingle(config);
+  const client = config.redis.clusterNodes.length > 0 ? createCluster(config) : createSingle(config, log);
   let down = false;
   client.on("ready", () => {
     if (down) log.info({ event: "redis_ready" }, "redis connection restored");
@@ -59,8 +60,37 @@ function createCluster(config: Config): Cluster {
   return new Cluster([...config.redis.clusterNodes], options);
 }
 
-function createSingle(config: Config): Redis {
-  return new Redis(config.redis.url, nodeOptions(config));
+/**
+ * One Redis: at REDIS_URL, or the primary the Sentinels of REDIS_SENTINELS name. With Sentinels
+ * ioredis asks them for the primary of `name` on every (re)connect and, in its ready check,
+ * checks that the server it reached says role:master (INFO), else it disconnects and asks again.
+ * followFailovers (below) makes it leave a demoted or stalled primary at the +switch-master.
+ */
+function createSingle(config: Config, log: Logger): Redis {
+  if (!config.redis.sentinel) return new Redis(config.redis.url, nodeOptions(config));
+  // With Sentinels the URL is not used: the Sentinels name the primary.
+  const client = new Redis({ ...sentinelOptions(config), ...nodeOptions(config) });
+  followFailovers(client, config, log);
+  return client;
+}
+
+function sentinelOptions(config: Config): RedisOptions {
+  const s = config.redis.sentinel;
+  if (!s) return {};
+  return {
+    sentinels: s.nodes.map((n) => ({ host: n.host, port: n.port })),
+    name: s.name,
+    role: "master",
+    sentinelUsername: s.username,
+    sentinelPassword: s.password,
+    // Off: followFailovers does its job. ioredis's detector outlives the connection it was made
+    // for, and a +switch-master that reaches it while the client is asking the Sentinels aborts
+    // that connect, which ends the client for good ("Connection is closed." on every command).
+    failoverDetector: false,
+    // Asking the Sentinels is part of connecting: the same short bounds, retried forever.
+    sentinelCommandTimeout: config.redis.connectTimeoutMs,
+    sentinelRetryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+  };
 }
 
 function nodeOptions(config: Config): RedisOptions {
@@ -81,6 +111,9 @@ function nodeOptions(config: Config): RedisOptions {
     connectTimeout: config.redis.connectTimeoutMs,
     // Reconnect forever with a short capped backoff: replicas recover without a restart.
     retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+    // A primary demoted by a failover answers writes with READONLY until this client notices:
+    // reconnect (and so ask the Sentinels again), but do not resend (true, not 2): the command
+    // that got READONLY was refused, and the client retries it with its Idempotency-Key.
     reconnectOnError: (err) => err.message.startsWith("READONLY"),
     enableReadyCheck: true,
     // No CLIENT SETINFO on connect: the app's ACL user may not run it (and Redis 7.0 has no such
@@ -90,6 +123,53 @@ function nodeOptions(config: Config): RedisOptions {
   };
 }
 
+/**
+ * Subscribes to +switch-master on every Sentinel. When the primary of our name moves away from
+ * the server this client is connected to, the client reconnects at once (and so asks the
+ * Sentinels again) rather than staying on a primary that is stalled, cut off or being demoted
+ * until its connection drops. Only a ready client is touched: one that is (re)connecting asks
+ * the Sentinels anyway, and interrupting ioredis while it does ends the client for good.
+ * The three Sentinels each announce the switch; once on the new primary, the others are no-ops.
+ */
+function followFailovers(client: Redis, config: Config, log: Logger): void {
+  const s = config.redis.sentinel!;
+  const subscribers = s.nodes.map((n) => {
+    const sub = new Redis({
+      host: n.host,
+      port: n.port,
+      username: s.username,
+      password: s.password,
+      connectionName: `app:${config.replicaId}:switch-master`,
+      connectTimeout: config.redis.connectTimeoutMs,
+      // A Sentinel that is down is watched again when it returns (ioredis resubscribes).
+      retryStrategy: (attempt) => Math.min(50 * attempt, 1000),
+      maxRetriesPerRequest: null,
+    });
+    sub.on("error", () => {}); // checkSentinels reported an unreachable Sentinel at start
+    sub.subscribe("+switch-master").catch(() => {});
+    sub.on("message", (_channel: string, message: string) => {
+      // "<name> <old host> <old port> <new host> <new port>"
+      const [name, oldHost, oldPort, newHost, newPort] = message.split(" ");
+      if (name !== s.name || client.status !== "ready") return;
+      const stream = client.stream as { remoteAddress?: string; remotePort?: number } | undefined;
+      // Already on the new primary (another Sentinel's announcement came first). Compared with the
+      // new address, not the old: with announced hostnames neither matches the socket's IP, and
+      // a needless reconnect is cheaper than staying on the old primary.
+      if (stream?.remoteAddress === newHost && String(stream?.remotePort) === newPort) return;
+      log.warn(
+        { event: "redis_switch_master", from: `${oldHost}:${oldPort}`, to: `${newHost}:${newPort}` },
+        "redis primary switched; reconnecting",
+      );
+      client.disconnect(true);
+    });
+    return sub;
+  });
+  // quit() or disconnect() of the client (shutdown) ends the watch too.
+  client.once("end", () => {
+    for (const sub of subscribers) sub.disconnect();
+  });
+}
+
 /** Maps an ioredis failure to a 503; other errors pass through untouched. */
 export function toStoreError(err: unknown): unknown {
   if (err instanceof StoreUnavailableError || !(err instanceof Error)) return err;
@@ -97,12 +177,16 @@ export function toStoreError(err: unknown): unknown {
   // Refused before sending: the offline queue is off, or Redis is still loading its AOF.
   // OOM: Redis is at maxmemory with noeviction and refused the write.
   // CLUSTERDOWN: the slot has no primary right now (a failover); Redis ran nothing.
+  // READONLY: a demoted primary (or a replica) refused the write. NOREPLICAS: min-replicas-to-write
+  // refused it, too few replicas are connected. Neither ran the write.
   if (
     m.includes("enableOfflineQueue") ||
     m.startsWith("LOADING") ||
     m.startsWith("OOM") ||
     m.startsWith("CLUSTERDOWN") ||
-    m.includes("Last error: CLUSTERDOWN")
+    m.includes("Last error: CLUSTERDOWN") ||
+    m.startsWith("READONLY") ||
+    m.startsWith("NOREPLICAS")
   )
     return new StoreUnavailableError(err, "no");
   // Sent, then the connection dropped or timed out: Redis may have run it.
@@ -126,4 +210,58 @@ export async function withStore<T>(fn: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw toStoreError(err);
   }
+}
+
+/**
+ * Asks every Sentinel of REDIS_SENTINELS for the primary of REDIS_SENTINEL_NAME before the
+ * replica starts. Returns the problems that make the topology wrong (no Sentinel answers, a
+ * Sentinel that does not know the name, an address that is not a Sentinel): the replica then
+ * refuses to start, rather than retrying forever against a Sentinel that will never answer.
+ * One Sentinel down among others that answer is a warning, not an error: that is what the
+ * other Sentinels are for.
+ */
+export async function checkSentinels(config: Config): Promise<{ problems: string[]; warnings: string[] }> {
+  const s = config.redis.sentinel;
+  if (!s) return { problems: [], warnings: [] };
+  const answers = await Promise.all(
+    s.nodes.map(async (n) => {
+      const where = `${n.host}:${n.port}`;
+      const probe = new Redis({
+        host: n.host,
+        port: n.port,
+        username: s.username,
+        password: s.password,
+        connectTimeout: config.redis.connectTimeoutMs,
+        commandTimeout: config.redis.connectTimeoutMs,
+        lazyConnect: true,
+        enableReadyCheck: false,
+        enableOfflineQueue: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
+      probe.on("error", () => {}); // the rejected call below reports it
+      try {
+        await probe.connect();
+        const addr = (await probe.call("SENTINEL", "get-master-addr-by-name", s.name)) as string[] | null;
+        if (addr === null)
+          return { kind: "unknown", text: `Sentinel ${where} monitors no master named "${s.name}"` } as const;
+        return { kind: "ok", text: `${addr[0]}:${addr[1]}` } as const;
+      } catch (err) {
+        const m = (err as Error).message;
+        const text = /unknown command/i.test(m)
+          ? `${where} is not a Sentinel (it answered: ${m.split("\n")[0]})`
+          : `Sentinel ${where} did not answer: ${m}`;
+        return { kind: "down", text } as const;
+      } finally {
+        probe.disconnect();
+      }
+    }),
+  );
+  const prefix = "REDIS_SENTINELS: ";
+  const unknown = answers.filter((a) => a.kind === "unknown").map((a) => `REDIS_SENTINEL_NAME: ${a.text}`);
+  const down = answers.filter((a) => a.kind === "down").map((a) => prefix + a.text);
+  const ok = answers.some((a) => a.kind === "ok");
+  // A name unknown to a Sentinel that answers is a wrong REDIS_SENTINEL_NAME (or a wrong Sentinel).
+  if (unknown.length > 0 || !ok) return { problems: [...unknown, ...down], warnings: [] };
+  return { problems: [], warnings: down };
 }

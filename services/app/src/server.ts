@@ -8,7 +8,7 @@ import { Lifecycle } from "./lifecycle.ts";
 import { createLogger } from "./logger.ts";
 import { createMetrics } from "./metrics.ts";
 import { createOpsApp } from "./ops.ts";
-import { createRedis } from "./redis.ts";
+import { checkSentinels, createRedis } from "./redis.ts";
 import { clusterTopologyProblems } from "./redis-topology.ts";
 
 let config: Config;
@@ -37,6 +37,18 @@ if (config.store === "redis" && config.redis.clusterNodes.length > 0) {
     logger.flush();
     process.exit(78); // EX_CONFIG
   }
+}
+// A wrong Sentinel topology is a configuration error (exit 78, as for a Cluster), not a replica that
+// retries forever: the Sentinels are asked once, before anything listens.
+if (config.store === "redis" && config.redis.sentinel) {
+  const { problems, warnings } = await checkSentinels(config);
+  if (problems.length > 0) {
+    process.stderr.write(
+      `${new ConfigError(problems).message}\nSee .env.example for every variable and its default.\n`,
+    );
+    process.exit(78);
+  }
+  for (const w of warnings) logger.warn({ event: "sentinel_unreachable" }, w);
 }
 
 const redis = config.store === "redis" ? createRedis(config, logger) : undefined;

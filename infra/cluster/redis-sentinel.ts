@@ -1,0 +1,288 @@
+// REDIS=sentinel for the local-process driver: one primary, two replicas and three Sentinels,
+// each a redis-server on 127.0.0.1 with a folder of its own, AOF on and the ACL users of
+// infra/redis/users.acl. local-cluster.ts calls in here from its Redis start and stop.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { RedisNodeInfo, Signal } from "./cluster.ts";
+import { waitFor } from "./wait.ts";
+
+/** The master name the Sentinels monitor and the app asks for (REDIS_SENTINEL_NAME). */
+export const SENTINEL_MASTER = "sessions";
+
+/**
+ * Sentinel timing, chosen for a failover in a few seconds on loopback:
+ * - down-after-milliseconds 2000: a primary that has not answered a PING for 2 s is down.
+ *   Not 1000: a Sentinel opens its link to a just-promoted primary on its 1 s reconnect tick,
+ *   and with no margin over that it could find the new primary "down" a second after the
+ *   switch and, counting the other Sentinels' still-fresh votes on the old one, fail it over
+ *   again. On a real network with busy hosts, 3-5 s avoids failovers on a blip.
+ * - failover-timeout 5000: a failover that stalls (the chosen replica does not take the role)
+ *   is abandoned and retried by another Sentinel after 2x this (10 s), not after Redis's
+ *   default 3 min x 2; it also bounds how long replicas take to follow the new primary.
+ */
+export const DOWN_AFTER_MS = 2000;
+export const FAILOVER_TIMEOUT_MS = 5000;
+
+export type SentinelNodeState = {
+  name: string;
+  kind: "redis" | "sentinel";
+  port: number;
+  pid: number | undefined;
+  /** The role last seen (a killed primary stays "primary" until it is started again). */
+  role: RedisNodeInfo["role"];
+};
+
+export type SentinelState = { nodes: SentinelNodeState[] };
+
+/** The Redis users that log in, each with its own password (infra/redis/users.acl). */
+export type SentinelPasswords = Record<"app" | "admin" | "health" | "replication" | "sentinel", string>;
+
+/** What the local driver lends this file: its processes, files and redis-cli. */
+export type LocalRedisHost = {
+  dir: string;
+  redisBin: string;
+  passwords: SentinelPasswords;
+  /** The users.acl text with passwords, as the single-server driver writes it. */
+  aclText: string;
+  maxmemory: string;
+  /** REDIS_WAIT_REPLICAS of the app: also min-replicas-to-write on every server. */
+  waitReplicas: number;
+  spawn(name: string, bin: string, args: string[]): number;
+  alive(pid: number | undefined, marker: string): boolean;
+  signal(pid: number | undefined, marker: string, signal: NodeJS.Signals, what: string): Promise<void>;
+  save(): unknown;
+  /** redis-cli against 127.0.0.1:port as `user`, the password in the environment. */
+  cli(port: number, user: "admin" | "app", args: string[]): Promise<string>;
+};
+
+export function sentinelState(ports: number[]): SentinelState {
+  if (ports.length !== 6) throw new Error("a Sentinel topology needs 6 ports");
+  return {
+    nodes: [
+      ...[0, 1, 2].map((i) => ({
+        name: `redis-${i + 1}`,
+        kind: "redis" as const,
+        port: ports[i]!,
+        pid: undefined,
+        role: i === 0 ? ("primary" as const) : ("replica" as const),
+      })),
+      ...[3, 4, 5].map((i) => ({
+        name: `sentinel-${i - 2}`,
+        kind: "sentinel" as const,
+        port: ports[i]!,
+        pid: undefined,
+        role: "sentinel" as const,
+      })),
+    ],
+  };
+}
+
+/** The app's environment for this topology: it finds the primary through the Sentinels. */
+export function sentinelAppEnv(s: SentinelState, passwords: SentinelPasswords): Record<string, string> {
+  return {
+    REDIS_SENTINELS: s.nodes
+      .filter((n) => n.kind === "sentinel")
+      .map((n) => `127.0.0.1:${n.port}`)
+      .join(","),
+    REDIS_SENTINEL_NAME: SENTINEL_MASTER,
+    REDIS_SENTINEL_USERNAME: "app",
+    REDIS_SENTINEL_PASSWORD: passwords.app,
+  };
+}
+
+const marker = (n: SentinelNodeState) => `:${n.port}`;
+
+export class LocalSentinelTopology {
+  readonly #h: LocalRedisHost;
+  readonly #s: SentinelState;
+
+  constructor(host: LocalRedisHost, state: SentinelState) {
+    this.#h = host;
+    this.#s = state;
+  }
+
+  #node(name: string): SentinelNodeState {
+    const n = this.#s.nodes.find((x) => x.name === name);
+    if (!n) throw new Error(`no Redis node "${name}"; this cluster has ${this.#s.nodes.map((x) => x.name).join(", ")}`);
+    return n;
+  }
+
+  #servers = () => this.#s.nodes.filter((n) => n.kind === "redis");
+  #sentinels = () => this.#s.nodes.filter((n) => n.kind === "sentinel");
+
+  /** Writes every node's config once (Redis and the Sentinels rewrite their own files later). */
+  #writeConfigs(): void {
+    const h = this.#h;
+    const primary = this.#servers()[0]!;
+    for (const n of this.#s.nodes) {
+      const dir = join(h.dir, n.name);
+      mkdirSync(dir, { recursive: true });
+      const acl = join(dir, "users.acl");
+      writeFileSync(acl, h.aclText, { mode: 0o600 });
+      const common = [`port ${n.port}`, "bind 127.0.0.1", `dir "${dir}"`, "daemonize no"];
+      // Passwords only in these files (0600), never in argv.
+      const lines =
+        n.kind === "redis"
+          ? [
+              ...common,
+              "appendonly yes",
+              "appendfsync everysec",
+              'save ""',
+              `maxmemory ${h.maxmemory}`,
+              "maxmemory-policy noeviction",
+              `aclfile "${acl}"`,
+              // A replica that (re)joins gets the snapshot at once, not after the default 5 s pause.
+              "repl-diskless-sync-delay 0",
+              // Replicas log in to the primary as `replication`; a promoted replica keeps it for the others.
+              "masteruser replication",
+              `masterauth ${h.passwords.replication}`,
+              // With WAIT on, a primary that lost its replicas refuses writes (NOREPLICAS, a 503
+              // that changed nothing) instead of acknowledging what a failover would lose.
+              ...(h.waitReplicas > 0 ? [`min-replicas-to-write ${h.waitReplicas}`, "min-replicas-max-lag 10"] : []),
+              ...(n === primary ? [] : [`replicaof 127.0.0.1 ${primary.port}`]),
+            ]
+          : [
+              ...common,
+              `sentinel monitor ${SENTINEL_MASTER} 127.0.0.1 ${primary.port} 2`,
+              `sentinel auth-user ${SENTINEL_MASTER} sentinel`,
+              `sentinel auth-pass ${SENTINEL_MASTER} ${h.passwords.sentinel}`,
+              `sentinel down-after-milliseconds ${SENTINEL_MASTER} ${DOWN_AFTER_MS}`,
+              `sentinel failover-timeout ${SENTINEL_MASTER} ${FAILOVER_TIMEOUT_MS}`,
+              `sentinel parallel-syncs ${SENTINEL_MASTER} 1`,
+              // The Sentinels' own users: each other (admin), the app (find the primary and
+              // follow +switch-master), nobody anonymous.
+              "sentinel sentinel-user admin",
+              `sentinel sentinel-pass ${h.passwords.admin}`,
+              "user default off",
+              `user admin on ~* &* +@all >${h.passwords.admin}`,
+              "user app on resetchannels &__sentinel__:* &+switch-master -@all +sentinel|get-master-addr-by-name " +
+                "+sentinel|sentinels +sentinel|slaves +sentinel|replicas +subscribe +psubscribe +ping +info " +
+                `+client|setname +role >${h.passwords.app}`,
+            ];
+      writeFileSync(join(dir, n.kind === "redis" ? "redis.conf" : "sentinel.conf"), `${lines.join("\n")}\n`, {
+        mode: 0o600,
+      });
+    }
+  }
+
+  async start(): Promise<void> {
+    this.#writeConfigs();
+    for (const n of this.#servers()) await this.startNode(n.name);
+    // Replicas in sync before the Sentinels start: a failover then always has a candidate.
+    await waitFor(
+      "both replicas to sync with the primary",
+      async () =>
+        /connected_slaves:2/.test(await this.#h.cli(this.#servers()[0]!.port, "admin", ["INFO", "replication"])),
+      20_000,
+      100,
+    );
+    for (const n of this.#sentinels()) await this.startNode(n.name);
+    await this.waitForPrimary({ timeoutMs: 20_000 });
+  }
+
+  async startNode(name: string): Promise<void> {
+    const n = this.#node(name);
+    if (this.#h.alive(n.pid, marker(n))) return;
+    const dir = join(this.#h.dir, n.name);
+    const args = n.kind === "redis" ? [join(dir, "redis.conf")] : [join(dir, "sentinel.conf"), "--sentinel"];
+    n.pid = this.#h.spawn(n.name, this.#h.redisBin, args);
+    this.#h.save();
+    await waitFor(
+      `${n.name} on port ${n.port}`,
+      async () => {
+        if (!this.#h.alive(n.pid, marker(n))) throw new Error(`${n.name} exited; see its log`);
+        return (await this.#h.cli(n.port, "admin", ["PING"]).catch(() => "")) === "PONG";
+      },
+      15_000,
+      50,
+    );
+    await this.#refreshRoles();
+  }
+
+  async kill(name: string, signal: Signal): Promise<void> {
+    const n = this.#node(name);
+    await this.#h.signal(n.pid, marker(n), signal, n.name);
+    n.pid = undefined;
+    this.#h.save();
+  }
+
+  /** The data servers only (the Sentinels keep watching), as `restart-redis` means. */
+  async stopServers(signal: Signal): Promise<void> {
+    await Promise.all(this.#servers().map((n) => this.kill(n.name, signal)));
+  }
+
+  async startServers(): Promise<void> {
+    for (const n of this.#servers()) await this.startNode(n.name);
+    await this.waitForPrimary({ timeoutMs: 30_000 });
+  }
+
+  async stopAll(): Promise<void> {
+    for (const n of [...this.#sentinels(), ...this.#servers()]) {
+      await this.kill(n.name, "SIGTERM").catch(() => this.kill(n.name, "SIGKILL"));
+    }
+  }
+
+  /** Asks each running server for its ROLE; a stopped one keeps its last known role. */
+  async #refreshRoles(): Promise<void> {
+    for (const n of this.#servers()) {
+      if (!this.#h.alive(n.pid, marker(n))) continue;
+      const role = await this.#h.cli(n.port, "admin", ["ROLE"]).catch(() => "");
+      if (role.startsWith("master")) n.role = "primary";
+      else if (role.startsWith("slave")) n.role = "replica";
+    }
+    this.#h.save();
+  }
+
+  async nodes(): Promise<RedisNodeInfo[]> {
+    await this.#refreshRoles();
+    return this.#s.nodes.map((n) => ({
+      name: n.name,
+      role: n.role,
+      running: this.#h.alive(n.pid, marker(n)),
+      address: `127.0.0.1:${n.port}`,
+    }));
+  }
+
+  /** The primary the Sentinels name now (the first that answers), or undefined. */
+  async #sentinelsPrimary(): Promise<SentinelNodeState | undefined> {
+    for (const s of this.#sentinels()) {
+      if (!this.#h.alive(s.pid, marker(s))) continue;
+      const out = await this.#h
+        .cli(s.port, "admin", ["SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER])
+        .catch(() => "");
+      const port = Number(out.split("\n")[1]);
+      const n = this.#servers().find((x) => x.port === port);
+      if (n) return n;
+    }
+    return undefined;
+  }
+
+  /** Port of the server to send operator commands to: the primary, or redis-1 when none is known. */
+  async primaryPort(): Promise<number> {
+    return ((await this.#sentinelsPrimary()) ?? this.#servers()[0]!).port;
+  }
+
+  async waitForPrimary(opts: { exclude?: string; timeoutMs?: number } = {}): Promise<string> {
+    let found = "";
+    await waitFor(
+      opts.exclude ? `a primary other than ${opts.exclude}` : "a primary",
+      async () => {
+        const p = await this.#sentinelsPrimary();
+        if (!p || p.name === opts.exclude || !this.#h.alive(p.pid, marker(p))) return false;
+        // The Sentinels have switched; the server itself must also say so (REPLICAOF NO ONE done).
+        const role = await this.#h.cli(p.port, "admin", ["ROLE"]).catch(() => "");
+        if (!role.startsWith("master")) return false;
+        found = p.name;
+        return true;
+      },
+      opts.timeoutMs ?? 30_000,
+      50,
+    );
+    await this.#refreshRoles();
+    return found;
+  }
+
+  logNames(): string[] {
+    return this.#s.nodes.map((n) => n.name);
+  }
+}
