@@ -3,7 +3,7 @@ import { createHmac } from "node:crypto";
 import type { Request } from "express";
 import { describe, expect, it } from "vitest";
 import { sessionLabel } from "../session.ts";
-import { cookieRejection, readCookie, unsignSessionId } from "./session-guard.ts";
+import { cookieRejection, readCookie, unsignSessionId, VerifiedCookies } from "./session-guard.ts";
 
 const sign = (id: string, secret: string) =>
   `s:${id}.${createHmac("sha256", secret).update(id).digest("base64").replace(/=+$/, "")}`;
@@ -82,5 +82,30 @@ describe("readCookie agrees with express-session's parser", () => {
     expect(unsignSessionId(readCookie(`sid=${encodeURIComponent(value)}\u00a0`, "sid")!, ["new"])).toBeUndefined();
     expect(readCookie(` sid = "${encodeURIComponent(value)}" `, "sid")).toBe(value);
     expect(readCookie("sid=; sid=2", "sid")).toBeUndefined();
+  });
+});
+
+describe("VerifiedCookies", () => {
+  const header = (value: string) => `other=1; sid=${encodeURIComponent(value)}`;
+  it("gives the id and label of a signed cookie, the same on a repeat (remembered) as the first time", () => {
+    const cookies = new VerifiedCookies("sid", ["new", "old"]);
+    const want = { sid: id, label: sessionLabel(id) };
+    expect(cookies.verify(header(sign(id, "new")))).toEqual(want);
+    expect(cookies.verify(header(sign(id, "new")))).toEqual(want);
+    expect(cookies.verify(header(sign(id, "old")))).toEqual(want);
+    const long = `${"x=".padEnd(600, "y")}; ${header(sign(id, "new"))}`;
+    expect(cookies.verify(long)).toEqual(want);
+    expect(cookies.verify(long)).toEqual(want);
+  });
+  it("refuses a tampered, re-signed or unsigned copy of a cookie it already verified, every time", () => {
+    const cookies = new VerifiedCookies("sid", ["new"]);
+    expect(cookies.verify(header(sign(id, "new")))?.sid).toBe(id);
+    for (let i = 0; i < 2; i++) {
+      expect(cookies.verify(header(`${sign(id, "new").slice(0, -1)}x`))).toBeUndefined();
+      expect(cookies.verify(header(sign(id, "stolen")))).toBeUndefined();
+      expect(cookies.verify(header(id))).toBeUndefined();
+      expect(cookies.verify("sid=")).toBeUndefined();
+      expect(cookies.verify(undefined)).toBeUndefined();
+    }
   });
 });

@@ -3,6 +3,7 @@
 import type { Request, RequestHandler } from "express";
 import { parse as parseCookies } from "cookie";
 import { unsign } from "cookie-signature";
+import { LRUCache } from "lru-cache";
 import { sessionLabel } from "../session.ts";
 
 // The `cookie` and `cookie-signature` packages, at the versions express-session depends on
@@ -27,6 +28,43 @@ export function unsignSessionId(raw: string, secrets: readonly string[]): string
     if (id !== false) return id;
   }
   return undefined;
+}
+
+/** A session cookie whose signature checked out: its id, and the label logs and answers show for it. */
+export type VerifiedSession = { sid: string; label: string };
+
+// Bounds of VerifiedCookies: entries (each ~300 B with a typical header), and the longest
+// Cookie header worth keeping (a longer one is checked every time, and can't fill memory).
+const VERIFIED_MAX = 10_000;
+const VERIFIED_HEADER_MAX = 512;
+
+/**
+ * The session of a Cookie header, remembered once its signature checked out: a returning visitor
+ * sends the same header on every request, and the HMAC and the cookie parse were a tenth of the
+ * one-round-trip path's CPU. Only valid headers are kept, keyed by the whole header, so a hit
+ * needs a byte-identical copy of one that verified; a tampered or unsigned cookie is checked (and
+ * refused) every time. Secrets are fixed for the process's life (config), so a hit stays valid.
+ */
+export class VerifiedCookies {
+  readonly #cookieName: string;
+  readonly #secrets: readonly string[];
+  readonly #cache = new LRUCache<string, VerifiedSession>({ max: VERIFIED_MAX });
+  constructor(cookieName: string, secrets: readonly string[]) {
+    this.#cookieName = cookieName;
+    this.#secrets = secrets;
+  }
+  /** The session of a Cookie header when one of the secrets signed its session cookie. */
+  verify(header: string | undefined): VerifiedSession | undefined {
+    if (!header) return undefined;
+    const hit = this.#cache.get(header);
+    if (hit) return hit;
+    const raw = readCookie(header, this.#cookieName);
+    const sid = raw === undefined ? undefined : unsignSessionId(raw, this.#secrets);
+    if (sid === undefined) return undefined;
+    const verified = { sid, label: sessionLabel(sid) };
+    if (header.length <= VERIFIED_HEADER_MAX) this.#cache.set(header, verified);
+    return verified;
+  }
 }
 
 /** The id part of "s:<id>.<sig>", for a log label only; it proves nothing. */

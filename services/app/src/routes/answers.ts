@@ -2,12 +2,16 @@
 // full routes (api.ts, seed.ts), so the two can never answer the same request differently.
 import type { Response } from "express";
 import type { IncrementResult } from "../counter.ts";
-import { sessionLabel } from "../session.ts";
 
-/** POST /api/counter: the JSON body, with Idempotent-Replayed on a replay. */
-export function sendIncrement(res: Response, { count, replayed }: IncrementResult, replica: string, sid: string): void {
+/** POST /api/counter: the JSON body, with Idempotent-Replayed on a replay. `label` is sessionLabel(id). */
+export function sendIncrement(
+  res: Response,
+  { count, replayed }: IncrementResult,
+  replica: string,
+  label: string,
+): void {
   if (replayed) res.setHeader("Idempotent-Replayed", "true");
-  res.json({ count, replica, session: sessionLabel(sid) });
+  res.json({ count, replica, session: label });
 }
 
 /** GET /counter and its aliases: the tutorial's text answer. */

@@ -25,7 +25,8 @@ export function apiRoutes(opts: {
     .post(jsonBody(), async (req, res) => {
       const idempotencyKey = parseIdempotencyKey(req.get("Idempotency-Key"));
       const by = parseBy(req);
-      sendIncrement(res, await counter.increment(req, { by, idempotencyKey }), replicaId, req.sessionID);
+      const result = await counter.increment(req, { by, idempotencyKey });
+      sendIncrement(res, result, replicaId, sessionLabel(req.sessionID));
     })
     .all((_req, _res, next) => next(methodNotAllowed(["POST"])));
 

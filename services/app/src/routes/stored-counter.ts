@@ -10,7 +10,7 @@
 import { Router, type Request, type RequestHandler, type Response } from "express";
 import { parseIdempotencyKey, type Counter, type IncrementRequest, type IncrementResult } from "../counter.ts";
 import { jsonBody } from "../middleware/json-body.ts";
-import { signedSessionId } from "../session.ts";
+import { VerifiedCookies, type VerifiedSession } from "../middleware/session-guard.ts";
 import { COUNTER_TEXT_PATHS, sendCountText, sendIncrement } from "./answers.ts";
 import { parseBy } from "./api.ts";
 
@@ -23,15 +23,16 @@ export function storedCounterRoutes(opts: {
   replicaId: string;
 }): Router {
   const { incrementStored, cookieName, secrets, replicaId } = opts;
-  const SID = Symbol("stored session id");
-  type WithSid = Request & { [SID]?: string };
+  const SID = Symbol("stored session");
+  type WithSid = Request & { [SID]?: VerifiedSession };
+  const cookies = new VerifiedCookies(cookieName, secrets);
 
   // First, before the body is read: without a validly signed cookie, the request leaves this
   // route untouched (next("route")) and express-session handles it as it always did.
   const signed: RequestHandler = (req, _res, next) => {
-    const sid = signedSessionId(req, cookieName, secrets);
-    if (sid === undefined) return next("route");
-    (req as WithSid)[SID] = sid;
+    const verified = cookies.verify(req.headers.cookie);
+    if (verified === undefined) return next("route");
+    (req as WithSid)[SID] = verified;
     next();
   };
   // Every other method passes on too, to the full route's 405 (else Express would answer an
@@ -41,19 +42,19 @@ export function storedCounterRoutes(opts: {
   const route =
     (
       parse: (req: Request) => IncrementRequest,
-      answer: (res: Response, r: IncrementResult, sid: string) => void,
+      answer: (res: Response, r: IncrementResult, session: VerifiedSession) => void,
     ): RequestHandler =>
     async (req, res, next) => {
-      const sid = (req as WithSid)[SID]!;
+      const session = (req as WithSid)[SID]!;
       let inc: IncrementRequest;
       try {
         inc = parse(req);
       } catch {
         return next(); // the full path gives the same 400, with the session loaded
       }
-      const result = await incrementStored(sid, inc);
+      const result = await incrementStored(session.sid, inc);
       if (result === undefined) return next();
-      answer(res, result, sid);
+      answer(res, result, session);
     };
 
   const r = Router({ strict: true, caseSensitive: true });
@@ -65,7 +66,7 @@ export function storedCounterRoutes(opts: {
       jsonBody(),
       route(
         (req) => ({ by: parseBy(req), idempotencyKey: parseIdempotencyKey(req.get("Idempotency-Key")) }),
-        (res, result, sid) => sendIncrement(res, result, replicaId, sid),
+        (res, result, { label }) => sendIncrement(res, result, replicaId, label),
       ),
     )
     .all(pass);
