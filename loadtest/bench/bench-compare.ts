@@ -18,6 +18,10 @@ const ROUNDS = Number(process.env.ROUNDS ?? 4);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 6);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const REPLICAS = Number(process.env.REPLICAS ?? 3);
+// RATE=<req/s>: both sides get the same fixed load instead of as much as they take. On a busy
+// shared box the CPU per request is then compared at the same batching (requests per event-loop
+// turn), which throughput-bound runs do not give when the two sides' rates differ.
+const RATE = Number(process.env.RATE ?? 0);
 // VIA=direct loads replica 1 without nginx; PATHNAME=/counter uses the seed's GET.
 const VIA = process.env.VIA === "direct" ? "direct" : "nginx";
 const REQUEST: BenchRequest =
@@ -77,7 +81,8 @@ async function main(): Promise<void> {
     `bench-compare: A = ${BASE} (${sha}), B = this checkout ` +
       `(${head}${dirty ? " + uncommitted changes" : ""}${withEnv}); ` +
       `${VIA === "nginx" ? `nginx + ${REPLICAS} replicas` : "1 replica direct"}, ${REQUEST.method} ` +
-      `${REQUEST.path}${KEYED ? " + Idempotency-Key" : ""}, returning visitors, c=${CONNECTIONS}, ${ROUNDS} ` +
+      `${REQUEST.path}${KEYED ? " + Idempotency-Key" : ""}, returning visitors, c=${CONNECTIONS}` +
+      `${RATE > 0 ? ` at ${RATE} req/s` : ""}, ${ROUNDS} ` +
       `x ${SECONDS} s each, alternating`,
   );
   const a = await side("A", baseTree);
@@ -94,6 +99,7 @@ async function main(): Promise<void> {
           connections: CONNECTIONS,
           seconds: SECONDS,
           warmupSeconds: round === 1 ? 2 : 0,
+          ...(RATE > 0 && { rate: RATE }),
         },
         s.components,
       );

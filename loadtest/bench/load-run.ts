@@ -16,6 +16,8 @@ export type LoadSpec = {
   warmupSeconds: number;
   /** Put a unique Idempotency-Key on every request (see visitors.ts). */
   uniqueIdempotencyKey?: boolean;
+  /** Requests a second over all connections; unset: as fast as the server answers. */
+  rate?: number;
 };
 
 export type LoadResult = {
@@ -71,6 +73,7 @@ function options(spec: LoadSpec, seconds: number): autocannon.Options {
     // counts: 1 in 900.)
     reconnectRate: 900,
     ...(setupClient ? { setupClient } : {}),
+    ...(spec.rate ? { overallRate: spec.rate } : {}),
   };
 }
 
