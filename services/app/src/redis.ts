@@ -56,6 +56,9 @@ function createCluster(config: Config): Cluster {
     // A failover moves slots without a MOVED reaching an idle replica; refresh on a timer too.
     slotsRefreshInterval: 2000,
     lazyConnect: false,
+    // No auto-pipelining here (nodeOptions' is for one Redis): ioredis groups a batch by the
+    // node of the command's first argument, which for the counter's script is its key count.
+    enableAutoPipelining: false,
   };
   return new Cluster([...config.redis.clusterNodes], options);
 }
@@ -120,6 +123,12 @@ function nodeOptions(config: Config): RedisOptions {
     // subcommand to allow), so every connection would log a NOPERM on Redis 7.2+.
     disableClientInfo: true,
     lazyConnect: false,
+    // Commands issued in the same event-loop turn (the requests one socket read delivered) go
+    // out in one write and come back in one read: measured with make bench-compare, read+write
+    // syscalls per exactly-once request 3.4 -> 2.4 for a replica and 0.87 -> 0.19 for Redis.
+    // Ordering and failures are per command as before (a timeout or a closed connection
+    // rejects each command with its own error).
+    enableAutoPipelining: true,
   };
 }
 
