@@ -70,14 +70,14 @@ export function redisConf(o: RedisConfOptions, extra: readonly string[] = []): s
 
 export type SentinelPasswords = Record<"app" | "admin" | "health" | "replication" | "sentinel", string>;
 
-/** What a Sentinel data node adds to redisConf(): how it replicates and, in a container, its announced name. */
+/** What a Sentinel data node adds to redisConf(): how it replicates and, in a container, its announced address. */
 export function sentinelDataConf(o: {
   passwords: SentinelPasswords;
   /** REDIS_WAIT_REPLICAS of the app: also min-replicas-to-write. */
   waitReplicas: number;
   /** The primary to follow at first start; undefined for the first primary. */
   replicaOf?: { host: string; port: number } | undefined;
-  /** The name others reach this node by (a container's service name); unset on loopback. */
+  /** The address others reach this node by (a container's fixed address); unset on loopback. */
   announce?: string | undefined;
 }): string[] {
   return [
@@ -89,8 +89,8 @@ export function sentinelDataConf(o: {
     // With WAIT on, a primary that lost its replicas refuses writes (NOREPLICAS, a 503 that
     // changed nothing) instead of acknowledging what a failover would lose.
     ...(o.waitReplicas > 0 ? [`min-replicas-to-write ${o.waitReplicas}`, "min-replicas-max-lag 10"] : []),
-    // A container's address changes when it restarts; its service name does not. The primary
-    // reports this name for the replica, the Sentinels pass it on, the app resolves it.
+    // What the primary reports for this replica, the Sentinels pass on and the app connects to;
+    // without it, a container's address as the primary sees it (NAT, proxies) could be another.
     ...(o.announce ? [`replica-announce-ip ${o.announce}`] : []),
     ...(o.replicaOf ? [`replicaof ${o.replicaOf.host} ${o.replicaOf.port}`] : []),
   ];
@@ -103,7 +103,7 @@ export function sentinelConf(o: {
   dir: string;
   primary: { host: string; port: number };
   passwords: SentinelPasswords;
-  /** In a container: its service name, announced to the other Sentinels and to clients. */
+  /** In a container: its fixed address, announced to the other Sentinels. */
   announce?: string | undefined;
 }): string {
   const m = SENTINEL_MASTER;
@@ -113,12 +113,9 @@ export function sentinelConf(o: {
     `bind ${o.bind}`,
     `dir "${o.dir}"`,
     "daemonize no",
-    // Names rather than addresses (before `monitor`, which may name a host): a container that
-    // restarts gets a new address, so what the Sentinels tell the app after a failover must be
-    // a name it can still resolve.
-    ...(o.announce
-      ? ["sentinel resolve-hostnames yes", "sentinel announce-hostnames yes", `sentinel announce-ip ${o.announce}`]
-      : []),
+    // Addresses, not host names (resolve-hostnames/announce-hostnames): Sentinel resolves names
+    // on its one thread, and a stopped container's name can hang there (docker-compose.sentinel.yml).
+    ...(o.announce ? [`sentinel announce-ip ${o.announce}`] : []),
     `sentinel monitor ${m} ${o.primary.host} ${o.primary.port} 2`,
     `sentinel auth-user ${m} sentinel`,
     `sentinel auth-pass ${m} ${pw.sentinel}`,
