@@ -349,7 +349,8 @@ export class ComposeCluster implements Cluster {
   async probeReplica(index: number, path: string): Promise<number> {
     const c = await this.#replica(index);
     if (!c.running) return 0;
-    const out = await docker(["exec", c.id, "node", "-e", PROBE, path], { timeoutMs: 10_000 }).catch(() => "0");
+    // 30 s: on a loaded 2-core host one `node -e` in a container was measured taking 21 s to start.
+    const out = await docker(["exec", c.id, "node", "-e", PROBE, path], { timeoutMs: 30_000 }).catch(() => "0");
     return Number(out.trim()) || 0;
   }
 
@@ -367,7 +368,8 @@ export class ComposeCluster implements Cluster {
         if (opts.healthy && now.health !== undefined && now.health !== "healthy") return false;
         return (await this.probeReplica(c.number, "/readyz")) === 200;
       },
-      60_000,
+      // A few slow probes (above), not a replica that will never be ready, can fill one minute.
+      120_000,
       250,
     );
   }
