@@ -87,6 +87,7 @@ if (!composeTierRuns("the Compose Sentinel tier")) {
       for (const name of ["exactly-once", "monotonic", "bounds"])
         expect(r.verdict.checks.find((c) => c.name === name)?.ok, checks).toBe(true);
       const failovers = r.verdict.checks.find((c) => c.name === "failovers");
+      console.log(`compose sentinel failover: ${failovers?.summary}`);
       expect(failovers?.summary, checks).toMatch(/^#1 SIGKILL redis-\d .*#2 SIGKILL redis-\d /);
       expect(failovers?.summary, checks).not.toMatch(/never/);
       expect(r.pass, checks).toBe(true);
