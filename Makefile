@@ -19,8 +19,8 @@ SIGNAL ?= TERM
 CLI := node infra/cli.ts
 CLUSTER ?= auto
 export CLUSTER
-# How Redis runs for up and verify: single (one server), sentinel (primary, 2 replicas, 3 Sentinels) or
-# cluster (Redis Cluster); sentinel and cluster run as local processes.
+# How Redis runs for up and verify: single (one server), sentinel (primary, 2 replicas, 3 Sentinels; local
+# processes or Compose) or cluster (Redis Cluster; local processes only).
 REDIS ?= single
 export REDIS
 # make verify: the app's WAIT after each increment (replicas that must acknowledge it).

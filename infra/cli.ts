@@ -83,8 +83,8 @@ async function main(): Promise<void> {
   switch (command) {
     case "up": {
       if (await attachCluster()) throw new Error("a cluster is already up; `make down` first, or `make ps` to see it");
-      // Redis Cluster and Sentinel run as local processes only; CLUSTER=auto picks them for those.
-      const localOnly = values.redis === "cluster" || values.redis === "sentinel";
+      // Redis Cluster runs as local processes only; CLUSTER=auto picks them for it.
+      const localOnly = values.redis === "cluster";
       const kind = localOnly && (process.env.CLUSTER ?? "auto") === "auto" ? "local" : chooseKind();
       const common = {
         replicas: intOption("replicas", values.replicas, 3),

@@ -14,19 +14,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "vitest";
 import { clusterScenarios } from "../../test/cluster-scenarios.ts";
+import { composeTierRuns } from "../../test/compose-tier.ts";
 import { ComposeCluster } from "./compose-cluster.ts";
-import { composeCommand, dockerAvailable } from "./docker.ts";
 
-const missing = !dockerAvailable()
-  ? "no Docker engine"
-  : !composeCommand()
-    ? "no docker compose or docker-compose"
-    : undefined;
-
-if (missing) {
-  if (process.env.REQUIRE_DOCKER === "1")
-    throw new Error(`REQUIRE_DOCKER=1 but there is ${missing}: the Compose tier cannot run`);
-  console.log(`skipped: ${missing} (the Docker Compose tier needs one; REQUIRE_DOCKER=1 turns this into a failure)`);
+if (!composeTierRuns("the Docker Compose tier")) {
   describe.skip("Docker Compose", () => it("needs a Docker engine", () => {}));
 } else {
   // A project name of its own per cluster, so a test never touches a `make up` cluster.

@@ -1,18 +1,64 @@
 // The Cluster as Docker Compose containers (docker-compose.yml): Redis, N app replicas made
-// with --scale, nginx. State lives in a folder, so `make up` and a later `make kill` drive the
-// same project; each test cluster gets a project name of its own.
+// with --scale, nginx. REDIS=sentinel adds docker-compose.sentinel.yml: a primary, two replicas
+// and three Sentinels in place of the one Redis. State lives in a folder, so `make up` and a
+// later `make kill` drive the same project; each test cluster gets a project name of its own.
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { APP_IMAGE, buildAppImage, resolveBaseImages } from "../images/images.ts";
-import type { Cluster, ClusterOptions, RedisNodeInfo, ReplicaInfo, Signal } from "./cluster.ts";
+import type { Cluster, ClusterOptions, RedisNodeInfo, RedisTopology, ReplicaInfo, Signal } from "./cluster.ts";
 import { clientLimitsConf, clientLimitsFrom } from "./client-limits.ts";
 import { composeCommand, defaultProjectName, docker, run, type Command } from "./docker.ts";
 import { httpStatus, waitFor } from "./wait.ts";
 import { freePort } from "./ports.ts";
+import { redisAclFile, redisConf, SENTINEL_MASTER, sentinelConf, sentinelDataConf } from "./redis-conf.ts";
 
 const repoRoot = resolve(import.meta.dirname, "../..");
 const composeFile = join(repoRoot, "docker-compose.yml");
+const sentinelComposeFile = join(repoRoot, "docker-compose.sentinel.yml");
+const aclTemplate = join(repoRoot, "infra/redis/users.acl");
+
+/**
+ * REDIS=sentinel's nodes: `name` as the local driver names them (what killRedisNode takes), the
+ * Compose service, and the last byte of its fixed address on `store` (docker-compose.sentinel.yml
+ * says why addresses, not names).
+ */
+const SENTINEL_NODES = [
+  { name: "redis-1", service: "redis", kind: "redis", port: 6379, ip: 11 },
+  { name: "redis-2", service: "redis-2", kind: "redis", port: 6379, ip: 12 },
+  { name: "redis-3", service: "redis-3", kind: "redis", port: 6379, ip: 13 },
+  { name: "sentinel-1", service: "sentinel-1", kind: "sentinel", port: 26379, ip: 21 },
+  { name: "sentinel-2", service: "sentinel-2", kind: "sentinel", port: 26379, ip: 22 },
+  { name: "sentinel-3", service: "sentinel-3", kind: "sentinel", port: 26379, ip: 23 },
+] as const;
+
+const ipv4 = (a: string) => a.split(".").reduce((n, b) => n * 256 + Number(b), 0);
+
+/**
+ * A /24 for the `store` network (its first three bytes, REDIS_NET) that overlaps no network on this
+ * engine: other projects (tests, other checkouts) run beside this one, and Docker refuses a pool
+ * that overlaps. Random in 10.200.0.0-10.254.255.0 rather than the next free one, so that two
+ * projects starting at once rarely pick the same.
+ */
+async function freeStoreNet(): Promise<string> {
+  const ids = (await docker(["network", "ls", "-q"])).split("\n").filter(Boolean);
+  const used = (await docker(["network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", ...ids]))
+    .split(/\s+/)
+    .filter((x) => /^\d+\.\d+\.\d+\.\d+\/\d+$/.test(x))
+    .map((cidr) => {
+      const [addr, bits] = cidr.split("/") as [string, string];
+      const size = 2 ** (32 - Number(bits));
+      const start = ipv4(addr) - (ipv4(addr) % size);
+      return [start, start + size - 1] as const;
+    });
+  for (let i = 0; i < 200; i++) {
+    const net = `10.${200 + Math.floor(Math.random() * 55)}.${Math.floor(Math.random() * 256)}`;
+    const lo = ipv4(`${net}.0`);
+    if (!used.some(([a, b]) => a <= lo + 255 && lo <= b)) return net;
+  }
+  throw new Error("no free /24 in 10.200.0.0/16-10.254.0.0/16 for the Redis network; remove unused Docker networks");
+}
+type SentinelNode = (typeof SENTINEL_NODES)[number];
 
 /**
  * The project `make up` uses: the one `docker compose ps` in the repository shows (Compose's own COMPOSE_PROJECT_NAME
@@ -27,8 +73,14 @@ type ComposeState = {
   replicas: number;
   /** Variables docker-compose.yml interpolates; every compose call gets the same ones. */
   env: Record<string, string>;
-  /** Compose files after the main one (the appEnv override). */
+  /** Compose files after the main one (the Sentinel topology, the appEnv override). */
   overrides: string[];
+  /** Absent in state written before Sentinel ran in Compose: one Redis. */
+  redis?: RedisTopology;
+  /** REDIS=sentinel: each data node's role when last seen (a stopped one keeps it). */
+  roles?: Record<string, "primary" | "replica">;
+  /** The app's REDIS_WAIT_REPLICAS: also min-replicas-to-write on every data node. */
+  waitReplicas?: number;
 };
 
 export type ComposeClusterOptions = ClusterOptions & {
@@ -70,10 +122,11 @@ export class ComposeCluster implements Cluster {
 
   /** A new cluster description; nothing runs until start(). */
   static create(opts: ComposeClusterOptions): ComposeCluster {
-    if ((opts.redis ?? "single") !== "single")
-      throw new Error(`REDIS=${opts.redis} is not available with Docker Compose yet; use CLUSTER=local`);
+    const redis = opts.redis ?? "single";
+    if (redis === "cluster")
+      throw new Error("REDIS=cluster is not available with Docker Compose yet; use CLUSTER=local");
     const dir = resolve(opts.dir);
-    const overrides: string[] = [];
+    const overrides: string[] = redis === "sentinel" ? [sentinelComposeFile] : [];
     if (opts.appEnv && Object.keys(opts.appEnv).length > 0) {
       // JSON is YAML: a second compose file adds the extra variables to the app service.
       mkdirSync(dir, { recursive: true });
@@ -94,6 +147,13 @@ export class ComposeCluster implements Cluster {
         replicas: opts.replicas ?? 3,
         env: { SECRETS_DIR: join(dir, "secrets"), APP_IMAGE, NGINX_CLIENT_LIMITS: limitsFile },
         overrides,
+        redis,
+        ...(redis === "sentinel"
+          ? {
+              roles: { "redis-1": "primary", "redis-2": "replica", "redis-3": "replica" },
+              waitReplicas: Number(opts.appEnv?.REDIS_WAIT_REPLICAS ?? 0),
+            }
+          : {}),
       },
       opts.log,
     );
@@ -146,17 +206,63 @@ export class ComposeCluster implements Cluster {
     const dir = this.#state.env.SECRETS_DIR!;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
+    const sentinel = this.#state.redis === "sentinel";
     const secrets = [
       ["redis_app_password", 24],
       ["redis_health_password", 24],
       ["redis_admin_password", 24],
       ["session_secret", 48],
+      ...(sentinel
+        ? ([
+            ["redis_replication_password", 24],
+            ["redis_sentinel_password", 24],
+          ] as const)
+        : []),
     ] as const;
     for (const [name, bytes] of secrets) {
       const file = join(dir, name);
       // Compose (without Swarm) bind-mounts a secret file with its own mode, and the app and
       // Redis run as non-root users, so the file is readable; the folder (0700) guards it.
       if (!existsSync(file)) writeFileSync(file, `${randomBytes(bytes).toString("base64url")}\n`, { mode: 0o644 });
+    }
+    if (sentinel) this.#writeSentinelConfigs(dir);
+  }
+
+  /** REDIS=sentinel: the aclfile and each node's first config, as secrets (they hold passwords). */
+  #writeSentinelConfigs(dir: string): void {
+    const pw = (user: string) => readFileSync(join(dir, `redis_${user}_password`), "utf8").trim();
+    const passwords = {
+      app: pw("app"),
+      admin: pw("admin"),
+      health: pw("health"),
+      replication: pw("replication"),
+      sentinel: pw("sentinel"),
+    };
+    const write = (file: string, text: string) => writeFileSync(join(dir, file), text, { mode: 0o644 });
+    write("redis_users_acl", redisAclFile(readFileSync(aclTemplate, "utf8"), passwords));
+    const at = (n: SentinelNode) => `${this.#state.env.REDIS_NET}.${n.ip}`;
+    const primary = { host: at(SENTINEL_NODES[0]), port: 6379 };
+    for (const n of SENTINEL_NODES) {
+      // Every interface of the container: it is on the internal `store` network only.
+      const text =
+        n.kind === "redis"
+          ? redisConf(
+              {
+                port: n.port,
+                bind: "* -::*",
+                dir: "/data",
+                aclfile: "/run/secrets/redis_users_acl",
+                maxmemory: "200mb",
+              },
+              sentinelDataConf({
+                passwords,
+                waitReplicas: this.#state.waitReplicas ?? 0,
+                replicaOf: at(n) === primary.host ? undefined : primary,
+                announce: at(n),
+              }),
+            )
+          : sentinelConf({ port: n.port, bind: "* -::*", dir: "/data", primary, passwords, announce: at(n) });
+      write(`${n.name}.conf`, text);
     }
   }
 
@@ -167,12 +273,14 @@ export class ComposeCluster implements Cluster {
     Object.assign(this.#state.env, images);
     await buildAppImage(images.NODE_IMAGE, this.#state.env.APP_IMAGE, this.#log);
     if (this.#state.port === 0) this.#state.port = await freePort();
+    if (this.#state.redis === "sentinel") this.#state.env.REDIS_NET ??= await freeStoreNet();
     this.#writeSecrets();
     this.#save();
     try {
       // --no-build: the image was built above with BuildKit; docker-compose 1.29 would use the
       // legacy builder, which cannot read the Dockerfile's build secret.
       await this.#compose(["up", "-d", "--no-build", "--scale", `app=${this.#state.replicas}`]);
+      if (this.#state.redis === "sentinel") await this.waitForPrimary({ timeoutMs: 60_000 });
       await this.#waitAllReady({ healthy: true });
       await waitFor(
         `nginx on ${this.baseUrl()}`,
@@ -213,7 +321,7 @@ export class ComposeCluster implements Cluster {
       .sort((a, b) => a.number - b.number);
   }
 
-  async #one(service: "redis" | "nginx"): Promise<Container> {
+  async #one(service: string): Promise<Container> {
     const [c] = await this.#containers(service);
     if (!c) throw new Error(`no ${service} container in project ${this.#state.project}; is the cluster up?`);
     return c;
@@ -241,7 +349,8 @@ export class ComposeCluster implements Cluster {
   async probeReplica(index: number, path: string): Promise<number> {
     const c = await this.#replica(index);
     if (!c.running) return 0;
-    const out = await docker(["exec", c.id, "node", "-e", PROBE, path], { timeoutMs: 10_000 }).catch(() => "0");
+    // 30 s: on a loaded 2-core host one `node -e` in a container was measured taking 21 s to start.
+    const out = await docker(["exec", c.id, "node", "-e", PROBE, path], { timeoutMs: 30_000 }).catch(() => "0");
     return Number(out.trim()) || 0;
   }
 
@@ -259,7 +368,8 @@ export class ComposeCluster implements Cluster {
         if (opts.healthy && now.health !== undefined && now.health !== "healthy") return false;
         return (await this.probeReplica(c.number, "/readyz")) === 200;
       },
-      60_000,
+      // A few slow probes (above), not a replica that will never be ready, can fill one minute.
+      120_000,
       250,
     );
   }
@@ -349,55 +459,146 @@ export class ComposeCluster implements Cluster {
     await this.#reloadNginx();
   }
 
+  #sentinel(): boolean {
+    return this.#state.redis === "sentinel";
+  }
+
+  /** The data servers (Sentinel: all three; the Sentinels keep watching), as `restart-redis` means. */
   async stopRedis(signal: Signal): Promise<void> {
-    const r = await this.#one("redis");
-    if (!r.running) return;
-    await docker(["kill", "--signal", signal, r.id]);
-    await this.#waitStopped(r.id, "redis", 20_000);
+    const names = this.#sentinel() ? SENTINEL_NODES.filter((n) => n.kind === "redis").map((n) => n.name) : ["redis"];
+    await Promise.all(names.map((n) => this.killRedisNode(n, signal)));
   }
 
   async startRedis(): Promise<void> {
-    const r = await this.#one("redis");
-    if (!r.running) await docker(["start", r.id]);
-    await waitFor("redis to answer PING", async () => (await this.redisCommand("PING")) === "PONG", 30_000, 100);
+    if (this.#sentinel()) {
+      for (const n of SENTINEL_NODES.filter((x) => x.kind === "redis")) await this.startRedisNode(n.name);
+      await this.waitForPrimary();
+    } else {
+      const r = await this.#one("redis");
+      if (!r.running) await docker(["start", r.id]);
+      await waitFor("redis to answer PING", async () => (await this.redisCommand("PING")) === "PONG", 30_000, 100);
+    }
     // Replicas reconnect on their own (ioredis backoff, capped at 1 s); wait until they have.
     await this.#waitAllReady();
   }
 
+  #node(name: string): SentinelNode {
+    const n = SENTINEL_NODES.find((x) => x.name === name);
+    if (!n)
+      throw new Error(`no Redis node "${name}"; this cluster has ${SENTINEL_NODES.map((x) => x.name).join(", ")}`);
+    return n;
+  }
+
+  /** redis-cli inside a node's container as admin; the password stays in there (REDISCLI_AUTH), never in argv. */
+  async #cli(c: Container, port: number, args: string[]): Promise<string> {
+    const script =
+      "read -r REDISCLI_AUTH < /run/secrets/redis_admin_password; export REDISCLI_AUTH; exec redis-cli " +
+      '--user admin -p "$0" "$@"';
+    return (await docker(["exec", c.id, "sh", "-c", script, String(port), ...args], { timeoutMs: 10_000 })).trim();
+  }
+
+  /** Asks each running data node for its ROLE; a stopped one keeps its last known role. */
+  async #refreshRoles(): Promise<Map<string, Container>> {
+    const byName = new Map<string, Container>();
+    const roles = (this.#state.roles ??= {});
+    await Promise.all(
+      SENTINEL_NODES.map(async (n) => {
+        const c = (await this.#containers(n.service))[0];
+        if (!c) return;
+        byName.set(n.name, c);
+        if (n.kind !== "redis" || !c.running) return;
+        const role = await this.#cli(c, n.port, ["ROLE"]).catch(() => "");
+        if (role.startsWith("master")) roles[n.name] = "primary";
+        else if (role.startsWith("slave")) roles[n.name] = "replica";
+      }),
+    );
+    if (existsSync(this.dir)) this.#save();
+    return byName;
+  }
+
   async redisNodes(): Promise<RedisNodeInfo[]> {
-    const r = await this.#one("redis");
-    return [{ name: "redis", role: "primary", running: r.running, address: "redis:6379" }];
+    if (!this.#sentinel()) {
+      const r = await this.#one("redis");
+      return [{ name: "redis", role: "primary", running: r.running, address: "redis:6379" }];
+    }
+    const containers = await this.#refreshRoles();
+    return SENTINEL_NODES.map((n) => ({
+      name: n.name,
+      role: n.kind === "sentinel" ? "sentinel" : (this.#state.roles?.[n.name] ?? "replica"),
+      running: containers.get(n.name)?.running ?? false,
+      address: `${this.#state.env.REDIS_NET}.${n.ip}:${n.port}`,
+    }));
   }
 
   async killRedisNode(name: string, signal: Signal): Promise<void> {
-    if (name !== "redis") throw new Error(`no Redis node "${name}"; this cluster has redis`);
-    await this.stopRedis(signal);
+    if (!this.#sentinel() && name !== "redis") throw new Error(`no Redis node "${name}"; this cluster has redis`);
+    const c = await this.#one(this.#sentinel() ? this.#node(name).service : "redis");
+    if (!c.running) return;
+    await docker(["kill", "--signal", signal, c.id]).catch((err: Error) => {
+      if (!/is not running/.test(err.message)) throw err;
+    });
+    await this.#waitStopped(c.id, name, 20_000);
   }
 
   async startRedisNode(name: string): Promise<void> {
-    if (name !== "redis") throw new Error(`no Redis node "${name}"; this cluster has redis`);
-    await this.startRedis();
+    if (!this.#sentinel()) {
+      if (name !== "redis") throw new Error(`no Redis node "${name}"; this cluster has redis`);
+      return this.startRedis();
+    }
+    const n = this.#node(name);
+    const c = await this.#one(n.service);
+    if (!c.running) await docker(["start", c.id]);
+    await waitFor(`${name} to answer PING`, async () => (await this.#cli(c, n.port, ["PING"])) === "PONG", 30_000, 100);
+    await this.#refreshRoles();
+  }
+
+  /** The data node the Sentinels name as primary now (the first Sentinel that answers), or undefined. */
+  async #sentinelsPrimary(): Promise<SentinelNode | undefined> {
+    for (const s of SENTINEL_NODES.filter((n) => n.kind === "sentinel")) {
+      const c = (await this.#containers(s.service))[0];
+      if (!c?.running) continue;
+      const out = await this.#cli(c, s.port, ["SENTINEL", "get-master-addr-by-name", SENTINEL_MASTER]).catch(() => "");
+      const host = out.split("\n")[0]?.trim();
+      const n = SENTINEL_NODES.find((x) => x.kind === "redis" && `${this.#state.env.REDIS_NET}.${x.ip}` === host);
+      if (n) return n;
+    }
+    return undefined;
   }
 
   async waitForPrimary(opts: { exclude?: string; timeoutMs?: number } = {}): Promise<string> {
-    // One server: it is the primary once it answers; nothing can replace it.
+    if (!this.#sentinel()) {
+      // One server: it is the primary once it answers; nothing can replace it.
+      await waitFor(
+        "redis to answer",
+        async () => opts.exclude !== "redis" && (await this.redisCommand("PING")) === "PONG",
+        opts.timeoutMs ?? 30_000,
+        100,
+      );
+      return "redis";
+    }
+    let found = "";
     await waitFor(
-      "redis to answer",
-      async () => opts.exclude !== "redis" && (await this.redisCommand("PING")) === "PONG",
+      opts.exclude ? `a primary other than ${opts.exclude}` : "a primary",
+      async () => {
+        const p = await this.#sentinelsPrimary();
+        if (!p || p.name === opts.exclude) return false;
+        const c = await this.#one(p.service);
+        // The Sentinels have switched; the server itself must also say so (REPLICAOF NO ONE done).
+        if (!c.running || !(await this.#cli(c, p.port, ["ROLE"]).catch(() => "")).startsWith("master")) return false;
+        found = p.name;
+        return true;
+      },
       opts.timeoutMs ?? 30_000,
       100,
     );
-    return "redis";
+    await this.#refreshRoles();
+    return found;
   }
 
+  /** As the admin user, on the one Redis or (Sentinel) the current primary. */
   async redisCommand(...args: string[]): Promise<string> {
-    const r = await this.#one("redis");
-    // As the admin user. The password stays inside the container: read from the secret,
-    // passed in the environment (redis-cli reads REDISCLI_AUTH), never in argv.
-    const script =
-      "read -r REDISCLI_AUTH < /run/secrets/redis_admin_password; export REDISCLI_AUTH; exec redis-cli " +
-      '--user admin "$@"';
-    return (await docker(["exec", r.id, "sh", "-c", script, "sh", ...args], { timeoutMs: 10_000 })).trim();
+    const service = this.#sentinel() ? ((await this.#sentinelsPrimary()) ?? SENTINEL_NODES[0]).service : "redis";
+    return this.#cli(await this.#one(service), 6379, args);
   }
 
   async logs(lines = 50): Promise<string> {

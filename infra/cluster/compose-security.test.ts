@@ -8,13 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ComposeCluster } from "./compose-cluster.ts";
-import { composeCommand, docker, dockerAvailable } from "./docker.ts";
-
-const missing = !dockerAvailable()
-  ? "no Docker engine"
-  : !composeCommand()
-    ? "no docker compose or docker-compose"
-    : undefined;
+import { docker } from "./docker.ts";
+import { composeTierRuns } from "../../test/compose-tier.ts";
 
 type Inspect = {
   Id: string;
@@ -22,10 +17,7 @@ type Inspect = {
   NetworkSettings: { Networks: Record<string, unknown> };
 };
 
-if (missing) {
-  if (process.env.REQUIRE_DOCKER === "1")
-    throw new Error(`REQUIRE_DOCKER=1 but there is ${missing}: the Compose tier cannot run`);
-  console.log(`skipped: ${missing} (the Docker Compose tier needs one; REQUIRE_DOCKER=1 turns this into a failure)`);
+if (!composeTierRuns("the Docker Compose tier")) {
   describe.skip("Docker Compose hardening", () => it("needs a Docker engine", () => {}));
 } else {
   describe("Docker Compose hardening: networks, Redis users, secrets", () => {

@@ -20,6 +20,7 @@ import type {
 import { LocalRedisCluster, newRedisClusterNodes, type RedisClusterNode } from "./redis-cluster.ts";
 import { LocalSentinelTopology, sentinelAppEnv, sentinelState, type SentinelState } from "./redis-sentinel.ts";
 import { clientLimitsConf, clientLimitsFrom } from "./client-limits.ts";
+import { redisAclFile, redisConf } from "./redis-conf.ts";
 import { httpStatus, waitFor } from "./wait.ts";
 import { freePort } from "./ports.ts";
 
@@ -135,23 +136,6 @@ ${
 }
 
 const secret = () => randomBytes(18).toString("base64url");
-
-/**
- * The aclfile for Redis: infra/redis/users.acl without its comments, each user that logs in
- * given its password (a `>password` rule: the file is the only place it is written).
- */
-export function redisAclFile(template: string, passwords: Partial<Record<string, string>>): string {
-  return (
-    template
-      .split("\n")
-      .filter((l) => l.trim() !== "" && !l.startsWith("#"))
-      .map((line) => {
-        const pw = passwords[line.split(/\s+/)[1] ?? ""];
-        return pw === undefined ? line : `${line} >${pw}`;
-      })
-      .join("\n") + "\n"
-  );
-}
 
 export class LocalCluster implements Cluster {
   readonly kind = "local" as const;
@@ -337,25 +321,8 @@ export class LocalCluster implements Cluster {
     const acl = join(dir, "users.acl");
     writeFileSync(acl, redisAclFile(readFileSync(aclTemplate, "utf8"), r.passwords), { mode: 0o600 });
     const conf = join(dir, "redis.conf");
-    // AOF with fsync every second: an acknowledged write is in the kernel before Redis
-    // answers, so it survives SIGKILL of redis-server (a power cut could lose ~1 s).
-    writeFileSync(
-      conf,
-      [
-        `port ${r.port}`,
-        "bind 127.0.0.1",
-        `dir "${dir}"`,
-        "daemonize no",
-        "appendonly yes",
-        "appendfsync everysec",
-        'save ""',
-        `maxmemory ${REDIS_MAXMEMORY}`,
-        "maxmemory-policy noeviction",
-        `aclfile "${acl}"`,
-        "",
-      ].join("\n"),
-      { mode: 0o600 },
-    );
+    const base = { port: r.port, bind: "127.0.0.1", dir, aclfile: acl, maxmemory: REDIS_MAXMEMORY };
+    writeFileSync(conf, redisConf(base), { mode: 0o600 });
     r.pid = this.#spawn("redis", bin, [conf]);
     this.#save();
     await waitFor(`redis on port ${r.port}`, async () => (await this.redisCommand("PING")) === "PONG", 15_000, 50);

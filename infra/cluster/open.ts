@@ -48,10 +48,12 @@ export function createCluster(
   opts: (Omit<LocalClusterOptions, "dir"> | Omit<ComposeClusterOptions, "dir">) & Where,
 ): Cluster {
   if (kind === "local") return LocalCluster.create({ ...opts, dir: opts.dir ?? LOCAL_DIR });
-  if (opts.redis === "cluster" || opts.redis === "sentinel")
-    throw new Error(`REDIS=${opts.redis} runs as local processes only: add CLUSTER=local`);
+  if (opts.redis === "cluster") throw new Error("REDIS=cluster runs as local processes only: add CLUSTER=local");
   if (kind === "swarm") {
-    if (opts.redis && opts.redis !== "single") throw new Error("CLUSTER=swarm runs one Redis: use REDIS=single");
+    if (opts.redis && opts.redis !== "single")
+      throw new Error(
+        "CLUSTER=swarm runs one Redis: use REDIS=single, or REDIS=sentinel with CLUSTER=compose or local",
+      );
     // A stack of its own for a cluster in a folder of its own (tests, `make verify`).
     const o = opts as Omit<SwarmClusterOptions, "dir"> & Where;
     const stack = o.stack ?? (o.dir ? defaultProjectName(`esc-${basename(o.dir)}`) : undefined);

@@ -9,6 +9,7 @@ import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import type { RedisNodeInfo, Signal } from "./cluster.ts";
 import { freePort } from "./ports.ts";
+import { redisConf } from "./redis-conf.ts";
 import { waitFor } from "./wait.ts";
 
 const run = promisify(execFile);
@@ -85,30 +86,17 @@ export class LocalRedisCluster {
     // 2 s: a primary unreachable that long is marked failing and its replica takes over about
     // a second later (measured ~3-4 s in all); lower risks a false failover when this shared
     // 2-core box stalls a node. masterauth is in this 0600 file, never in argv.
-    writeFileSync(
-      conf,
-      [
-        `port ${n.port}`,
-        "bind 127.0.0.1",
-        `dir "${dir}"`,
-        "daemonize no",
-        "appendonly yes",
-        "appendfsync everysec",
-        'save ""',
-        `maxmemory ${this.#host.maxmemory}`,
-        "maxmemory-policy noeviction",
-        `aclfile "${acl}"`,
-        "cluster-enabled yes",
-        "cluster-config-file nodes.conf",
-        "cluster-node-timeout 2000",
-        `cluster-port ${n.busPort}`,
-        "cluster-require-full-coverage yes",
-        "masteruser replication",
-        `masterauth ${this.#host.replicationPassword}`,
-        "",
-      ].join("\n"),
-      { mode: 0o600 },
-    );
+    const base = { port: n.port, bind: "127.0.0.1", dir, aclfile: acl, maxmemory: this.#host.maxmemory };
+    const cluster = [
+      "cluster-enabled yes",
+      "cluster-config-file nodes.conf",
+      "cluster-node-timeout 2000",
+      `cluster-port ${n.busPort}`,
+      "cluster-require-full-coverage yes",
+      "masteruser replication",
+      `masterauth ${this.#host.replicationPassword}`,
+    ];
+    writeFileSync(conf, redisConf(base, cluster), { mode: 0o600 });
     return conf;
   }
 

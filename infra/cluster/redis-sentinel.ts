@@ -5,23 +5,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { RedisNodeInfo, Signal } from "./cluster.ts";
 import { waitFor } from "./wait.ts";
-
-/** The master name the Sentinels monitor and the app asks for (REDIS_SENTINEL_NAME). */
-export const SENTINEL_MASTER = "sessions";
-
-/**
- * Sentinel timing, chosen for a failover in a few seconds on loopback:
- * - down-after-milliseconds 2000: a primary that has not answered a PING for 2 s is down.
- *   Not 1000: a Sentinel opens its link to a just-promoted primary on its 1 s reconnect tick,
- *   and with no margin over that it could find the new primary "down" a second after the
- *   switch and, counting the other Sentinels' still-fresh votes on the old one, fail it over
- *   again. On a real network with busy hosts, 3-5 s avoids failovers on a blip.
- * - failover-timeout 5000: a failover that stalls (the chosen replica does not take the role)
- *   is abandoned and retried by another Sentinel after 2x this (10 s), not after Redis's
- *   default 3 min x 2; it also bounds how long replicas take to follow the new primary.
- */
-export const DOWN_AFTER_MS = 2000;
-export const FAILOVER_TIMEOUT_MS = 5000;
+import { redisConf, SENTINEL_MASTER, sentinelConf, sentinelDataConf, type SentinelPasswords } from "./redis-conf.ts";
 
 export type SentinelNodeState = {
   name: string;
@@ -33,9 +17,6 @@ export type SentinelNodeState = {
 };
 
 export type SentinelState = { nodes: SentinelNodeState[] };
-
-/** The Redis users that log in, each with its own password (infra/redis/users.acl). */
-export type SentinelPasswords = Record<"app" | "admin" | "health" | "replication" | "sentinel", string>;
 
 /** What the local driver lends this file: its processes, files and redis-cli. */
 export type LocalRedisHost = {
@@ -119,49 +100,20 @@ export class LocalSentinelTopology {
       mkdirSync(dir, { recursive: true });
       const acl = join(dir, "users.acl");
       writeFileSync(acl, h.aclText, { mode: 0o600 });
-      const common = [`port ${n.port}`, "bind 127.0.0.1", `dir "${dir}"`, "daemonize no"];
+      const primaryAddr = { host: "127.0.0.1", port: primary.port };
       // Passwords only in these files (0600), never in argv.
-      const lines =
+      const text =
         n.kind === "redis"
-          ? [
-              ...common,
-              "appendonly yes",
-              "appendfsync everysec",
-              'save ""',
-              `maxmemory ${h.maxmemory}`,
-              "maxmemory-policy noeviction",
-              `aclfile "${acl}"`,
-              // A replica that (re)joins gets the snapshot at once, not after the default 5 s pause.
-              "repl-diskless-sync-delay 0",
-              // Replicas log in to the primary as `replication`; a promoted replica keeps it for the others.
-              "masteruser replication",
-              `masterauth ${h.passwords.replication}`,
-              // With WAIT on, a primary that lost its replicas refuses writes (NOREPLICAS, a 503
-              // that changed nothing) instead of acknowledging what a failover would lose.
-              ...(h.waitReplicas > 0 ? [`min-replicas-to-write ${h.waitReplicas}`, "min-replicas-max-lag 10"] : []),
-              ...(n === primary ? [] : [`replicaof 127.0.0.1 ${primary.port}`]),
-            ]
-          : [
-              ...common,
-              `sentinel monitor ${SENTINEL_MASTER} 127.0.0.1 ${primary.port} 2`,
-              `sentinel auth-user ${SENTINEL_MASTER} sentinel`,
-              `sentinel auth-pass ${SENTINEL_MASTER} ${h.passwords.sentinel}`,
-              `sentinel down-after-milliseconds ${SENTINEL_MASTER} ${DOWN_AFTER_MS}`,
-              `sentinel failover-timeout ${SENTINEL_MASTER} ${FAILOVER_TIMEOUT_MS}`,
-              `sentinel parallel-syncs ${SENTINEL_MASTER} 1`,
-              // The Sentinels' own users: each other (admin), the app (find the primary and
-              // follow +switch-master), nobody anonymous.
-              "sentinel sentinel-user admin",
-              `sentinel sentinel-pass ${h.passwords.admin}`,
-              "user default off",
-              `user admin on ~* &* +@all >${h.passwords.admin}`,
-              "user app on resetchannels &__sentinel__:* &+switch-master -@all +sentinel|get-master-addr-by-name " +
-                "+sentinel|sentinels +sentinel|slaves +sentinel|replicas +subscribe +psubscribe +ping +info " +
-                `+client|setname +role >${h.passwords.app}`,
-            ];
-      writeFileSync(join(dir, n.kind === "redis" ? "redis.conf" : "sentinel.conf"), `${lines.join("\n")}\n`, {
-        mode: 0o600,
-      });
+          ? redisConf(
+              { port: n.port, bind: "127.0.0.1", dir, aclfile: acl, maxmemory: h.maxmemory },
+              sentinelDataConf({
+                passwords: h.passwords,
+                waitReplicas: h.waitReplicas,
+                replicaOf: n === primary ? undefined : primaryAddr,
+              }),
+            )
+          : sentinelConf({ port: n.port, bind: "127.0.0.1", dir, primary: primaryAddr, passwords: h.passwords });
+      writeFileSync(join(dir, n.kind === "redis" ? "redis.conf" : "sentinel.conf"), text, { mode: 0o600 });
     }
   }
 

@@ -6,6 +6,7 @@ import {
   checkBounds,
   checkContinuity,
   checkExactlyOnce,
+  checkFailovers,
   checkMonotonic,
   checkSpread,
   tallySessions,
@@ -69,6 +70,20 @@ function history(ops: Op[], extra: Partial<History> = {}): History {
 }
 
 describe("checker", () => {
+  it("reports a failover's longest stall even when writes sent after the kill mark still succeeded", () => {
+    // Acknowledged at 10..100 ms; the kill is marked at 50 but lands later; nothing from 100 to 2600.
+    const incs = [...sequential(10), [attempt(2600, "ok", { count: 11 })]];
+    const h = history(user(0, incs, 11), {
+      events: [
+        { t: 50, target: "redis", state: "down", label: "SIGKILL redis-1 (primary)" },
+        { t: 1500, target: "redis", state: "up", label: "redis-2 promoted" },
+      ] as History["events"],
+    });
+    const f = checkFailovers(h);
+    expect(f.figures).toMatchObject({ resumeMs1: 5, stallMs1: 2500 });
+    expect(f.summary).toContain("longest stall 2.50 s");
+  });
+
   it("passes a clean history: counts 1..n, final n, one session, even spread", () => {
     const v = check(history([...user(0, sequential(9), 9), ...user(1, sequential(6), 6)], { keyed: true }));
     expect(v.checks.filter((c) => !c.ok)).toEqual([]);

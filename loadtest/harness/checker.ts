@@ -351,7 +351,10 @@ export function checkFastFailures(h: History, limitMs: number): Check {
 
 /**
  * One row per Redis failover (a "redis" down event, then its "up"): how long no write sent
- * after the kill succeeded, the acknowledged increments the failover lost (a user's next
+ * after the kill succeeded, the longest stretch in its window with no write acknowledged at all
+ * (where a kill takes a while to land, as `docker kill` on a loaded host, writes sent after the
+ * "down" mark can still succeed on the old primary, and the first figure alone reads too low),
+ * the acknowledged increments the failover lost (a user's next
  * answer repeating a count already acknowledged: with one request in flight per user, each
  * repeat is one loss), and the keyed increments left indeterminate by it that a retry with
  * the same key then resolved. Figures, not a pass/fail: bounds and exactly-once judge.
@@ -360,13 +363,26 @@ export function checkFailovers(h: History): Check {
   const downs = h.events.filter((e) => e.target === "redis" && e.state === "down").sort((a, b) => a.t - b.t);
   const incs = h.ops.filter((o) => o.kind === "increment");
   const windowOf = (t: number) => downs.filter((d) => d.t <= t).length - 1;
-  const rows = downs.map((d) => ({ label: d.label, resumeMs: NaN, lost: 0, indeterminate: 0, resolved: 0 }));
+  const rows = downs.map((d) => ({
+    label: d.label,
+    resumeMs: NaN,
+    stallMs: 0,
+    lost: 0,
+    indeterminate: 0,
+    resolved: 0,
+  }));
+  const acks = incs
+    .flatMap((op) => op.attempts.filter((a) => a.outcome === "ok").map((a) => a.t1))
+    .sort((x, y) => x - y);
   for (const [i, d] of downs.entries()) {
     const next = downs[i + 1]?.t ?? Infinity;
     let first = Infinity;
     for (const op of incs)
       for (const a of op.attempts) if (a.outcome === "ok" && a.t0 >= d.t && a.t0 < next) first = Math.min(first, a.t1);
     rows[i]!.resumeMs = first - d.t;
+    // Gaps between consecutive acknowledgements that end in this window (the first may start before it).
+    for (let k = 1; k < acks.length; k++)
+      if (acks[k]! >= d.t && acks[k]! < next) rows[i]!.stallMs = Math.max(rows[i]!.stallMs, acks[k]! - acks[k - 1]!);
   }
   for (const op of incs) {
     const a = op.attempts.find((x) => x.outcome === "indeterminate");
@@ -399,7 +415,8 @@ export function checkFailovers(h: History): Check {
       ? rows
           .map(
             (r, i) =>
-              `#${i + 1} ${r.label}: writes resumed after ${fmt(r.resumeMs)}, ${r.lost} acknowledged lost, ` +
+              `#${i + 1} ${r.label}: writes resumed after ${fmt(r.resumeMs)} (longest stall ${fmt(r.stallMs)}), ` +
+              `${r.lost} acknowledged lost, ` +
               `${r.indeterminate} indeterminate (${r.resolved} resolved by key retries)`,
           )
           .join("; ")
@@ -407,6 +424,7 @@ export function checkFailovers(h: History): Check {
     figures: Object.fromEntries(
       rows.flatMap((r, i) => [
         [`resumeMs${i + 1}`, Number.isFinite(r.resumeMs) ? Math.round(r.resumeMs) : "never"],
+        [`stallMs${i + 1}`, Math.round(r.stallMs)],
         [`lost${i + 1}`, r.lost],
         [`indeterminate${i + 1}`, r.indeterminate],
         [`resolved${i + 1}`, r.resolved],

@@ -35,8 +35,8 @@ function positive(name: string, v: string, max: number): number {
 
 async function main(): Promise<number> {
   const redis = parseRedisTopology(values.redis);
-  // Redis Cluster and Sentinel run as local processes only; CLUSTER=auto picks them for those.
-  const kind = redis !== "single" && values.cluster === "auto" ? "local" : chooseKind(values.cluster);
+  // Redis Cluster runs as local processes only; CLUSTER=auto picks them for it.
+  const kind = redis === "cluster" && values.cluster === "auto" ? "local" : chooseKind(values.cluster);
   if (values.counter !== "atomic" && values.counter !== "session")
     throw new Error(`COUNTER must be atomic or session, not "${values.counter}"`);
   const counter = values.counter;
