@@ -5,6 +5,7 @@
 import { execFile } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
 import type { RedisNodeInfo, Signal } from "./cluster.ts";
@@ -102,7 +103,10 @@ export class LocalRedisCluster {
         "cluster-config-file nodes.conf",
         "cluster-node-timeout 2000",
         `cluster-port ${n.busPort}`,
-        "cluster-require-full-coverage yes",
+        // no: while one shard has no primary (between its primary failing and its replica winning the
+        // election), the other shards keep serving their slots. With yes every node answered CLUSTERDOWN
+        // for that second, and every session, not only the third on that shard, got a 503.
+        "cluster-require-full-coverage no",
         "masteruser replication",
         `masterauth ${this.#host.replicationPassword}`,
         "",
@@ -180,9 +184,15 @@ export class LocalRedisCluster {
   }
 
   async #allSlotsServed(exclude: string | undefined): Promise<string | undefined> {
-    const probe = this.#nodes.find((n) => this.#running(n));
-    if (!probe) return undefined;
-    if (!/^cluster_state:ok/m.test(await this.#ask(probe.port, "CLUSTER", "INFO"))) return undefined;
+    // The first running node to answer speaks for the cluster: asked all at once, so that a frozen
+    // one (pause()) costs nothing but its own connection.
+    const running = this.#nodes.filter((x) => this.#running(x));
+    if (running.length === 0) return undefined;
+    const first = await Promise.any(
+      running.map(async (n) => ({ n, info: await this.#ask(n.port, "CLUSTER", "INFO") })),
+    ).catch(() => undefined);
+    if (!first || !/^cluster_state:ok/m.test(first.info)) return undefined;
+    const probe = first.n;
     const slots = await this.#admin(
       probe.port,
       (r) => r.call("CLUSTER", "SLOTS") as Promise<[number, number, [string, number]][]>,
@@ -197,10 +207,8 @@ export class LocalRedisCluster {
     }
     if (covered !== SLOTS) return undefined;
     // The primaries must say so themselves too (a node just restarted may still be a replica).
-    for (const name of primaries) {
-      const n = this.#node(name);
-      if ((await this.#ask(n.port, "ROLE")) !== "master") return undefined;
-    }
+    const roles = await Promise.all([...primaries].map((name) => this.#ask(this.#node(name).port, "ROLE")));
+    if (roles.some((r) => r !== "master")) return undefined;
     return [...primaries].find((p) => p !== exclude);
   }
 
@@ -219,8 +227,36 @@ export class LocalRedisCluster {
     return out;
   }
 
+  /**
+   * Cuts one node off without killing it: SIGSTOP, then SIGCONT after `ms`; resolves once it runs
+   * again. Frozen, it answers neither clients nor the cluster bus, so after cluster-node-timeout
+   * its peers mark it failing and a replica of a frozen primary takes over. CLIENT PAUSE would
+   * not do: it leaves the cluster bus answering, and Redis Cluster never fails over.
+   */
+  async pause(name: string, ms: number): Promise<void> {
+    const n = this.#node(name);
+    if (!this.#running(n)) throw new Error(`${name} is not running`);
+    process.kill(n.pid!, "SIGSTOP");
+    try {
+      await sleep(ms);
+    } finally {
+      this.#resume(n);
+    }
+  }
+
+  /** SIGCONT: a node left stopped (an interrupted pause) would ignore SIGTERM until then. */
+  #resume(n: RedisClusterNode): void {
+    if (!this.#running(n)) return;
+    try {
+      process.kill(n.pid!, "SIGCONT");
+    } catch {
+      // gone already
+    }
+  }
+
   async kill(name: string, signal: Signal): Promise<void> {
     const n = this.#node(name);
+    this.#resume(n);
     await this.nodes();
     await this.#host.signal(n.pid, `:${n.port}`, signal, n.name);
     n.pid = undefined;
@@ -240,9 +276,11 @@ export class LocalRedisCluster {
   }
 
   async stopAll(signal: Signal): Promise<void> {
+    for (const n of this.#nodes) this.#resume(n);
     await this.nodes().catch(() => []);
     await Promise.all(
       this.#nodes.map(async (n) => {
+        this.#resume(n);
         await this.#host.signal(n.pid, `:${n.port}`, signal, n.name);
         n.pid = undefined;
       }),
