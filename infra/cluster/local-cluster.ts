@@ -337,8 +337,9 @@ export class LocalCluster implements Cluster {
     const acl = join(dir, "users.acl");
     writeFileSync(acl, redisAclFile(readFileSync(aclTemplate, "utf8"), r.passwords), { mode: 0o600 });
     const conf = join(dir, "redis.conf");
-    // AOF with fsync every second: an acknowledged write is in the kernel before Redis
-    // answers, so it survives SIGKILL of redis-server (a power cut could lose ~1 s).
+    // AOF with fsync every second: an acknowledged write is normally in the kernel before Redis
+    // answers, so it survives SIGKILL of redis-server (a power cut could lose ~1 s). Not always:
+    // while the last fsync still runs, Redis postpones the write for up to 2 s and answers anyway.
     writeFileSync(
       conf,
       [
