@@ -268,11 +268,25 @@ export class LocalRedisCluster {
     const n = this.#node(name);
     if (!this.#running(n)) await this.#spawnNode(bin, n);
     await waitFor(
-      `${n.name} to rejoin the cluster`,
-      async () => /^cluster_state:ok/m.test(await this.#ask(n.port, "CLUSTER", "INFO")),
+      `${n.name} to rejoin the cluster and, as a replica, finish its first sync`,
+      () => this.#rejoined(n),
       30_000,
       100,
     );
+  }
+
+  /**
+   * cluster_state ok is not enough: a replica that has not finished its first sync since it started
+   * cannot be elected (its data counts as too old), so a failover of its primary right after would
+   * never happen (seen: redis-partition froze such a primary and no replica took over). A node that
+   * says master without slots is a former primary about to be told it was replaced: not yet either.
+   */
+  async #rejoined(n: RedisClusterNode): Promise<boolean> {
+    if (!/^cluster_state:ok/m.test(await this.#ask(n.port, "CLUSTER", "INFO"))) return false;
+    const myself = (await this.#ask(n.port, "CLUSTER", "NODES")).split("\n").find((l) => l.includes("myself"));
+    const [, , flags = "", , , , , , ...slots] = (myself ?? "").trim().split(" ");
+    if (flags.includes("master")) return slots.length > 0;
+    return /^master_link_status:up/m.test(await this.#ask(n.port, "INFO", "replication"));
   }
 
   async stopAll(signal: Signal): Promise<void> {
