@@ -15,7 +15,7 @@ import { waitFor } from "../infra/cluster/wait.ts";
 import { LOAD_APP_ENV } from "../loadtest/client/load-env.ts";
 import { Visitor } from "../loadtest/client/visitor.ts";
 import { runScenario } from "../loadtest/harness/run-scenario.ts";
-import type { Scenario } from "../loadtest/harness/scenarios.ts";
+import { findScenario, type Scenario } from "../loadtest/harness/scenarios.ts";
 
 const run = promisify(execFile);
 const serverEntry = resolve(import.meta.dirname, "../services/app/src/server.ts");
@@ -130,6 +130,34 @@ describe("Redis Cluster (REDIS=cluster, local processes)", { timeout: 120_000 },
     const nodes = await cluster.redisNodes();
     expect(nodes.find((n) => n.name === killed)).toMatchObject({ running: true, role: "replica" });
     expect(nodes.filter((n) => n.role === "primary" && n.running)).toHaveLength(3);
+  });
+
+  it("fails a frozen primary over (redis-partition: SIGSTOP), doubles nothing, other shards serve on", async () => {
+    const r = await runScenario(findScenario("redis-partition"), {
+      kind: "local",
+      cluster,
+      counter: "atomic",
+      users: 12,
+      durationMs: 6000,
+      progressEverySeconds: 0,
+      log: () => {},
+    });
+    const once = r.verdict.checks.find((c) => c.name === "exactly-once")!;
+    console.log(`redis-cluster partition: ${once.summary}`);
+    expect(r.verdict.totals.duplicated).toBe(0);
+    expect(r.history.endHealth.ok, r.history.endHealth.detail).toBe(true);
+    // The frozen primary's replica took over; woken, the old primary follows it.
+    const frozen = /SIGSTOP \S+ s (redis-\d+)/.exec(r.history.events.find((e) => e.state === "down")!.label)![1]!;
+    await waitFor(
+      `${frozen} to rejoin as a replica`,
+      async () => (await cluster.redisNodes()).find((n) => n.name === frozen)?.role === "replica",
+      15_000,
+      200,
+    );
+    expect((await cluster.redisNodes()).filter((n) => n.role === "primary" && n.running)).toHaveLength(3);
+    // The other shards served on: some sessions (those not on the frozen shard) never saw a 503.
+    const hit = new Set(r.history.ops.filter((o) => o.attempts.some((a) => a.status >= 500)).map((o) => o.user));
+    expect(hit.size).toBeLessThan(12);
   });
 });
 

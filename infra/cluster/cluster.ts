@@ -86,6 +86,11 @@ export interface Cluster {
   /** Starts a stopped Redis node again (same name, same data); a former primary rejoins as a replica. */
   startRedisNode(name: string): Promise<void>;
   /**
+   * Cuts one Redis node off for `ms` without killing it (it answers neither clients nor its peers),
+   * then lets it carry on; resolves once it runs again. Where a driver has it: local Redis Cluster.
+   */
+  pauseRedisNode?(name: string, ms: number): Promise<void>;
+  /**
    * Resolves with the name of a primary that serves writes, other than `exclude` (the one just
    * killed), once there is one; rejects after `timeoutMs` (default 30 s).
    */

@@ -563,6 +563,13 @@ export class LocalCluster implements Cluster {
     await this.startRedis();
   }
 
+  /** Redis Cluster only (SIGSTOP, then SIGCONT): see LocalRedisCluster.pause. */
+  async pauseRedisNode(name: string, ms: number): Promise<void> {
+    const cluster = this.#redisCluster();
+    if (!cluster) throw new Error(`pausing a Redis node needs REDIS=cluster, not ${this.redisTopology}`);
+    await cluster.pause(name, ms);
+  }
+
   /** Cluster: every slot has a running primary, one other than `exclude`; Sentinel: the primary they name. */
   async waitForPrimary(opts: { exclude?: string; timeoutMs?: number } = {}): Promise<string> {
     const cluster = this.#redisCluster();

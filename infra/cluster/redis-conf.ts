@@ -47,8 +47,9 @@ export type RedisConfOptions = {
 
 /**
  * The base config of every data node, then `extra` (replication, cluster mode). AOF with fsync
- * every second: an acknowledged write is in the kernel before Redis answers, so it survives
- * SIGKILL of redis-server (a power cut could lose ~1 s). noeviction: a full Redis refuses
+ * every second: an acknowledged write is normally in the kernel before Redis answers, so it
+ * survives SIGKILL of redis-server (a power cut could lose ~1 s). Not always: while the last fsync
+ * still runs, Redis postpones the write for up to 2 s and answers anyway. noeviction: a full Redis refuses
  * writes (the app answers 503) rather than silently dropping counts or Idempotency-Keys.
  */
 export function redisConf(o: RedisConfOptions, extra: readonly string[] = []): string {

@@ -156,6 +156,23 @@ export function renderMarkdown(r: Report): string {
     );
   }
 
+  const single = r.scenarios.find((s) => s.id === "nginx3-keyed");
+  const topologies = ["nginx3-keyed-sentinel-wait1", "nginx3-keyed-redis-cluster"]
+    .map((id) => r.scenarios.find((s) => s.id === id))
+    .filter((s) => s !== undefined);
+  if (single && topologies.length) {
+    const vs = topologies.map(
+      (s) =>
+        `${s.label.replace(/^nginx \+ 3 replicas, exactly-once, /, "")}: ${f2(s.result.rps / single.result.rps)}x ` +
+        `(p99 ${f1(s.result.latencyMs.p99)} ms, redis ${f0(s.cpuUsPerReq.redis ?? Number.NaN)} µs/req)`,
+    );
+    out.push(
+      `- **Redis topologies vs one Redis** (exactly-once through nginx, same run; one Redis: p99 ` +
+        `${f1(single.result.latencyMs.p99)} ms, redis ${f0(single.cpuUsPerReq.redis ?? Number.NaN)} µs/req): ` +
+        `${vs.join("; ")}. The redis figure sums every redis-server (and Sentinel) process of the topology.`,
+    );
+  }
+
   const p = r.profile as {
     error?: string;
     busyMs?: number;

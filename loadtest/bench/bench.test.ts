@@ -49,6 +49,8 @@ describe("make bench QUICK=1", { timeout: 240_000 }, () => {
       "nginx3-keyed-new",
       "nginx3-keyed-nokeepalive",
       "nginx3-hello",
+      "nginx3-keyed-redis-cluster",
+      "nginx3-keyed-sentinel-wait1",
       "growth-large-1",
       "growth-small-2",
     ]) {
@@ -71,6 +73,9 @@ describe("make bench QUICK=1", { timeout: 240_000 }, () => {
     // The exactly-once path of a returning visitor costs Redis one script per request.
     const keyed = report.scenarios.find((s) => s.id === "nginx3-keyed")!;
     expect(keyed.redisPerReq?.evalsha).toBeGreaterThanOrEqual(0.99);
+    // ... and with REDIS_WAIT_REPLICAS=1 a WAIT after it, on the Sentinels' primary.
+    const wait1 = report.scenarios.find((s) => s.id === "nginx3-keyed-sentinel-wait1")!;
+    expect(wait1.redisPerReq?.wait).toBeGreaterThanOrEqual(0.99);
     const growth = report.growth as {
       memory: { bytesPerSession: number; layouts: Record<string, { bytesPerSession: number }> };
       p99: { small: number[]; large: number[]; ratio: number };
@@ -97,6 +102,9 @@ describe("make bench QUICK=1", { timeout: 240_000 }, () => {
     expect(svg).toContain("p99");
     const md = readFileSync(join(out, "bench-latest.md"), "utf8");
     expect(md).toContain("| Scenario | req/s |");
+    expect(md).toMatch(
+      /Redis topologies vs one Redis.*Sentinel \+ REDIS_WAIT_REPLICAS=1: [\d.]+x.*Redis Cluster.*: [\d.]+x/,
+    );
     expect(md.split("\n").filter((l) => l.startsWith("| ") && / \| \d+ \| [\d.]+ \| [\d.]+ \| /.test(l)).length).toBe(
       report.scenarios.length + 4,
     );

@@ -104,8 +104,9 @@ async function startCluster(
   const stop = () => cluster.stop();
   cleanups.add(stop);
   await cluster.start();
+  // Sentinel and Cluster: every redis-server (and Sentinel) process counts, not only the one INFO names.
   const components =
-    cluster.redisTopology === "cluster"
+    cluster.redisTopology !== "single"
       ? [
           ...(await clusterComponents(cluster)).filter((c) => c.name !== "redis"),
           { name: "redis", pids: () => cluster.redisPids() },
@@ -517,6 +518,34 @@ async function main(): Promise<void> {
       c.components,
       // No per-request Redis command counts: INFO commandstats is per node there.
       undefined,
+      c.cluster,
+    );
+    await c.stop();
+  }
+
+  // The same path on Sentinel (a primary, 2 replicas, 3 Sentinels) with REDIS_WAIT_REPLICAS=1: what waiting
+  // for one replica's acknowledgement after every increment costs against one Redis.
+  if (only("redis-sentinel")) {
+    const c = await startCluster("redis-sentinel", {
+      replicas: 3,
+      redis: "sentinel",
+      appEnv: { REDIS_WAIT_REPLICAS: "1" },
+    });
+    await measure(
+      {
+        ...base,
+        id: "nginx3-keyed-sentinel-wait1",
+        label: "nginx + 3 replicas, exactly-once, Sentinel + REDIS_WAIT_REPLICAS=1",
+        group: "nginx",
+        replicas: 3,
+        counter: "atomic",
+        store: "redis",
+        visitors: "returning",
+        keepalive: true,
+        request: "POST /api/counter + Idempotency-Key",
+      },
+      { url: c.cluster.baseUrl(), ...keyed, visitors: "returning" },
+      c.components,
       c.cluster,
     );
     await c.stop();

@@ -175,6 +175,8 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
     cleanup.push(() => done.abort());
     const ctx: FaultContext = {
       cluster,
+      // A cluster passed in says its own topology when it can (LocalCluster); o.redis otherwise.
+      redis: own ? redis : ((cluster as { redisTopology?: RedisTopology }).redisTopology ?? redis),
       at: async (fraction) => {
         const wait = loadStart + fraction * o.durationMs - clock();
         if (wait > 0) await sleep(wait, undefined, { signal: done.signal });

@@ -1,11 +1,13 @@
 // The named scenarios `make verify` runs: what cluster each needs, what load, which faults
 // (driven only through the Cluster interface), and what each one promises.
-import type { Cluster, ReplicaInfo, Signal } from "../../infra/cluster/cluster.ts";
+import type { Cluster, RedisTopology, ReplicaInfo, Signal } from "../../infra/cluster/cluster.ts";
 import type { ClusterKind } from "../../infra/cluster/open.ts";
 import type { Expectations } from "./checker.ts";
 
 export type FaultContext = {
   cluster: Cluster;
+  /** How the cluster's Redis runs. */
+  redis: RedisTopology;
   /** Resolves when this fraction of the planned load duration has passed. */
   at(fraction: number): Promise<void>;
   /**
@@ -174,12 +176,31 @@ export const scenarios: Scenario[] = [
   },
   {
     name: "redis-partition",
-    title: "the Redis primary stops answering (CLIENT PAUSE ALL) without dying: failover while it still holds clients",
+    title:
+      "the Redis primary stops answering (CLIENT PAUSE ALL; Redis Cluster: SIGSTOP) without dying: failover while " +
+      "it still holds clients",
     needsFailover: true,
     lossWithoutWait: true,
     expect: { failovers: true },
     faults: async (ctx) => {
       await ctx.at(0.3);
+      if (ctx.redis === "cluster") {
+        // Redis Cluster fails a primary over only when its peers stop hearing it on the cluster bus,
+        // which CLIENT PAUSE leaves answering: the node is frozen instead (SIGSTOP), past
+        // cluster-node-timeout, so its replica takes over; it then wakes up (SIGCONT), runs what its
+        // clients queued, learns it was replaced and rejoins as a replica of the new primary.
+        const pause = ctx.cluster.pauseRedisNode?.bind(ctx.cluster);
+        if (!pause) throw new Error(`redis-partition on Redis Cluster needs pauseRedisNode (${ctx.cluster.kind})`);
+        let resumed: Promise<void> = Promise.resolve();
+        const old = await failover(ctx, "SIGSTOP 6 s", async (primary) => {
+          resumed = pause(primary, 6000);
+          // A rejection surfaces at the await below, not as an unhandled one meanwhile.
+          resumed.catch(() => {});
+        });
+        await resumed;
+        ctx.mark("redis", "note", `${old} resumed (SIGCONT; rejoins as a replica)`);
+        return;
+      }
       // Its clients (the app, the Sentinels' PINGs) wait; the Sentinels promote a replica. When the
       // pause ends the old primary runs what it queued and is then demoted: those writes, which no
       // client saw acknowledged, are discarded; their keys' retries went to the new primary.
