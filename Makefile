@@ -83,6 +83,9 @@ restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives th
 failover-redis: deps ## stop the Redis primary (SIGNAL=KILL or TERM) and wait for another to serve writes
 	@$(CLI) failover-redis --signal $(SIGNAL)
 
+start-redis-node: deps ## start a stopped Redis node NODE (a name from make ps) again; it rejoins as a replica
+	@$(CLI) start-redis-node --name "$(NODE)"
+
 config: deps ## check the app's configuration from the environment (as a replica would)
 	@node services/app/src/check-config.ts
 

@@ -54,7 +54,8 @@ async function printRedisNodes(c: Cluster): Promise<void> {
   console.log("");
   const line = (cells: string[]) => console.log(cells.map((cell, i) => cell.padEnd([14, 10, 10, 0][i]!)).join(" "));
   line(["REDIS NODE", "ROLE", "STATE", "ADDRESS"]);
-  for (const n of await c.redisNodes()) line([n.name, n.role, n.running ? "running" : "stopped", n.address]);
+  for (const n of await c.redisNodes())
+    line([n.name, n.running ? n.role : "-", n.running ? "running" : "stopped", n.address]);
 }
 
 async function running(): Promise<Cluster> {
@@ -133,12 +134,12 @@ async function main(): Promise<void> {
       const next = await c.waitForPrimary({ exclude: primary, timeoutMs: 60_000 });
       const s = ((performance.now() - t0) / 1000).toFixed(1);
       console.log(`${primary} stopped with ${signal}; ${next} is the primary (${s} s)`);
-      console.log(`start ${primary} again as a replica: node infra/cli.ts start-redis-node --name ${primary}`);
+      console.log(`start it again as a replica: make start-redis-node NODE=${primary}`);
       return;
     }
     case "start-redis-node": {
       const c = await running();
-      if (!values.name) throw new Error("--name is required (a node from make ps)");
+      if (!values.name) throw new Error("NODE= is required: a Redis node's name from make ps");
       await c.startRedisNode(values.name);
       return console.log(`${values.name} started`);
     }

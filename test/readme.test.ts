@@ -21,9 +21,21 @@ const docFiles = [
 const read = (file: string) => readFileSync(join(root, file), "utf8");
 const targets = new Set([...read("Makefile").matchAll(/^([a-z][a-z0-9-]*):/gm)].map((m) => m[1]!));
 /** Targets the replay runs; the others (verify, bench, test, ...) take minutes and have tests of their own. */
-const REPLAYED = new Set(["up", "down", "ps", "kill", "start", "logs", "config", "scale", "restart-redis", "help"]);
+const REPLAYED = new Set([
+  ...["up", "down", "ps", "kill", "start", "logs", "config", "scale", "help"],
+  ...["restart-redis", "failover-redis", "start-redis-node"],
+]);
 /** Targets that talk to a running cluster: one is started first when none is up. */
-const NEEDS_CLUSTER = new Set(["ps", "kill", "start", "logs", "scale", "restart-redis"]);
+const NEEDS_CLUSTER = new Set([
+  "ps",
+  "kill",
+  "start",
+  "logs",
+  "scale",
+  "restart-redis",
+  "failover-redis",
+  "start-redis-node",
+]);
 const LB = "127.0.0.1:8080";
 
 interface Step {
