@@ -65,8 +65,8 @@ export const keys = {
  * separate counter (KEYS[i] for i in `counters`; absent keys skipped) is added to the local `count`
  * and deleted, and the hash-tag-less idempotency hash (KEYS[oldIdem], one Redis only) is merged into
  * KEYS[idem]. Adding rather than overwriting also folds in what a replica still on an old version
- * wrote during a rolling deploy; an idempotency record already under the new key wins. Sets the
- * local `folded` to what it added.
+ * wrote during a rolling deploy; an idempotency record already under the new key wins. Adds to the
+ * script's local `count`.
  */
 export function foldLegacyLua(counters: number[], idem: number, oldIdem: number): string {
   return `
@@ -143,8 +143,8 @@ const DEFAULT_COOKIE_JSON =
  * connect-redis's serializer, also used by the Lua steps that write a session themselves. Compact,
  * because a session's value is most of what Redis spends on it beyond the key: the default cookie
  * is left out, createdAt is stored as "c", and the count as "n", always last, where the increment
- * script edits it in place (SESSION_COUNT_LUA). `{"c":1764505473000,"n":5}` is 25 bytes, so a
- * session with a count below 10000 fits Redis's smallest string allocation for a 32-character id.
+ * script edits it in place (SESSION_COUNT_LUA). `{"c":1764505473000,"n":5}` is 25 bytes: Redis keeps a
+ * value of up to 44 bytes in one allocation with its object (embstr), 48 bytes up to a count of 9999.
  * What other layouts wrote ({"createdAt":..,"count":..}, with or without the cookie) reads as before.
  */
 export const sessionSerializer = {
