@@ -70,24 +70,25 @@ export const keys = {
  */
 export function foldLegacyLua(counters: number[], idem: number, oldIdem: number): string {
   return `
-local folded, counters = 0, {}
+local counters = {}
 for _, i in ipairs({${counters.join(", ")}}) do counters[#counters + 1] = KEYS[i] end
-if redis.call('EXISTS', unpack(counters)) > 0 then
+local older = {unpack(counters)}
+if KEYS[${oldIdem}] then older[#older + 1] = KEYS[${oldIdem}] end
+if redis.call('EXISTS', unpack(older)) > 0 then
   for _, k in ipairs(counters) do
     local old = redis.call('GET', k)
     if old then
-      folded = folded + tonumber(old)
+      count = count + tonumber(old)
       redis.call('DEL', k)
     end
   end
-end
-count = count + folded
-if KEYS[${oldIdem}] and redis.call('EXISTS', KEYS[${oldIdem}]) == 1 then
-  local recs = redis.call('HGETALL', KEYS[${oldIdem}])
-  for i = 1, #recs, 2 do redis.call('HSETNX', KEYS[${idem}], recs[i], recs[i + 1]) end
-  local ttl = redis.call('TTL', KEYS[${oldIdem}])
-  if ttl > 0 then redis.call('EXPIRE', KEYS[${idem}], ttl) end
-  redis.call('DEL', KEYS[${oldIdem}])
+  if KEYS[${oldIdem}] and redis.call('EXISTS', KEYS[${oldIdem}]) == 1 then
+    local recs = redis.call('HGETALL', KEYS[${oldIdem}])
+    for i = 1, #recs, 2 do redis.call('HSETNX', KEYS[${idem}], recs[i], recs[i + 1]) end
+    local ttl = redis.call('TTL', KEYS[${oldIdem}])
+    if ttl > 0 then redis.call('EXPIRE', KEYS[${idem}], ttl) end
+    redis.call('DEL', KEYS[${oldIdem}])
+  end
 end
 `;
 }
