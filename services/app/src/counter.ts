@@ -69,7 +69,7 @@ local body, count = split(sess)
 local stored = count
 ${foldLegacyLua([3, 4], 2, 5)}local function touch()
   if count ~= stored then
-    redis.call('SET', KEYS[1], join(body, count), 'EX', ARGV[1])
+    store(KEYS[1], join(body, count), ARGV[1], true)
   else
     redis.call('EXPIRE', KEYS[1], ARGV[1])
   end

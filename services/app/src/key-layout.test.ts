@@ -74,6 +74,18 @@ describe("key layout", () => {
     expect(await countInSession(sid)).toBe(3);
   });
 
+  it("stores the value in an allocation of its own size, whatever the Lua arguments before it", async () => {
+    const v = app.visitor();
+    await v.increment(`a-long-idempotency-key-${"x".repeat(40)}`); // a long argument just before the write
+    await v.increment();
+    const sid = sidOf(v.cookie);
+    const admin = app.redis!.admin;
+    const copy = keys.session("c".repeat(sid.length));
+    await admin.set(copy, (await admin.get(keys.session(sid)))!, "EX", 60);
+    const usage = (key: string) => admin.call("MEMORY", "USAGE", key, "SAMPLES", "0");
+    expect(await usage(keys.session(sid))).toBe(await usage(copy));
+  });
+
   it("reads a count in the separate key of the layout before, and folds it and its keys in on increment", async () => {
     const v = app.visitor();
     await v.increment();

@@ -54,7 +54,7 @@ if KEYS[3] then
   redis.call('DEL', KEYS[3])
   redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[3])
 end
-redis.call('SET', KEYS[1], join(ARGV[1], count), 'EX', ARGV[2])
+store(KEYS[1], join(ARGV[1], count), ARGV[2], false)
 return {1, count}
 `;
 
