@@ -14,6 +14,7 @@ import { freePort } from "../infra/cluster/ports.ts";
 import { waitFor } from "../infra/cluster/wait.ts";
 import { LOAD_APP_ENV } from "../loadtest/client/load-env.ts";
 import { Visitor } from "../loadtest/client/visitor.ts";
+import { sessionSerializer } from "../services/app/src/session.ts";
 import { runScenario } from "../loadtest/harness/run-scenario.ts";
 import { findScenario, type Scenario } from "../loadtest/harness/scenarios.ts";
 
@@ -63,11 +64,11 @@ describe("Redis Cluster (REDIS=cluster, local processes)", { timeout: 120_000 },
     }
     for (const p of nodes.filter((n) => n.role === "primary"))
       expect(Number(await onNode(p.address, "DBSIZE")), `${p.name} holds sessions`).toBeGreaterThan(0);
-    // A session's keys share its slot, so the node that has the session has its counter.
+    // A session's keys share its slot, so the node that has the session has its idempotency keys.
     const sid = sessionId(visitors[0]!.cookie);
     const slot = await onNode(nodes[0]!.address, "CLUSTER", "KEYSLOT", `sess:${sid}`);
-    expect(await onNode(nodes[0]!.address, "CLUSTER", "KEYSLOT", `{sess:${sid}}:count`)).toBe(slot);
-    expect(await cluster.redisCommand("GET", `{sess:${sid}}:count`)).toBe("2");
+    expect(await onNode(nodes[0]!.address, "CLUSTER", "KEYSLOT", `{sess:${sid}}:idem`)).toBe(slot);
+    expect(sessionSerializer.parse(await cluster.redisCommand("GET", `sess:${sid}`)).count).toBe(2);
   });
 
   it("logs in with the session's count and keys carried over: the new id lives in the old one's slot", async () => {

@@ -11,7 +11,7 @@ import { LocalCluster } from "../infra/cluster/local-cluster.ts";
 import { appLogLines, type AppLogLine } from "./app-logs.ts";
 import { waitFor } from "../infra/cluster/wait.ts";
 import { Visitor, type Reply, type RequestOptions } from "../loadtest/client/visitor.ts";
-import { sessionLabel } from "../services/app/src/session.ts";
+import { sessionLabel, sessionSerializer } from "../services/app/src/session.ts";
 
 const newDir = (name: string) => mkdtempSync(join(tmpdir(), `security-${name}-`));
 const jsonBody = (value: unknown): RequestOptions => ({
@@ -66,6 +66,11 @@ function isJsonError(contentType: string, text: string): boolean {
   }
 }
 
+/** The count stored inside the session's value (the one key a session has; undefined: none). */
+const storedCount = async (cluster: LocalCluster, id: string) => {
+  const text = await cluster.redisCommand("GET", `sess:${id}`);
+  return text === "" ? undefined : sessionSerializer.parse(text).count;
+};
 const redisExists = async (cluster: LocalCluster, ...keys: string[]) =>
   Number(await cluster.redisCommand("EXISTS", ...keys));
 const dbsize = async (cluster: LocalCluster) => Number(await cluster.redisCommand("DBSIZE"));
@@ -121,7 +126,8 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     for (let i = 0; i < 3; i++) await victim.increment();
     const planted = victim.cookie!; // what an attacker who fixed this id in the victim's browser holds
     const oldId = sessionId(planted);
-    expect(await redisExists(cluster, `sess:${oldId}`, `{sess:${oldId}}:count`)).toBe(2);
+    expect(await redisExists(cluster, `sess:${oldId}`)).toBe(1);
+    expect(await storedCount(cluster, oldId)).toBe(3);
 
     const login = await victim.post("/api/login", jsonBody({ name: "ada" }));
     expect(login.status).toBe(200);
@@ -129,8 +135,8 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     expect(login.headers.get("cache-control")).toBe("no-store");
     const newId = sessionId(victim.cookie);
     expect(newId).not.toBe(oldId);
-    expect(await redisExists(cluster, `sess:${oldId}`, `{sess:${oldId}}:count`)).toBe(0);
-    expect(await cluster.redisCommand("GET", `{sess:${newId}}:count`)).toBe("3");
+    expect(await redisExists(cluster, `sess:${oldId}`)).toBe(0);
+    expect(await storedCount(cluster, newId)).toBe(3);
 
     const attacker = new TrackedVisitor(base, planted);
     const me = await attacker.get("/api/me");
@@ -161,7 +167,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     ).length;
     console.log(`login race: ${carried} carried, ${moved} moved mid-request (409), ${replaced} after the login (409)`);
     expect(carried + moved + replaced).toBe(replies.length);
-    expect(await cluster.redisCommand("GET", `{sess:${sessionId(v.cookie)}}:count`)).toBe(String(1 + carried));
+    expect(await storedCount(cluster, sessionId(v.cookie))).toBe(1 + carried);
     expect((await v.get("/api/me")).json?.count).toBe(1 + carried);
   });
 
@@ -220,7 +226,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
       /^sid=; Path=\/; Expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; SameSite=Lax$/,
     );
     expect(v.cookie).toBeUndefined();
-    expect(await redisExists(cluster, `sess:${id}`, `{sess:${id}}:count`)).toBe(0);
+    expect(await redisExists(cluster, `sess:${id}`, `{sess:${id}}:idem`)).toBe(0);
 
     const replay = new TrackedVisitor(base, saved);
     expect((await replay.get("/api/me")).status).toBe(401);
@@ -846,7 +852,7 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       expect(Number(await cluster.redisCommand("TTL", `sess:${id}`))).toBeLessThanOrEqual(2);
       await waitFor(
         "Redis to expire the idle session",
-        async () => (await redisExists(cluster, `sess:${id}`, `{sess:${id}}:count`)) === 0,
+        async () => (await redisExists(cluster, `sess:${id}`)) === 0,
         5000,
       );
       const r = await v.increment();
@@ -854,7 +860,7 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       expect(sessionId(v.cookie)).not.toBe(id);
     });
 
-    it("keeps the count alive through replays: a replayed key extends the session and counter together", async () => {
+    it("keeps the count alive through replays: a replayed key extends the session and its keys together", async () => {
       const v = new TrackedVisitor(base);
       const key = randomUUID();
       expect((await v.increment(key)).json?.count).toBe(1);
@@ -863,7 +869,8 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       // Answered from the stored result, in the same Redis call that extends both TTLs.
       const replay = await v.increment(key);
       expect(replay.headers.get("idempotent-replayed")).toBe("true");
-      expect(Number(await cluster.redisCommand("TTL", `{sess:${id}}:count`))).toBeGreaterThan(1);
+      expect(Number(await cluster.redisCommand("TTL", `sess:${id}`))).toBeGreaterThan(1);
+      expect(Number(await cluster.redisCommand("TTL", `{sess:${id}}:idem`))).toBeGreaterThan(1);
       await sleep(1200); // past the first increment's 2 s TTL
       expect((await v.increment()).json?.count).toBe(2);
       expect(sessionId(v.cookie)).toBe(id);
@@ -889,7 +896,7 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       expect(seen[reset]!.ms).toBeGreaterThanOrEqual(4000);
       const oldId = seen[0]!.id;
       expect(seen[reset]!.id).not.toBe(oldId);
-      expect(await redisExists(cluster, `sess:${oldId}`, `{sess:${oldId}}:count`)).toBe(0);
+      expect(await redisExists(cluster, `sess:${oldId}`)).toBe(0);
       await logLine(cluster, (l) => l.event === "session_absolute_timeout" && l.session === sessionLabel(oldId));
     });
   });

@@ -117,8 +117,9 @@ export function renderMarkdown(r: Report): string {
       `- **Redis memory per session: ${m.bytesPerSession} bytes** (INFO used_memory ` +
         `${f1(m.usedMemoryBefore / 1e6)} → ${f1(m.usedMemoryAfter / 1e6)} MB for ${m.sessions} copies of a ` +
         `real session; ${m.atLarge.bytesPerSession} bytes each at ${m.atLarge.sessions}). MEMORY USAGE: ` +
-        `session key ${m.memoryUsage.session} B, counter key ${m.memoryUsage.counter} B` +
-        `${perKey === null ? "" : `; each Idempotency-Key adds ${perKey} B for its TTL`}. ` +
+        `session key ${m.memoryUsage.session} B` +
+        `${m.memoryUsage.counter ? `, counter key ${m.memoryUsage.counter} B` : " (the count inside it)"}` +
+        `${perKey === null ? "" : `; the session's Idempotency-Key hash with one key ${perKey} B`}. ` +
         `The stored session value is ${m.sessionValueBytes} bytes: \`${m.sessionValue}\`.`,
     );
   }

@@ -81,7 +81,13 @@ describe("make bench QUICK=1", { timeout: 240_000 }, () => {
       p99: { small: number[]; large: number[]; ratio: number };
     };
     expect(growth.memory.bytesPerSession).toBeGreaterThan(0);
-    expect(Object.keys(growth.memory.layouts)).toEqual(["compact-json", "one-hash", "one-hash-short-id"]);
+    expect(Object.keys(growth.memory.layouts)).toEqual([
+      "two-keys",
+      "count-in-json",
+      "with-idempotency-key",
+      "one-hash",
+      "one-hash-short-id",
+    ]);
     // QUICK: one pair (few, many, few); a full run alternates two.
     expect(growth.p99.small).toHaveLength(2);
     expect(growth.p99.large).toHaveLength(1);

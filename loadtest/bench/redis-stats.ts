@@ -99,7 +99,8 @@ export async function sampleSession(cluster: Cluster): Promise<SessionSample & {
     const key = keys.find((k) => k.startsWith("sess:"));
     if (key) {
       const sid = key.slice("sess:".length);
-      const counter = await cluster.redisCommand("GET", `count:${sid}`);
+      // The count lives in the session's value; a separate counter only under the layout before.
+      const counter = await cluster.redisCommand("GET", `{sess:${sid}}:count`);
       return {
         key,
         session: await cluster.redisCommand("GET", key),
@@ -118,7 +119,7 @@ local prefix, from, n, val, ttl, cnt = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV
 for i = from, from + n - 1 do
   local sid = prefix .. string.format('%010d', i)
   redis.call('SET', 'sess:' .. sid, val, 'EX', ttl)
-  if cnt ~= '' then redis.call('SET', 'count:' .. sid, cnt, 'EX', ttl) end
+  if cnt ~= '' then redis.call('SET', '{sess:' .. sid .. '}:count', cnt, 'EX', ttl) end
 end
 return n
 `;
@@ -164,22 +165,34 @@ export async function dbsize(cluster: Cluster): Promise<number> {
 // Other ways to store the same session, weighed side by side with the app's own layout to
 // show where a session's bytes go (per-key overhead vs value) and what would fit a budget.
 export const LAYOUTS = {
-  "compact-json": 'sess:<32-char id> = {"createdAt":<ms>} plus count:<id>: the cookie object left out of the value',
-  "one-hash": "one hash per session, sess:<32-char id> {c: createdAt, n: count}: no separate counter key",
+  "two-keys": 'the layout before: sess:<32-char id> = {"createdAt":<ms>} plus {sess:<id>}:count, each with a TTL',
+  "count-in-json": 'one key, the count inside, with readable names: {"createdAt":<ms>,"count":<n>}',
+  "with-idempotency-key": "the app's own session plus its {sess:<id>}:idem hash holding one Idempotency-Key",
+  "one-hash": "one hash per session, sess:<32-char id> {c: createdAt, n: count}",
   "one-hash-short-id": "one hash per session under s:<22-char id> (128 random bits) {c, n}",
 } as const;
 export type Layout = keyof typeof LAYOUTS;
 
 const LAYOUT_LUA = `
-local layout, prefix, n, ttl, created, cnt = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local layout, prefix, n, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local created, cnt, value = ARGV[5], ARGV[6], ARGV[7]
+local rec = string.rep('f', 22) .. ' ' .. cnt .. ' ' .. created
 for i = 0, n - 1 do
   local num = string.format('%010d', i)
-  if layout == 'compact-json' then
-    local sid = prefix .. num
+  local sid = prefix .. num
+  if layout == 'two-keys' then
     redis.call('SET', 'sess:' .. sid, '{"createdAt":' .. created .. '}', 'EX', ttl)
-    redis.call('SET', 'count:' .. sid, cnt, 'EX', ttl)
+    redis.call('SET', '{sess:' .. sid .. '}:count', cnt, 'EX', ttl)
+  elseif layout == 'count-in-json' then
+    redis.call('SET', 'sess:' .. sid, '{"createdAt":' .. created .. ',"count":' .. cnt .. '}', 'EX', ttl)
+  elseif layout == 'with-idempotency-key' then
+    redis.call('SET', 'sess:' .. sid, value, 'EX', ttl)
+    -- A UUID, as clients send them, and a record as the counter's script writes it.
+    local key = '{sess:' .. sid .. '}:idem'
+    redis.call('HSET', key, string.format('%08d-0000-4000-8000-%012d', i, i), rec)
+    redis.call('EXPIRE', key, ttl)
   elseif layout == 'one-hash' then
-    local key = 'sess:' .. prefix .. num
+    local key = 'sess:' .. sid
     redis.call('HSET', key, 'c', created, 'n', cnt)
     redis.call('EXPIRE', key, ttl)
   else
@@ -201,7 +214,8 @@ export async function weighLayout(
 ): Promise<number> {
   await flushAll(cluster);
   const m0 = await usedMemory(cluster);
-  const created = /"createdAt":(\d+)/.exec(sample.session)?.[1] ?? String(Date.now());
+  const created = /"(?:c|createdAt)":(\d+)/.exec(sample.session)?.[1] ?? String(Date.now());
+  const counted = sample.counter ?? /"n":(\d+)\}$/.exec(sample.session)?.[1] ?? "1";
   for (let from = 0; from < count; from += batch) {
     const prefix = `${randomBytes(17).toString("base64url").slice(0, 16)}${String(from / batch).padStart(6, "0")}`;
     const n = Math.min(batch, count - from);
@@ -214,7 +228,8 @@ export async function weighLayout(
       String(n),
       String(Math.max(sample.ttl, 60)),
       created,
-      sample.counter ?? "1",
+      counted,
+      sample.session,
     );
   }
   const m1 = await usedMemory(cluster);

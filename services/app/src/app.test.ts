@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../../infra/cluster/wait.ts";
 import { startApp, type TestApp } from "../../../test/app-fixture.ts";
 import type { Reply } from "../../../loadtest/client/visitor.ts";
+import { sessionSerializer } from "./session.ts";
 
 const json = (value: unknown) => ({ body: JSON.stringify(value) });
 const keyed = (key: string, by?: number) => ({
@@ -24,12 +25,12 @@ beforeAll(async () => {
 });
 afterAll(() => app?.close());
 
-/** How many increments Redis holds for the visitor's session, summed over all sessions. */
+/** How many increments Redis holds, summed over all sessions (the count lives in each session's value). */
 async function storedCounts(): Promise<number> {
   const admin = app.redis!.admin;
-  const keys = await admin.keys("{sess:*}:count");
+  const keys = await admin.keys("sess:*");
   const values = keys.length ? await admin.mget(...keys) : [];
-  return values.reduce((sum, v) => sum + Number(v ?? 0), 0);
+  return values.reduce((sum, v) => sum + (v === null ? 0 : (sessionSerializer.parse(v).count ?? 0)), 0);
 }
 
 describe("4xx answers", () => {
@@ -189,7 +190,7 @@ describe("login", () => {
     const old = app.visitor(oldCookie);
     expect((await old.get("/api/session")).json).toMatchObject({ count: 0, session: null });
     expectError(await old.get("/api/me"), 401, "not_logged_in");
-    expect(await app.redis!.admin.exists(`{sess:${sidOf(oldCookie)}}:count`, `sess:${sidOf(oldCookie)}`)).toBe(0);
+    expect(await app.redis!.admin.exists(`{sess:${sidOf(oldCookie)}}:idem`, `sess:${sidOf(oldCookie)}`)).toBe(0);
     // The logged-in session is unharmed by the old cookie's requests.
     expect((await v.get("/api/me")).json?.count).toBe(6);
   });

@@ -7,7 +7,15 @@ import type { Config } from "./config.ts";
 import { badRequest, conflict, HttpError, StoreUnavailableError, unprocessable } from "./errors.ts";
 import { sigkillAfterIncrement, type AfterApplied } from "./fault.ts";
 import { startSession, type NewSessionGate } from "./new-sessions.ts";
-import { keys, markTouched, mergeLegacyLua, readsLegacyKeys, saveSession } from "./session.ts";
+import {
+  foldLegacyLua,
+  keys,
+  markTouched,
+  readsLegacyKeys,
+  saveSession,
+  SESSION_COUNT_LUA,
+  sessionSerializer,
+} from "./session.ts";
 import { withStore } from "./redis.ts";
 
 export type IncrementResult = { count: number; replayed: boolean };
@@ -31,31 +39,43 @@ export interface Counter {
 // Status codes: 0 incremented, 1 replayed from the key, 2 key reused with another request,
 // 3 session gone, 4 session past its absolute timeout or unreadable here (the full path
 // decides), 5 the session holds IDEMPOTENCY_MAX_KEYS live keys already (second value: ms until
-// the oldest expires). Every answer but 3 and 4 extends the session, its counter and its keys,
-// as express-session's touch would.
-// Keys live in one hash per session, field = key, value = "<fingerprint> <count> <expires ms>";
-// the hash lives and dies with the session, each entry also expires on its own (checked here,
-// pruned when the cap is reached). ARGV[6] = "" means no Idempotency-Key.
-// KEYS: session, counter, idempotency hash (one hash slot: see session.ts `keys`); with one Redis
-// also the previous layout's counter, idempotency hash and one-hash-per-key record: the first two
-// are folded into the new keys (session.ts mergeLegacyLua), the third only read. None with Redis Cluster.
+// the oldest expires). Every answer but 3 and 4 extends the session and its keys, as
+// express-session's touch would.
+// The count lives inside the session's value, its last field (session.ts SESSION_COUNT_LUA): the
+// script rewrites the value with the new count, so a session costs Redis one key. Every other
+// write of the session keeps the count Redis holds (the login's script, the store's set).
+// Keys live in one hash per session, made by its first key: field = key, value =
+// "<fingerprint> <count> <expires ms>"; the hash lives and dies with the session, each entry also
+// expires on its own (checked here, pruned when the cap is reached). ARGV[6] = "" means no key.
+// KEYS: session, idempotency hash, the previous layout's separate counter (one hash slot: see
+// session.ts `keys`); with one Redis also the layout before that's counter, idempotency hash and
+// one-hash-per-key record: the counters and the hash are folded in (session.ts foldLegacyLua),
+// the record only read.
 // ARGV: ttl, by, idempotency ttl (s), fingerprint, oldest createdAt (ms) still within the absolute
 // timeout or 0 when express-session has just loaded and checked the session, the key, the cap (0 = none).
-const INCREMENT_LUA = `
+const INCREMENT_LUA = `${SESSION_COUNT_LUA}
 local sess = redis.call('GET', KEYS[1])
 if not sess then return {3, 0} end
 local oldest = tonumber(ARGV[5])
 if oldest > 0 then
-  local ok, data = pcall(cjson.decode, sess)
-  local created = ok and type(data) == 'table' and tonumber(data.createdAt)
+  local created = tonumber(string.match(sess, '^{"c":(%d+)[,}]'))
+  if not created then
+    local ok, data = pcall(cjson.decode, sess)
+    created = ok and type(data) == 'table' and tonumber(data.c or data.createdAt)
+  end
   if not created or created < oldest then return {4, 0} end
 end
-${mergeLegacyLua(2, 3, 4, 5)}local function touch()
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
+local body, count = split(sess)
+local stored = count
+${foldLegacyLua([3, 4], 2, 5)}local function touch()
+  if count ~= stored then
+    store(KEYS[1], join(body, count), ARGV[1], true)
+  else
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
+  end
   redis.call('EXPIRE', KEYS[2], ARGV[1])
-  redis.call('EXPIRE', KEYS[3], ARGV[1])
 end
-local idem = ARGV[6] ~= '' and KEYS[3]
+local idem = ARGV[6] ~= '' and KEYS[2]
 local now = 0
 if idem then
   local t = redis.call('TIME')
@@ -94,12 +114,13 @@ if idem then
     end
   end
 end
-local n = redis.call('INCRBY', KEYS[2], ARGV[2])
+count = count + tonumber(ARGV[2])
 if idem then
-  redis.call('HSET', idem, ARGV[6], ARGV[4] .. ' ' .. n .. ' ' .. (now + tonumber(ARGV[3]) * 1000))
+  local rec = ARGV[4] .. ' ' .. string.format('%d', count) .. ' ' .. (now + tonumber(ARGV[3]) * 1000)
+  redis.call('HSET', idem, ARGV[6], rec)
 end
 touch()
-return {0, n}
+return {0, count}
 `;
 
 type IncrementFn = (numKeys: number, ...args: (string | number)[]) => Promise<[number, number]>;
@@ -152,7 +173,7 @@ export class AtomicCounter implements Counter {
   }
 
   async #run(sid: string, inc: IncrementRequest, checkAge: boolean): Promise<[number, number]> {
-    const k = [keys.session(sid), keys.counter(sid), keys.idempotency(sid)];
+    const k = [keys.session(sid), keys.idempotency(sid), keys.separateCounter(sid)];
     if (this.#legacy)
       k.push(
         keys.legacy.counter(sid),
@@ -212,12 +233,14 @@ export class AtomicCounter implements Counter {
   async read(req: Request): Promise<number> {
     if (req.session.createdAt === undefined) return 0;
     const sid = req.sessionID;
-    // With one Redis, a session not incremented since the deploy still has its count at the old key.
-    const [v, old] = this.#legacy
-      ? await withStore(() => this.#redis.mget(keys.counter(sid), keys.legacy.counter(sid)))
-      : [await withStore(() => this.#redis.get(keys.counter(sid)))];
-    const n = v ?? old;
-    return n === null || n === undefined ? 0 : Number(n);
+    // The count as stored now, with what older layouts still hold apart (not yet folded in by an
+    // increment, or written by a replica still on an old version during a rolling deploy): one
+    // MGET, one consistent view, as many round trips as before the count moved into the session.
+    const k = [keys.session(sid), keys.separateCounter(sid)];
+    if (this.#legacy) k.push(keys.legacy.counter(sid));
+    const [sess, ...apart] = await withStore(() => this.#redis.mget(...k));
+    const inSession = sess ? (sessionSerializer.parse(sess).count ?? 0) : 0;
+    return apart.reduce((sum: number, v) => sum + (v === null ? 0 : Number(v)), inSession);
   }
 }
 

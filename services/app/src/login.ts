@@ -7,7 +7,15 @@ import type { RedisClient } from "./redis.ts";
 import { conflict } from "./errors.ts";
 import type { NewSessionGate } from "./new-sessions.ts";
 import { withStore } from "./redis.ts";
-import { generateInSlotOf, keys, markSaved, mergeLegacyLua, saveSession, sessionSerializer } from "./session.ts";
+import {
+  foldLegacyLua,
+  generateInSlotOf,
+  keys,
+  markSaved,
+  saveSession,
+  SESSION_COUNT_LUA,
+  sessionSerializer,
+} from "./session.ts";
 
 /**
  * How long requests still carrying the replaced cookie are refused (409 session_replaced)
@@ -19,34 +27,38 @@ export const REPLACED_TTL_SECONDS = 60;
 
 // One atomic step. Without an old session: write the new one. With one: refuse (0) if it is
 // gone (a logout or an expiry won the race: no login on a destroyed session); else write the
-// new session, move the count and the idempotency hash (so a retry with a key used before the
-// login still replays), delete the old session and mark its id replaced. An increment racing
-// the login either lands before the move (and is carried over) or finds the old session gone
-// and is refused (409, nothing applied). Never both, never lost.
+// new session with the old one's count as Redis holds it (never express-session's copy, which a
+// concurrent increment may have outdated), move the idempotency hash (so a retry with a key used
+// before the login still replays), delete the old session and mark its id replaced. An increment
+// racing the login either lands before the move (and is carried over) or finds the old session
+// gone and is refused (409, nothing applied). Never both, never lost.
 // Redis Cluster runs a script only when all its keys share one hash slot: the new id is chosen
 // so that its keys land in the old session's slot (generateInSlotOf), which keeps this one step.
-// KEYS: sess:new, count:new, idem:new[, sess:old, count:old, idem:old, replaced:old[, the old
-// layout's count:old, idem:old (one Redis only; folded into the new keys first, see session.ts)]];
-// ARGV: session JSON, TTL, replaced TTL, new id (what replaced:old holds, so a racing logout
-// can follow it).
-const ROTATE_LUA = `
-if KEYS[4] then
-  if redis.call('EXISTS', KEYS[4]) == 0 then return 0 end
-  ${mergeLegacyLua(5, 6, 8, 9).trim().replace(/\n/g, "\n  ")}
-  local n = redis.call('GET', KEYS[5])
-  if n then redis.call('SET', KEYS[2], n, 'EX', ARGV[2]) end
-  if redis.call('EXISTS', KEYS[6]) == 1 then
-    redis.call('RENAME', KEYS[6], KEYS[3])
-    redis.call('EXPIRE', KEYS[3], ARGV[2])
+// KEYS: sess:new, idem:new[, sess:old, idem:old, replaced:old, the previous layout's separate
+// counter of old[, with one Redis the layout before that's count:old, idem:old]] (folded into the
+// count and the hash first, see session.ts foldLegacyLua);
+// ARGV: the new session's text without a count, TTL, replaced TTL, new id (what replaced:old holds,
+// so a racing logout can follow it). Returns {0} or {1, the count the new session holds}.
+const ROTATE_LUA = `${SESSION_COUNT_LUA}
+local count = 0
+if KEYS[3] then
+  local old = redis.call('GET', KEYS[3])
+  if not old then return {0} end
+  local _
+  _, count = split(old)
+  ${foldLegacyLua([6, 7], 4, 8).trim().replace(/\n/g, "\n  ")}
+  if redis.call('EXISTS', KEYS[4]) == 1 then
+    redis.call('RENAME', KEYS[4], KEYS[2])
+    redis.call('EXPIRE', KEYS[2], ARGV[2])
   end
-  redis.call('DEL', KEYS[4], KEYS[5])
-  redis.call('SET', KEYS[7], ARGV[4], 'EX', ARGV[3])
+  redis.call('DEL', KEYS[3])
+  redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[3])
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1
+store(KEYS[1], join(ARGV[1], count), ARGV[2], false)
+return {1, count}
 `;
 
-type RotateFn = (numKeys: number, ...args: (string | number)[]) => Promise<number>;
+type RotateFn = (numKeys: number, ...args: (string | number)[]) => Promise<[0] | [1, number]>;
 
 export class SessionRotator {
   readonly #redis: (RedisClient & { sessionRotate?: RotateFn }) | undefined;
@@ -83,18 +95,20 @@ export class SessionRotator {
     try {
       if (this.#redis) {
         const id = req.sessionID;
-        const k = [keys.session(id), keys.counter(id), keys.idempotency(id)];
+        const k = [keys.session(id), keys.idempotency(id)];
         if (existed) {
-          k.push(keys.session(oldId), keys.counter(oldId), keys.idempotency(oldId), keys.replaced(oldId));
+          k.push(keys.session(oldId), keys.idempotency(oldId), keys.replaced(oldId), keys.separateCounter(oldId));
           if (this.#legacy) k.push(keys.legacy.counter(oldId), keys.legacy.idempotency(oldId));
         }
         const fn = this.#redis.sessionRotate as RotateFn;
-        const json = sessionSerializer.stringify(req.session as SessionData);
-        const done = await withStore(() =>
+        const json = sessionSerializer.stringify(req.session as SessionData, false);
+        const [done, count] = await withStore(() =>
           fn.call(this.#redis, k.length, ...k, json, this.#ttlSeconds, REPLACED_TTL_SECONDS, id),
         );
         if (done === 0)
           throw conflict("session_expired", "The session was logged out or expired while logging in; log in again.");
+        if (count) req.session.count = count;
+        else delete req.session.count;
         markSaved(req);
       } else {
         // STORE=memory: one process, no concurrent writer to race, so two steps are enough.

@@ -13,6 +13,15 @@ import { StoreUnavailableError } from "./errors.ts";
 import { createStore, keys, type SessionStore } from "./session.ts";
 
 const TTL = 600;
+// express-session's cookie as serialized when nothing about it is per session: left out of Redis.
+const DEFAULT_COOKIE = {
+  originalMaxAge: null,
+  expires: null,
+  secure: false,
+  httpOnly: true,
+  path: "/",
+  sameSite: "lax",
+};
 
 function call<T>(fn: (cb: (err?: Error | null, data?: T) => void) => unknown): Promise<T> {
   return new Promise((resolve, reject) => void fn((err, data) => (err ? reject(err) : resolve(data as T))));
@@ -63,12 +72,12 @@ describe("SessionStore on a real Redis", () => {
     const t = Date.now(); // within the absolute timeout
     const cookie = { originalMaxAge: null, expires: null, secure: false, httpOnly: true, path: "/", sameSite: "lax" };
     await call((cb) => store.set("c1", { cookie, createdAt: t + 1 } as never, cb));
-    expect(await server.admin.get(keys.session("c1"))).toBe(`{"createdAt":${t + 1}}`);
+    expect(await server.admin.get(keys.session("c1"))).toBe(`{"c":${t + 1}}`);
     expect(await call((cb) => store.get("c1", cb))).toEqual({ cookie, createdAt: t + 1 });
 
     const secure = { ...cookie, secure: true };
     await call((cb) => store.set("c2", { cookie: secure, createdAt: t + 2 } as never, cb));
-    expect(JSON.parse((await server.admin.get(keys.session("c2")))!)).toEqual({ cookie: secure, createdAt: t + 2 });
+    expect(JSON.parse((await server.admin.get(keys.session("c2")))!)).toEqual({ cookie: secure, c: t + 2 });
     expect(await call((cb) => store.get("c2", cb))).toEqual({ cookie: secure, createdAt: t + 2 });
 
     // A session written before the cookie was left out reads as it always did.
@@ -78,22 +87,53 @@ describe("SessionStore on a real Redis", () => {
 
   it("extends the session, its counter and its idempotency keys together on touch", async () => {
     await call((cb) => store.set("s2", session(), cb));
-    await server.admin.set(keys.counter("s2"), "7", "EX", 5);
+    await server.admin.set(keys.separateCounter("s2"), "7", "EX", 5);
     await server.admin.hset(keys.idempotency("s2"), "k", "fp 7 1");
     await server.admin.expire(keys.idempotency("s2"), 5);
     await server.admin.expire(keys.session("s2"), 5);
     await call((cb) => store.touch("s2", session(), cb));
-    for (const key of [keys.session("s2"), keys.counter("s2"), keys.idempotency("s2")])
+    for (const key of [keys.session("s2"), keys.separateCounter("s2"), keys.idempotency("s2")])
       expect(await server.admin.ttl(key)).toBeGreaterThan(TTL - 5);
-    expect(await server.admin.get(keys.counter("s2"))).toBe("7");
+    expect(await server.admin.get(keys.separateCounter("s2"))).toBe("7");
   });
 
   it("deletes the session, its counter and its idempotency keys together on destroy", async () => {
     await call((cb) => store.set("s3", session(), cb));
-    await server.admin.set(keys.counter("s3"), "3");
+    await server.admin.set(keys.separateCounter("s3"), "3");
     await server.admin.hset(keys.idempotency("s3"), "k", "fp 3 1");
     await call((cb) => store.destroy("s3", cb));
-    expect(await server.admin.exists(keys.session("s3"), keys.counter("s3"), keys.idempotency("s3"))).toBe(0);
+    expect(await server.admin.exists(keys.session("s3"), keys.separateCounter("s3"), keys.idempotency("s3"))).toBe(0);
+  });
+
+  it("keeps the count Redis holds when express-session writes back the copy it read earlier", async () => {
+    const t = Date.now();
+    const session = () => ({ cookie: DEFAULT_COOKIE, createdAt: t }) as never;
+    await call((cb) => store.set("k1", { ...(session() as object), createdAt: t, count: 1 } as never, cb));
+    // The counter's script counted on meanwhile (as another request would have).
+    await server.admin.set(keys.session("k1"), `{"c":${t},"n":5}`, "KEEPTTL");
+    const user = { name: "ada", loginAt: t };
+    await call((cb) => store.set("k1", { ...(session() as object), createdAt: t, count: 1, user } as never, cb));
+    expect(await server.admin.get(keys.session("k1"))).toBe(`{"c":${t},"user":{"name":"ada","loginAt":${t}},"n":5}`);
+    expect(await call((cb) => store.get("k1", cb))).toMatchObject({ createdAt: t, count: 5, user });
+    expect(await server.admin.ttl(keys.session("k1"))).toBeGreaterThan(TTL - 5);
+    // A session no longer stored (destroyed meanwhile) gets no count back from the stale copy.
+    await call((cb) => store.set("k2", { ...(session() as object), createdAt: t, count: 3 } as never, cb));
+    expect(await server.admin.get(keys.session("k2"))).toBe(`{"c":${t}}`);
+  });
+
+  it("writes the count it is given with COUNTER=session, the seed's read-modify-write", async () => {
+    const config = loadConfig({
+      REDIS_URL: server.url,
+      REDIS_PASSWORD: server.password,
+      REPLICA_ID: "session-test",
+      COUNTER: "session",
+    });
+    const seedStore = createStore(config, redis);
+    const t = Date.now();
+    const session = () => ({ cookie: DEFAULT_COOKIE, createdAt: t }) as never;
+    await server.admin.set(keys.session("k3"), `{"c":${t},"n":5}`);
+    await call((cb) => seedStore.set("k3", { ...(session() as object), createdAt: t, count: 2 } as never, cb));
+    expect(await server.admin.get(keys.session("k3"))).toBe(`{"c":${t},"n":2}`);
   });
 
   it("fails a read with store_timeout (503) at the command timeout while Redis is stalled", async () => {

@@ -15,7 +15,10 @@ declare module "express-session" {
   interface SessionData {
     /** ms since epoch; set on the first write, drives the absolute timeout. */
     createdAt: number;
-    /** The seed's read-modify-write counter (COUNTER=session only). */
+    /**
+     * The count. COUNTER=session: the seed's read-modify-write. COUNTER=atomic: the counter's script
+     * keeps it inside the stored session; what express-session holds is as of its read, never written back.
+     */
     count: number;
     user: { name: string; loginAt: number };
   }
@@ -23,19 +26,25 @@ declare module "express-session" {
 
 /**
  * Every Redis key the app writes; the Redis ACL (infra/redis/users.acl) must allow these patterns.
- * connect-redis writes the session itself at sess:<id>; every key that lives with it carries the
- * hash tag {sess:<id>}, so that in Redis Cluster all of one session's keys share its hash slot
- * (one Lua script or MULTI touches several of them) while sessions spread over every slot.
+ * connect-redis writes the session itself at sess:<id>, and the count lives inside it (the last field,
+ * `"n"`: see sessionSerializer), so a visitor who never sends an Idempotency-Key costs one key and one
+ * expiry entry. Every key that lives with a session carries the hash tag {sess:<id>}, so that in Redis
+ * Cluster all of one session's keys share its hash slot (one Lua script touches several of them) while
+ * sessions spread over every slot.
  */
 export const keys = {
   session: (sid: string) => `sess:${sid}`,
-  counter: (sid: string) => `{sess:${sid}}:count`,
-  /** One hash per session: field = Idempotency-Key, value = "<fingerprint> <count> <expires ms>". */
+  /** One hash per session, made by its first Idempotency-Key: field = key, value = "<fp> <count> <expires ms>". */
   idempotency: (sid: string) => `{sess:${sid}}:idem`,
   /** Set by a login for a short while: requests still carrying the replaced cookie are refused. */
   replaced: (sid: string) => `{sess:${sid}}:replaced`,
   /** rate-limiter-flexible's counter of new sessions per client address (its keyPrefix + ":"). */
   newSessionsPrefix: "newsess",
+  /**
+   * The count in a key of its own, as the layout before stored it (in every topology: it shares the
+   * session's slot). Still read, and added into the session's count by its next increment or login.
+   */
+  separateCounter: (sid: string) => `{sess:${sid}}:count`,
   /**
    * The layout before hash tags, still read (and moved to the new keys on a session's next
    * increment or login) with one Redis, never with Redis Cluster, where they would cross slots.
@@ -52,24 +61,30 @@ export const keys = {
 } as const;
 
 /**
- * Lua that folds the previous layout's counter and idempotency hash (KEYS[oldCount], KEYS[oldIdem])
- * into the new keys (KEYS[count], KEYS[idem]), when the script got them (one Redis). Adding rather
- * than renaming also folds in what a replica still on the old version wrote during a rolling
- * deploy; an idempotency record already under the new key wins.
+ * Lua that folds the older layouts into the current one, when the script got their keys: each
+ * separate counter (KEYS[i] for i in `counters`; absent keys skipped) is added to the local `count`
+ * and deleted, and the hash-tag-less idempotency hash (KEYS[oldIdem], one Redis only) is merged into
+ * KEYS[idem]. Adding rather than overwriting also folds in what a replica still on an old version
+ * wrote during a rolling deploy; an idempotency record already under the new key wins. Adds to the
+ * script's local `count`.
  */
-export function mergeLegacyLua(count: number, idem: number, oldCount: number, oldIdem: number): string {
+export function foldLegacyLua(counters: number[], idem: number, oldIdem: number): string {
   return `
-if KEYS[${oldIdem}] and redis.call('EXISTS', KEYS[${oldCount}], KEYS[${oldIdem}]) > 0 then
-  local old = redis.call('GET', KEYS[${oldCount}])
-  if old then
-    local ttl = redis.call('TTL', KEYS[${oldCount}])
-    redis.call('INCRBY', KEYS[${count}], old)
-    if ttl > 0 then redis.call('EXPIRE', KEYS[${count}], ttl) end
-    redis.call('DEL', KEYS[${oldCount}])
+local counters = {}
+for _, i in ipairs({${counters.join(", ")}}) do counters[#counters + 1] = KEYS[i] end
+local older = {unpack(counters)}
+if KEYS[${oldIdem}] then older[#older + 1] = KEYS[${oldIdem}] end
+if redis.call('EXISTS', unpack(older)) > 0 then
+  for _, k in ipairs(counters) do
+    local old = redis.call('GET', k)
+    if old then
+      count = count + tonumber(old)
+      redis.call('DEL', k)
+    end
   end
-  local recs = redis.call('HGETALL', KEYS[${oldIdem}])
-  for i = 1, #recs, 2 do redis.call('HSETNX', KEYS[${idem}], recs[i], recs[i + 1]) end
-  if #recs > 0 then
+  if KEYS[${oldIdem}] and redis.call('EXISTS', KEYS[${oldIdem}]) == 1 then
+    local recs = redis.call('HGETALL', KEYS[${oldIdem}])
+    for i = 1, #recs, 2 do redis.call('HSETNX', KEYS[${idem}], recs[i], recs[i + 1]) end
     local ttl = redis.call('TTL', KEYS[${oldIdem}])
     if ttl > 0 then redis.call('EXPIRE', KEYS[${idem}], ttl) end
     redis.call('DEL', KEYS[${oldIdem}])
@@ -77,6 +92,42 @@ if KEYS[${oldIdem}] and redis.call('EXISTS', KEYS[${oldCount}], KEYS[${oldIdem}]
 end
 `;
 }
+
+/**
+ * Lua functions over a session's stored text as sessionSerializer writes it, where the count is the
+ * last field, `,"n":<int>}`: split(text) gives the session without its count and the count (0 when it
+ * has none), join(body, n) puts a count back. A string edit, not cjson: no decoding on the hot path,
+ * and nothing else in the text changes. A session stored with its count under "count" (the seed's
+ * counter before this layout) is decoded with cjson once, and stored in the new form by the write.
+ * store(key, value, ttl, exists) writes a session's value in an allocation of its own size. Redis 7's
+ * Lua keeps the argument objects of its last calls and reuses one no shorter than the next argument in
+ * the same position, so the value would be stored in the allocation of a longer argument an earlier
+ * call made (an Idempotency-Key, a key name): 16 B more per session. A SET NX (key present) or XX
+ * (absent) writes nothing, and parsing its small integer in that position frees the reused object.
+ */
+export const SESSION_COUNT_LUA = `
+local function split(s)
+  local body, n = string.match(s, '^(.+),"n":(%-?%d+)}$')
+  if body then return body .. '}', tonumber(n) end
+  n = string.match(s, '^{"n":(%-?%d+)}$')
+  if n then return '{}', tonumber(n) end
+  if not string.find(s, '"count":', 1, true) then return s, 0 end
+  local ok, data = pcall(cjson.decode, s)
+  if not ok or type(data) ~= 'table' or type(data.count) ~= 'number' then return s, 0 end
+  n = data.count
+  data.count = nil
+  return cjson.encode(data), n
+end
+local function join(body, n)
+  if n == 0 then return body end
+  if body == '{}' then return '{"n":' .. string.format('%d', n) .. '}' end
+  return string.sub(body, 1, -2) .. ',"n":' .. string.format('%d', n) .. '}'
+end
+local function store(key, value, ttl, exists)
+  redis.call('SET', key, '0', exists and 'NX' or 'XX')
+  redis.call('SET', key, value, 'EX', ttl)
+end
+`;
 
 /** Whether the previous key layout may still hold data: one Redis, not Redis Cluster. */
 export const readsLegacyKeys = (config: Config): boolean => config.redis.clusterNodes.length === 0;
@@ -98,41 +149,95 @@ export function signedSessionId(req: Request, cookieName: string, secrets: reado
 const DEFAULT_COOKIE_JSON =
   '{"originalMaxAge":null,"expires":null,"secure":false,"httpOnly":true,"path":"/","sameSite":"lax"}';
 
-/** connect-redis's serializer, also used by the login's Lua step that writes a session itself. */
+/**
+ * connect-redis's serializer, also used by the Lua steps that write a session themselves. Compact,
+ * because a session's value is most of what Redis spends on it beyond the key: the default cookie
+ * is left out, createdAt is stored as "c", and the count as "n", always last, where the increment
+ * script edits it in place (SESSION_COUNT_LUA). `{"c":1764505473000,"n":5}` is 25 bytes: Redis keeps a
+ * value of up to 44 bytes in one allocation with its object (embstr), 48 bytes up to a count of 9999.
+ * What other layouts wrote ({"createdAt":..,"count":..}, with or without the cookie) reads as before.
+ */
 export const sessionSerializer = {
-  stringify(sess: session.SessionData): string {
-    const { cookie, ...rest } = sess;
-    return JSON.stringify(JSON.stringify(cookie) === DEFAULT_COOKIE_JSON ? rest : sess);
+  stringify(sess: session.SessionData, withCount = true): string {
+    const { cookie, createdAt, count, ...rest } = sess;
+    return JSON.stringify({
+      ...(JSON.stringify(cookie) === DEFAULT_COOKIE_JSON ? {} : { cookie }),
+      ...(createdAt === undefined ? {} : { c: createdAt }),
+      ...rest,
+      ...(withCount && count !== undefined ? { n: count } : {}),
+    });
   },
   parse(text: string): session.SessionData {
-    const sess = JSON.parse(text) as session.SessionData;
+    const { c, n, ...sess } = JSON.parse(text) as session.SessionData & { c?: number; n?: number };
+    if (c !== undefined) sess.createdAt = c;
+    if (n !== undefined) sess.count = n;
     sess.cookie ??= JSON.parse(DEFAULT_COOKIE_JSON) as session.Cookie;
     return sess;
   },
 };
 
+// The store's write when the counter script owns the count (COUNTER=atomic): the session as
+// express-session holds it, with the count Redis holds now, in one atomic step. express-session's
+// copy of the count is as old as its read at the start of the request; writing it back would undo
+// every increment another request made since. A session no longer stored gets no count, as the
+// separate counter key it replaces would have been gone too. KEYS: session; ARGV: session text
+// without its count, TTL (s).
+const SET_KEEPING_COUNT_LUA = `${SESSION_COUNT_LUA}
+local cur = redis.call('GET', KEYS[1])
+local n = 0
+if cur then
+  local _
+  _, n = split(cur)
+end
+store(KEYS[1], join(ARGV[1], n), ARGV[2], cur)
+return 1
+`;
+type SetKeepingCountFn = (key: string, json: string, ttl: number) => Promise<number>;
+
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- matches express-session's Store callback
 type Cb = (err?: any, data?: any) => void;
 
 /**
- * connect-redis with the keys that live and die with a session: a touch extends the session,
- * its counter and its idempotency records; a destroy deletes all three.
+ * connect-redis with the keys that live and die with a session: a touch extends the session and
+ * its idempotency records; a destroy deletes both (and what older layouts kept beside them). With
+ * `scriptOwnsCount` (COUNTER=atomic) a write keeps the count Redis holds (SET_KEEPING_COUNT_LUA).
  */
 export class CounterTiedRedisStore extends RedisStore {
-  readonly #redis: RedisClient;
+  readonly #redis: RedisClient & { sessionSetKeepingCount?: SetKeepingCountFn };
   readonly #ttlSeconds: number;
   readonly #legacy: boolean;
-  constructor(redis: RedisClient, ttlSeconds: number, legacyKeys: boolean) {
+  readonly #scriptOwnsCount: boolean;
+  constructor(redis: RedisClient, ttlSeconds: number, legacyKeys: boolean, opts: { scriptOwnsCount?: boolean } = {}) {
     super({ client: redis, prefix: "sess:", ttl: ttlSeconds, serializer: sessionSerializer });
     this.#redis = redis;
     this.#ttlSeconds = ttlSeconds;
     this.#legacy = legacyKeys;
+    this.#scriptOwnsCount = opts.scriptOwnsCount ?? false;
+    if (this.#scriptOwnsCount)
+      redis.defineCommand("sessionSetKeepingCount", { numberOfKeys: 1, lua: SET_KEEPING_COUNT_LUA });
   }
-  /** The keys that live and die with the session: one hash slot (see `keys`), plus the old layout's. */
+  /** The keys that live and die with the session: one hash slot (see `keys`), plus the older layouts'. */
   #tied(sid: string): string[] {
-    const k = [keys.session(sid), keys.counter(sid), keys.idempotency(sid)];
+    const k = [keys.session(sid), keys.idempotency(sid), keys.separateCounter(sid)];
     if (this.#legacy) k.push(keys.legacy.counter(sid), keys.legacy.idempotency(sid));
     return k;
+  }
+  override async set(sid: string, sess: session.SessionData, cb: Cb = () => {}) {
+    if (!this.#scriptOwnsCount) {
+      await super.set(sid, sess, cb);
+      return;
+    }
+    // connect-redis's TTL rule: the cookie's expiry when it has one, else the store's TTL.
+    const expires = sess.cookie?.expires;
+    const ttl = expires ? Math.ceil((new Date(expires).getTime() - Date.now()) / 1000) : this.#ttlSeconds;
+    if (ttl <= 0) return this.destroy(sid, cb);
+    try {
+      const fn = this.#redis.sessionSetKeepingCount as SetKeepingCountFn;
+      await fn.call(this.#redis, keys.session(sid), sessionSerializer.stringify(sess, false), ttl);
+    } catch (err) {
+      return cb(err);
+    }
+    cb();
   }
   override async touch(sid: string, _sess: session.SessionData, cb: Cb = () => {}) {
     try {
@@ -256,7 +361,10 @@ export function createStore(
   let inner: Store;
   if (config.store === "memory") inner = new MemoryStore();
   else if (!redis) throw new Error("STORE=redis needs a Redis client");
-  else inner = new CounterTiedRedisStore(redis, config.session.idleTimeoutSeconds, readsLegacyKeys(config));
+  else
+    inner = new CounterTiedRedisStore(redis, config.session.idleTimeoutSeconds, readsLegacyKeys(config), {
+      scriptOwnsCount: config.counter === "atomic",
+    });
   return new SessionStore(inner, { absoluteTimeoutSeconds: config.session.absoluteTimeoutSeconds, ...opts });
 }
 
