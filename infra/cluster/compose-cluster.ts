@@ -1,13 +1,22 @@
 // The Cluster as Docker Compose containers (docker-compose.yml): Redis, N app replicas made
 // with --scale, nginx. State lives in a folder, so `make up` and a later `make kill` drive the
 // same project; each test cluster gets a project name of its own.
-import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { APP_IMAGE, buildAppImage, resolveBaseImages } from "../images/images.ts";
 import type { Cluster, ClusterOptions, RedisNodeInfo, ReplicaInfo, Signal } from "./cluster.ts";
 import { clientLimitsConf, clientLimitsFrom } from "./client-limits.ts";
-import { composeCommand, defaultProjectName, docker, run, type Command } from "./docker.ts";
+import {
+  composeCommand,
+  defaultProjectName,
+  docker,
+  mergeLogs,
+  probeApp,
+  redisCli,
+  run,
+  writeSecrets,
+  type Command,
+} from "./docker.ts";
 import { httpStatus, waitFor } from "./wait.ts";
 import { freePort } from "./ports.ts";
 
@@ -49,12 +58,6 @@ type Container = {
   running: boolean;
   health: string | undefined;
 };
-
-// Replicas publish no port and traffic from the host goes only to 127.0.0.1, so a direct
-// probe of one replica runs inside its container, with the node binary it already has.
-// The operator listener inside the container (OPS_PORT, 9091 by default); nginx never proxies to it.
-const PROBE =
-  "fetch('http://127.0.0.1:'+(process.env.OPS_PORT||9091)+process.argv[1],{signal:AbortSignal.timeout(2000)}).then(r=>console.log(r.status),()=>console.log(0))";
 
 export class ComposeCluster implements Cluster {
   readonly kind = "compose" as const;
@@ -142,24 +145,6 @@ export class ComposeCluster implements Cluster {
     return run(c.file, [...c.args, ...files, "-p", this.#state.project, ...args], { cwd: repoRoot, env, timeoutMs });
   }
 
-  #writeSecrets(): void {
-    const dir = this.#state.env.SECRETS_DIR!;
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700);
-    const secrets = [
-      ["redis_app_password", 24],
-      ["redis_health_password", 24],
-      ["redis_admin_password", 24],
-      ["session_secret", 48],
-    ] as const;
-    for (const [name, bytes] of secrets) {
-      const file = join(dir, name);
-      // Compose (without Swarm) bind-mounts a secret file with its own mode, and the app and
-      // Redis run as non-root users, so the file is readable; the folder (0700) guards it.
-      if (!existsSync(file)) writeFileSync(file, `${randomBytes(bytes).toString("base64url")}\n`, { mode: 0o644 });
-    }
-  }
-
   async start(): Promise<void> {
     this.#composeCmd();
     const t0 = performance.now();
@@ -167,7 +152,9 @@ export class ComposeCluster implements Cluster {
     Object.assign(this.#state.env, images);
     await buildAppImage(images.NODE_IMAGE, this.#state.env.APP_IMAGE, this.#log);
     if (this.#state.port === 0) this.#state.port = await freePort();
-    this.#writeSecrets();
+    // Compose (without Swarm) bind-mounts a secret file with its own mode, and the app and
+    // Redis run as non-root users, so the file is readable; the folder (0700) guards it.
+    writeSecrets(this.#state.env.SECRETS_DIR!, 0o644);
     this.#save();
     try {
       // --no-build: the image was built above with BuildKit; docker-compose 1.29 would use the
@@ -241,8 +228,7 @@ export class ComposeCluster implements Cluster {
   async probeReplica(index: number, path: string): Promise<number> {
     const c = await this.#replica(index);
     if (!c.running) return 0;
-    const out = await docker(["exec", c.id, "node", "-e", PROBE, path], { timeoutMs: 10_000 }).catch(() => "0");
-    return Number(out.trim()) || 0;
+    return probeApp(c.id, path);
   }
 
   /**
@@ -391,13 +377,7 @@ export class ComposeCluster implements Cluster {
   }
 
   async redisCommand(...args: string[]): Promise<string> {
-    const r = await this.#one("redis");
-    // As the admin user. The password stays inside the container: read from the secret,
-    // passed in the environment (redis-cli reads REDISCLI_AUTH), never in argv.
-    const script =
-      "read -r REDISCLI_AUTH < /run/secrets/redis_admin_password; export REDISCLI_AUTH; exec redis-cli " +
-      '--user admin "$@"';
-    return (await docker(["exec", r.id, "sh", "-c", script, "sh", ...args], { timeoutMs: 10_000 })).trim();
+    return redisCli((await this.#one("redis")).id, args);
   }
 
   async logs(lines = 50): Promise<string> {
@@ -408,10 +388,7 @@ export class ComposeCluster implements Cluster {
       const m = /^(\S+)\s+\|\s(\S+)\s(.*)$/.exec(raw);
       if (m) rows.push({ at: m[2]!, line: `${m[1]!.padEnd(20)} | ${m[3]!}` });
     }
-    return rows
-      .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0))
-      .map((r) => r.line)
-      .join("\n");
+    return mergeLogs(rows);
   }
 
   /** Removes the project's containers, network and volumes, and the state folder, even after a failed start. */
