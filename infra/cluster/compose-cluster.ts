@@ -2,13 +2,22 @@
 // with --scale, nginx. REDIS=sentinel adds docker-compose.sentinel.yml: a primary, two replicas
 // and three Sentinels in place of the one Redis. State lives in a folder, so `make up` and a
 // later `make kill` drive the same project; each test cluster gets a project name of its own.
-import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { APP_IMAGE, buildAppImage, resolveBaseImages } from "../images/images.ts";
 import type { Cluster, ClusterOptions, RedisNodeInfo, RedisTopology, ReplicaInfo, Signal } from "./cluster.ts";
 import { clientLimitsConf, clientLimitsFrom } from "./client-limits.ts";
-import { composeCommand, defaultProjectName, docker, run, type Command } from "./docker.ts";
+import {
+  composeCommand,
+  defaultProjectName,
+  docker,
+  mergeLogs,
+  probeApp,
+  redisCli,
+  run,
+  writeSecrets,
+  type Command,
+} from "./docker.ts";
 import { httpStatus, waitFor } from "./wait.ts";
 import { freePort } from "./ports.ts";
 import { redisAclFile, redisConf, SENTINEL_MASTER, sentinelConf, sentinelDataConf } from "./redis-conf.ts";
@@ -101,12 +110,6 @@ type Container = {
   running: boolean;
   health: string | undefined;
 };
-
-// Replicas publish no port and traffic from the host goes only to 127.0.0.1, so a direct
-// probe of one replica runs inside its container, with the node binary it already has.
-// The operator listener inside the container (OPS_PORT, 9091 by default); nginx never proxies to it.
-const PROBE =
-  "fetch('http://127.0.0.1:'+(process.env.OPS_PORT||9091)+process.argv[1],{signal:AbortSignal.timeout(2000)}).then(r=>console.log(r.status),()=>console.log(0))";
 
 export class ComposeCluster implements Cluster {
   readonly kind = "compose" as const;
@@ -204,27 +207,14 @@ export class ComposeCluster implements Cluster {
 
   #writeSecrets(): void {
     const dir = this.#state.env.SECRETS_DIR!;
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700);
     const sentinel = this.#state.redis === "sentinel";
-    const secrets = [
-      ["redis_app_password", 24],
-      ["redis_health_password", 24],
-      ["redis_admin_password", 24],
-      ["session_secret", 48],
-      ...(sentinel
-        ? ([
-            ["redis_replication_password", 24],
-            ["redis_sentinel_password", 24],
-          ] as const)
-        : []),
+    // Compose (without Swarm) bind-mounts a secret file with its own mode, and the app and
+    // Redis run as non-root users, so the file is readable; the folder (0700) guards it.
+    const extra = [
+      ["redis_replication_password", 24],
+      ["redis_sentinel_password", 24],
     ] as const;
-    for (const [name, bytes] of secrets) {
-      const file = join(dir, name);
-      // Compose (without Swarm) bind-mounts a secret file with its own mode, and the app and
-      // Redis run as non-root users, so the file is readable; the folder (0700) guards it.
-      if (!existsSync(file)) writeFileSync(file, `${randomBytes(bytes).toString("base64url")}\n`, { mode: 0o644 });
-    }
+    writeSecrets(dir, 0o644, sentinel ? extra : []);
     if (sentinel) this.#writeSentinelConfigs(dir);
   }
 
@@ -349,9 +339,7 @@ export class ComposeCluster implements Cluster {
   async probeReplica(index: number, path: string): Promise<number> {
     const c = await this.#replica(index);
     if (!c.running) return 0;
-    // 30 s: on a loaded 2-core host one `node -e` in a container was measured taking 21 s to start.
-    const out = await docker(["exec", c.id, "node", "-e", PROBE, path], { timeoutMs: 30_000 }).catch(() => "0");
-    return Number(out.trim()) || 0;
+    return probeApp(c.id, path);
   }
 
   /**
@@ -490,11 +478,8 @@ export class ComposeCluster implements Cluster {
   }
 
   /** redis-cli inside a node's container as admin; the password stays in there (REDISCLI_AUTH), never in argv. */
-  async #cli(c: Container, port: number, args: string[]): Promise<string> {
-    const script =
-      "read -r REDISCLI_AUTH < /run/secrets/redis_admin_password; export REDISCLI_AUTH; exec redis-cli " +
-      '--user admin -p "$0" "$@"';
-    return (await docker(["exec", c.id, "sh", "-c", script, String(port), ...args], { timeoutMs: 10_000 })).trim();
+  #cli(c: Container, port: number, args: string[]): Promise<string> {
+    return redisCli(c.id, args, port);
   }
 
   /** Asks each running data node for its ROLE; a stopped one keeps its last known role. */
@@ -609,10 +594,7 @@ export class ComposeCluster implements Cluster {
       const m = /^(\S+)\s+\|\s(\S+)\s(.*)$/.exec(raw);
       if (m) rows.push({ at: m[2]!, line: `${m[1]!.padEnd(20)} | ${m[3]!}` });
     }
-    return rows
-      .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0))
-      .map((r) => r.line)
-      .join("\n");
+    return mergeLogs(rows);
   }
 
   /** Removes the project's containers, network and volumes, and the state folder, even after a failed start. */

@@ -3,15 +3,14 @@
 // (new container, new address, same slot and hostname app-<slot>), and nginx follows by itself.
 // A single-node swarm is created on this engine when there is none, and left again by stop()
 // when this driver created it and no other stack remains.
-import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { resolve } from "node:path";
 import { APP_IMAGE, buildAppImage, resolveBaseImages } from "../images/images.ts";
 import { stackFile } from "../swarm/stack.ts";
 import type { Cluster, ClusterOptions, RedisNodeInfo, ReplicaInfo, Signal } from "./cluster.ts";
 import { clientLimitsConf, clientLimitsFrom } from "./client-limits.ts";
-import { docker, run } from "./docker.ts";
+import { docker, mergeLogs, probeApp, redisCli, run, writeSecrets } from "./docker.ts";
 import { freePort } from "./ports.ts";
 import { httpStatus, waitFor } from "./wait.ts";
 
@@ -26,6 +25,8 @@ type SwarmState = {
   appEnv: Record<string, string>;
   /** This driver ran `docker swarm init`, so stop() may leave the swarm. */
   createdSwarm: boolean;
+  /** The port guard's rules are in (portGuardRules); stop() removes them. */
+  guarded?: boolean;
 };
 
 export type SwarmClusterOptions = ClusterOptions & {
@@ -45,9 +46,6 @@ type Task = {
   createdAt: string;
   containerId: string | undefined;
 };
-
-const PROBE =
-  "fetch('http://127.0.0.1:'+(process.env.OPS_PORT||9091)+process.argv[1],{signal:AbortSignal.timeout(2000)}).then(r=>console.log(r.status),()=>console.log(0))";
 
 /** The swarm this engine is part of: "active", "inactive", ... */
 export async function swarmState(): Promise<string> {
@@ -90,6 +88,38 @@ async function swarmNginxImage(base: string, log: (line: string) => void): Promi
   });
   rmSync(ctx, { recursive: true, force: true });
   return tag;
+}
+
+/**
+ * Swarm takes no host IP for a published port: in mode host, docker-proxy listens on 0.0.0.0
+ * and [::], and a DNAT rule forwards what other hosts send to the port. These rules keep it to
+ * loopback, as Compose's 127.0.0.1:PORT does: DOCKER-USER (Docker's chain for the operator's
+ * rules, run before its own) drops forwarded connections that were DNATed from the port, and
+ * INPUT drops what reaches docker-proxy on any interface but lo (containers on this host's
+ * bridges reach it that way). Each rule names the stack in a comment, for stop() to remove.
+ */
+function portGuardRules(stack: string, port: number): { file: "iptables" | "ip6tables"; rule: string[] }[] {
+  const tag = ["-m", "comment", "--comment", `esc-swarm:${stack}`, "-j", "DROP"];
+  const input = ["INPUT", "-p", "tcp", "--dport", String(port), "!", "-i", "lo", ...tag];
+  return [
+    {
+      file: "iptables",
+      rule: [
+        "DOCKER-USER",
+        "-p",
+        "tcp",
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "DNAT",
+        "--ctorigdstport",
+        String(port),
+        ...tag,
+      ],
+    },
+    { file: "iptables", rule: input },
+    { file: "ip6tables", rule: input },
+  ];
 }
 
 export class SwarmCluster implements Cluster {
@@ -147,22 +177,6 @@ export class SwarmCluster implements Cluster {
     return `${this.#state.stack}_${name}`;
   }
 
-  #writeSecrets(): void {
-    const dir = this.#state.env.SECRETS_DIR!;
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700);
-    for (const [name, bytes] of [
-      ["redis_app_password", 24],
-      ["redis_health_password", 24],
-      ["redis_admin_password", 24],
-      ["session_secret", 48],
-    ] as const) {
-      const file = join(dir, name);
-      // `docker stack deploy` copies each into a Swarm secret (in the managers' encrypted Raft log).
-      if (!existsSync(file)) writeFileSync(file, `${randomBytes(bytes).toString("base64url")}\n`, { mode: 0o600 });
-    }
-  }
-
   /**
    * A single-node swarm whose manager listens on loopback only (2377 and gossip on 7946 bound
    * to 127.0.0.1): nothing of it is reachable from other hosts. Another node joins a swarm
@@ -179,6 +193,39 @@ export class SwarmCluster implements Cluster {
     this.#save();
   }
 
+  /** Inserts the port guard (portGuardRules); without iptables (or root), says what stays exposed. */
+  async #guardPort(): Promise<void> {
+    const port = this.#state.port;
+    try {
+      for (const { file, rule } of portGuardRules(this.#state.stack, port)) {
+        const [chain, ...spec] = rule;
+        await run(file, ["-w", "5", "-I", chain!, "1", ...spec]);
+        this.#state.guarded = true;
+        this.#save();
+      }
+    } catch (err) {
+      this.#log(
+        `warning: could not keep port ${port} to loopback (${(err as Error).message.split("\n")[0]}): ` +
+          `Swarm publishes it on every interface, so nginx is reachable on 0.0.0.0:${port} and [::]:${port}`,
+      );
+    }
+  }
+
+  async #unguardPort(): Promise<void> {
+    if (!this.#state.guarded) return;
+    for (const { file, rule } of portGuardRules(this.#state.stack, this.#state.port)) {
+      // -D removes one copy per call; a start that was retried may have inserted two.
+      for (let i = 0; i < 5; i++)
+        if (
+          !(await run(file, ["-w", "5", "-D", ...rule]).then(
+            () => true,
+            () => false,
+          ))
+        )
+          break;
+    }
+  }
+
   async start(): Promise<void> {
     const t0 = performance.now();
     await this.#ensureSwarm();
@@ -186,9 +233,11 @@ export class SwarmCluster implements Cluster {
     await buildAppImage(images.NODE_IMAGE, this.#state.env.APP_IMAGE, this.#log);
     Object.assign(this.#state.env, images, { NGINX_IMAGE: await swarmNginxImage(images.NGINX_IMAGE, this.#log) });
     if (this.#state.port === 0) this.#state.port = await freePort();
-    this.#writeSecrets();
+    // `docker stack deploy` copies each into a Swarm secret (in the managers' encrypted Raft log).
+    writeSecrets(this.#state.env.SECRETS_DIR!, 0o600);
     this.#save();
     try {
+      await this.#guardPort();
       const file = join(this.dir, "stack.yml");
       writeFileSync(
         file,
@@ -269,15 +318,10 @@ export class SwarmCluster implements Cluster {
     return t;
   }
 
-  async #exec(containerId: string, args: string[]): Promise<string> {
-    return docker(["exec", containerId, ...args], { timeoutMs: 10_000 });
-  }
-
   async probeReplica(index: number, path: string): Promise<number> {
     const t = await this.#task(index);
     if (t.state !== "running" || !t.containerId) return 0;
-    const out = await this.#exec(t.containerId, ["node", "-e", PROBE, path]).catch(() => "0");
-    return Number(out.trim()) || 0;
+    return probeApp(t.containerId, path);
   }
 
   /** Every app slot runs a task that is healthy (so in DNS) and ready (/readyz 200). */
@@ -423,10 +467,7 @@ export class SwarmCluster implements Cluster {
   async redisCommand(...args: string[]): Promise<string> {
     const [t] = await this.#tasks("redis");
     if (!t?.containerId || t.state !== "running") throw new Error("redis is not running");
-    const script =
-      "read -r REDISCLI_AUTH < /run/secrets/redis_admin_password; export REDISCLI_AUTH; " +
-      'exec redis-cli --user admin "$@"';
-    return (await this.#exec(t.containerId, ["sh", "-c", script, "sh", ...args])).trim();
+    return redisCli(t.containerId, args);
   }
 
   async logs(lines = 50): Promise<string> {
@@ -451,10 +492,7 @@ export class SwarmCluster implements Cluster {
           });
       }
     }
-    return rows
-      .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0))
-      .map((r) => r.line)
-      .join("\n");
+    return mergeLogs(rows);
   }
 
   /** Removes the stack, its volume, and the swarm when this driver created it and nothing else runs on it. */
@@ -477,6 +515,7 @@ export class SwarmCluster implements Cluster {
         250,
       ).catch(() => {});
       await docker(["volume", "rm", `${stack}_redis-data`]).catch(() => {});
+      await this.#unguardPort();
       if (this.#state.createdSwarm) {
         const others = (await docker(["stack", "ls", "--format", "{{.Name}}"]).catch(() => "x")).trim();
         if (!others) await docker(["swarm", "leave", "--force"]);

@@ -30,6 +30,9 @@ type ComposeConfig = { services: Record<string, Service>; [key: string]: unknown
  */
 const DROPPED = ["build", "depends_on", "restart", "mem_limit", "cpus", "pids_limit", "security_opt", "expose"];
 
+/** How long a stopping app task keeps its pooled sockets for nginx to drop it (see below). */
+export const SWARM_SHUTDOWN_DELAY_MS = 5000;
+
 export type StackOptions = {
   /** Variables docker-compose.yml interpolates (images, SECRETS_DIR, REPLICAS, PORT, ...). */
   env: Record<string, string>;
@@ -76,8 +79,14 @@ export async function stackFile(stack: string, opts: StackOptions): Promise<stri
     s.deploy = {
       ...s.deploy,
       resources: { limits: limits(s) },
-      // A task that fails (non-zero exit, SIGKILL, failed health check) gets a new one; one
-      // that exits cleanly (SIGTERM: `make kill`) stays down until `make start`.
+      // `any`, not `on-failure`: Swarm's own stops (update, scale, rollback) set the task's
+      // desired state to shutdown, so no restart policy restarts them. The policy only decides
+      // what happens to a task that ends without Swarm asking: a crash, SIGKILL or a failed
+      // health check (non-zero: replaced under both), or a clean exit 0, which is what the app
+      // does after a SIGTERM from outside (`make kill`, `docker kill`). With `on-failure` that
+      // slot would stay empty until the next update (the service under-replicated, and no
+      // command short of `docker service update --force` of every task fills it); with `any`
+      // Swarm replaces it as it replaces a crashed one, and `make start` waits for that.
       restart_policy: { condition: "any", delay: "1s", window: "10s" },
     };
     // DNS round-robin, no virtual IP: a VIP needs IPVS in the kernel (absent on some hosts,
@@ -114,12 +123,26 @@ export async function stackFile(stack: string, opts: StackOptions): Promise<stri
   // One DNS record per healthy task (app, tasks.app), which nginx balances. The hostname makes
   // X-Replica `app-<slot>`, stable across a task's replacements.
   app.hostname = "app-{{.Task.Slot}}";
-  app.environment = { ...app.environment, ...opts.appEnv };
-  // In Swarm a failed check replaces the task (and keeps a new one out of DNS), so each check
-  // gets more time than Compose gives it: on a busy 2-core host `docker exec` of a check alone
-  // took over 2 s, and the app's spawns a node process.
+  // Swarm drops a task from DNS about when it sends SIGTERM (measured: 0.6 s before to 3 s
+  // after), and nginx follows only once its watcher has seen the change and reloaded (1 s poll,
+  // a reload took up to 3 s on the loaded host). Until then nginx still picks the old task:
+  // alive, it refuses the connect and nginx retries on another task at once; gone, its address
+  // drops SYNs and every pick costs a 1 s connect timeout. So the app waits SHUTDOWN_DELAY_MS
+  // (listener closed, pooled sockets still served) for nginx to let go, then drains; the stop
+  // grace period covers both. appEnv may still set it.
+  app.environment = { ...app.environment, SHUTDOWN_DELAY_MS: String(SWARM_SHUTDOWN_DELAY_MS), ...opts.appEnv };
+  const drainMs = Number(app.environment.SHUTDOWN_DRAIN_MS ?? 10_000);
+  app.stop_grace_period = `${Math.ceil((Number(app.environment.SHUTDOWN_DELAY_MS) + drainMs) / 1000) + 5}s`;
+  // In Swarm a failed health check is fatal: three in a row and Swarm stops the task, however
+  // well it serves. On this 2-core host at load 24-34 the app's check (`docker exec` of a node
+  // process) took 4-7.5 s with the cluster idle, and three in a row passed 10 s: Swarm stopped
+  // healthy replicas, two at once, and nginx had none left (Compose only marks them
+  // unhealthy). So a check may take 30 s before it counts as failed. The interval is short
+  // instead: a new task enters DNS (and nginx) at its first passing check, and Docker 20.10
+  // has no start_interval.
   for (const svc of [redis, app, nginx])
-    if (svc.healthcheck) svc.healthcheck = { ...(svc.healthcheck as Record<string, unknown>), timeout: "10s" };
+    if (svc.healthcheck)
+      svc.healthcheck = { ...(svc.healthcheck as Record<string, unknown>), interval: "2s", timeout: "30s" };
   Object.assign(app.deploy!, {
     // A new task is started and healthy (so in DNS, so in nginx) before the old one gets SIGTERM.
     update_config: { parallelism: 1, delay: "1s", order: "start-first", failure_action: "rollback", monitor: "10s" },
