@@ -183,6 +183,18 @@ describe("Redis Cluster (REDIS=cluster, local processes)", { timeout: 120_000 },
       await client.set(key, "before");
       const slot = Number(await onNode(nodes[0]!.address, "CLUSTER", "KEYSLOT", key));
       const frozen = nodes.find((n) => n.address === client.slots[slot]![0])!.name;
+      // A replica still in its first sync (the previous test's woken primary) cannot be elected.
+      await waitFor(
+        "every Redis replica to finish its sync",
+        async () => {
+          for (const n of (await cluster.redisNodes()).filter((x) => x.role === "replica" && x.running)) {
+            if (!/^master_link_status:up/m.test(await onNode(n.address, "INFO", "replication"))) return false;
+          }
+          return true;
+        },
+        30_000,
+        200,
+      );
       let stopped = true;
       const paused = cluster.pauseRedisNode(frozen, 20_000).finally(() => (stopped = false));
       await cluster.waitForPrimary({ exclude: frozen, timeoutMs: 20_000 });
