@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalCluster } from "../infra/cluster/local-cluster.ts";
@@ -17,6 +18,8 @@ import { Visitor } from "../loadtest/client/visitor.ts";
 import { sessionSerializer } from "../services/app/src/session.ts";
 import { runScenario } from "../loadtest/harness/run-scenario.ts";
 import { findScenario, type Scenario } from "../loadtest/harness/scenarios.ts";
+import { loadConfig } from "../services/app/src/config.ts";
+import { clusterOptions, RefreshOnFailureCluster } from "../services/app/src/redis.ts";
 
 const run = promisify(execFile);
 const serverEntry = resolve(import.meta.dirname, "../services/app/src/server.ts");
@@ -159,6 +162,66 @@ describe("Redis Cluster (REDIS=cluster, local processes)", { timeout: 120_000 },
     // The other shards served on: some sessions (those not on the frozen shard) never saw a 503.
     const hit = new Set(r.history.ops.filter((o) => o.attempts.some((a) => a.status >= 500)).map((o) => o.user));
     expect(hit.size).toBeLessThan(12);
+  });
+
+  it("writes to a frozen primary's elected replica while it is still frozen, from failed commands alone", async () => {
+    const nodes = await cluster.redisNodes();
+    const config = loadConfig({
+      NODE_ENV: "test",
+      REDIS_CLUSTER_NODES: nodes.map((n) => n.address).join(","),
+      REDIS_USERNAME: "app",
+      REDIS_PASSWORD: cluster.redisPassword("app"),
+    });
+    // No timer refresh: only the refreshes that failed commands ask for can find the new primary.
+    const client = new RefreshOnFailureCluster([...config.redis.clusterNodes], {
+      ...clusterOptions(config),
+      slotsRefreshInterval: 0,
+    });
+    client.on("error", () => {});
+    try {
+      await waitFor("the cluster client", async () => client.status === "ready", 15_000, 50);
+      const key = "{sess:refresh-probe}:count";
+      await client.set(key, "before");
+      const slot = Number(await onNode(nodes[0]!.address, "CLUSTER", "KEYSLOT", key));
+      const frozen = nodes.find((n) => n.address === client.slots[slot]![0])!.name;
+      // A replica still in its first sync (the previous test's woken primary) cannot be elected.
+      await waitFor(
+        "every Redis replica to finish its sync",
+        async () => {
+          for (const n of (await cluster.redisNodes()).filter((x) => x.role === "replica" && x.running)) {
+            if (!/^master_link_status:up/m.test(await onNode(n.address, "INFO", "replication"))) return false;
+          }
+          return true;
+        },
+        30_000,
+        200,
+      );
+      let stopped = true;
+      const paused = cluster.pauseRedisNode(frozen, 20_000).finally(() => (stopped = false));
+      await cluster.waitForPrimary({ exclude: frozen, timeoutMs: 20_000 });
+      // Bounded: at most 100 tries, and only while the old primary is frozen (after SIGCONT it would
+      // answer MOVED, which any client follows).
+      let wroteWhileFrozen = false;
+      for (let i = 0; i < 100 && stopped && !wroteWhileFrozen; i++) {
+        try {
+          await client.set(key, "after");
+          wroteWhileFrozen = stopped;
+        } catch {
+          await sleep(100);
+        }
+      }
+      await paused;
+      expect(wroteWhileFrozen).toBe(true);
+      expect(client.failureRefreshes).toBeGreaterThan(0);
+      await waitFor(
+        `${frozen} to rejoin as a replica`,
+        async () => (await cluster.redisNodes()).find((n) => n.name === frozen)?.role === "replica",
+        15_000,
+        200,
+      );
+    } finally {
+      client.disconnect();
+    }
   });
 });
 

@@ -1,10 +1,11 @@
 // REDIS=sentinel with real processes: a primary, two replicas and three Sentinels (local
 // driver), the app refusing a wrong topology at start (exit 78), and the short variants of the
 // failover scenarios, whose verdict must hold: nothing doubled, nothing lost with WAIT 1.
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalCluster } from "../infra/cluster/local-cluster.ts";
@@ -12,6 +13,7 @@ import { freePort } from "../infra/cluster/ports.ts";
 import { runScenario } from "../loadtest/harness/run-scenario.ts";
 import { findScenario } from "../loadtest/harness/scenarios.ts";
 
+const run = promisify(execFile);
 const entry = fileURLToPath(new URL("../services/app/src/server.ts", import.meta.url));
 
 /** Starts a replica with `env`; resolves with its exit code and stderr, or "running" if it is still up after `ms`. */
@@ -49,6 +51,15 @@ describe("REDIS=sentinel (local processes)", { timeout: 180_000 }, () => {
   afterAll(async () => {
     await cluster?.stop();
   }, 60_000);
+  /** One command as admin on one node. */
+  const onNode = async (address: string, ...args: string[]) => {
+    const { stdout } = await run(
+      "redis-cli",
+      ["-h", "127.0.0.1", "-p", address.split(":")[1]!, "--user", "admin", ...args],
+      { env: { ...process.env, REDISCLI_AUTH: cluster.redisPassword("admin") }, timeout: 5000 },
+    );
+    return stdout.trim();
+  };
 
   it("runs one primary, two replicas and three Sentinels, and fails over when the primary is SIGKILLed", async () => {
     const nodes = await cluster.redisNodes();
@@ -66,6 +77,12 @@ describe("REDIS=sentinel (local processes)", { timeout: 180_000 }, () => {
     const next = await cluster.waitForPrimary({ exclude: primary });
     expect(next).not.toBe(primary);
     await cluster.startRedisNode(primary);
+    // Back only once it replicates from the new primary with its sync done (a candidate for the next failover).
+    const back = (await cluster.redisNodes()).find((n) => n.name === primary)!;
+    expect(back.role).toBe("replica");
+    const info = await onNode(back.address, "INFO", "replication");
+    expect(info).toMatch(/^master_link_status:up/m);
+    expect(info).toMatch(/^master_sync_in_progress:0/m);
     const r = await fetch(`${cluster.baseUrl()}/api/counter`, { method: "POST" });
     expect(r.status).toBe(200);
   });

@@ -119,7 +119,7 @@ export class LocalSentinelTopology {
 
   async start(): Promise<void> {
     this.#writeConfigs();
-    for (const n of this.#servers()) await this.startNode(n.name);
+    for (const n of this.#servers()) await this.#spawnNode(n.name);
     // Replicas in sync before the Sentinels start: a failover then always has a candidate.
     await waitFor(
       "both replicas to sync with the primary",
@@ -128,11 +128,40 @@ export class LocalSentinelTopology {
       20_000,
       100,
     );
-    for (const n of this.#sentinels()) await this.startNode(n.name);
+    for (const n of this.#sentinels()) await this.#spawnNode(n.name);
     await this.waitForPrimary({ timeoutMs: 20_000 });
   }
 
+  /**
+   * Starts a stopped node. A data server restarted while another one is primary (a killed primary
+   * comes back as a master until the Sentinels demote it) counts as back only once it replicates
+   * from that primary with its sync done: before that it is no candidate for the next failover,
+   * and with REDIS_WAIT_REPLICAS it acknowledges nothing.
+   */
   async startNode(name: string): Promise<void> {
+    await this.#spawnNode(name);
+    const n = this.#node(name);
+    const primary = n.kind === "redis" ? await this.#sentinelsPrimary() : undefined;
+    if (!primary || primary === n || !this.#h.alive(primary.pid, marker(primary))) return;
+    await waitFor(
+      `${n.name} to replicate from ${primary.name} and finish its sync`,
+      async () => {
+        const info = await this.#h.cli(n.port, "admin", ["INFO", "replication"]).catch(() => "");
+        return (
+          /^role:slave/m.test(info) &&
+          new RegExp(`^master_port:${primary.port}\\s*$`, "m").test(info) &&
+          /^master_link_status:up/m.test(info) &&
+          /^master_sync_in_progress:0/m.test(info)
+        );
+      },
+      30_000,
+      100,
+    );
+    await this.#refreshRoles();
+  }
+
+  /** Spawns a stopped node and waits for its PING. */
+  async #spawnNode(name: string): Promise<void> {
     const n = this.#node(name);
     if (this.#h.alive(n.pid, marker(n))) return;
     const dir = join(this.#h.dir, n.name);
@@ -164,7 +193,8 @@ export class LocalSentinelTopology {
   }
 
   async startServers(): Promise<void> {
-    for (const n of this.#servers()) await this.startNode(n.name);
+    // Not startNode: the primary the Sentinels name may be among those still to start.
+    for (const n of this.#servers()) await this.#spawnNode(n.name);
     await this.waitForPrimary({ timeoutMs: 30_000 });
   }
 

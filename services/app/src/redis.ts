@@ -31,7 +31,11 @@ export function createRedis(config: Config, log: Logger): RedisClient {
  * so the cluster-level options below carry the same failure rules.
  */
 function createCluster(config: Config): Cluster {
-  const options: ClusterOptions = {
+  return new RefreshOnFailureCluster([...config.redis.clusterNodes], clusterOptions(config));
+}
+
+export function clusterOptions(config: Config): ClusterOptions {
+  return {
     redisOptions: nodeOptions(config),
     // Fail fast while the cluster is not ready instead of queueing (as the single client).
     enableOfflineQueue: false,
@@ -52,7 +56,9 @@ function createCluster(config: Config): Cluster {
     retryDelayOnTryAgain: 100,
     // Reconnect the cluster forever with a short capped backoff, as the single client does.
     clusterRetryStrategy: (attempt) => Math.min(50 * attempt, 1000),
-    slotsRefreshTimeout: config.redis.connectTimeoutMs,
+    // Bounds one node's CLUSTER SLOTS answer (a fresh connection) during a refresh; a frozen node costs
+    // this much before the next node is asked, so no more than any command may take.
+    slotsRefreshTimeout: config.redis.commandTimeoutMs,
     // A failover moves slots without a MOVED reaching an idle replica; refresh on a timer too.
     slotsRefreshInterval: 2000,
     lazyConnect: false,
@@ -60,7 +66,52 @@ function createCluster(config: Config): Cluster {
     // node of the command's first argument, which for the counter's script is its key count.
     enableAutoPipelining: false,
   };
-  return new Cluster([...config.redis.clusterNodes], options);
+}
+
+/** The least time between two slot refreshes a failed command asks for (RefreshOnFailureCluster). */
+const FAILURE_REFRESH_GAP_MS = 250;
+
+/** How a command fails when its node is dead, frozen or being replaced, rather than for what it asked. */
+const FAILOVER_SYMPTOM =
+  /Command timed out|Connection is closed|enableOfflineQueue|^CLUSTERDOWN|^TRYAGAIN|Too many Cluster redirections/;
+
+/**
+ * ioredis' Cluster learns a failover from a MOVED or its periodic slot refresh. A primary that stops
+ * answering sends no MOVED: writes to its slots kept timing out until the next timer refresh, up to
+ * slotsRefreshInterval after its replica was elected. This one refreshes as soon as a command fails
+ * the way a dead, frozen or replaced node makes it fail, at most once per FAILURE_REFRESH_GAP_MS (a
+ * failure during the gap gets one refresh at its end), so every failing request does not open its own
+ * CLUSTER SLOTS connection. ioredis has no hook for this, hence the override of sendCommand, through
+ * which every command goes (pipelines and scripts included).
+ */
+export class RefreshOnFailureCluster extends Cluster {
+  /** Slot refreshes asked for by failed commands (not the timer's). */
+  failureRefreshes = 0;
+  #lastRefresh = 0;
+  #pending: NodeJS.Timeout | undefined;
+
+  override sendCommand(...args: Parameters<Cluster["sendCommand"]>): unknown {
+    const result = super.sendCommand(...args);
+    if (result instanceof Promise) {
+      result.catch((err: unknown) => {
+        if (err instanceof Error && FAILOVER_SYMPTOM.test(err.message)) this.#refreshSoon();
+      });
+    }
+    return result;
+  }
+
+  #refreshSoon(): void {
+    if (this.#pending || this.status === "end") return;
+    const wait = Math.max(0, this.#lastRefresh + FAILURE_REFRESH_GAP_MS - Date.now());
+    this.#pending = setTimeout(() => {
+      this.#pending = undefined;
+      if (this.status === "end") return;
+      this.#lastRefresh = Date.now();
+      this.failureRefreshes++;
+      this.refreshSlotsCache();
+    }, wait);
+    this.#pending.unref();
+  }
 }
 
 /**
