@@ -36,6 +36,8 @@ export type TestAppOptions = {
    * (routes/stored-counter.ts), so every request takes express-session's full path.
    */
   fastPath?: boolean;
+  /** Called with the app's own Redis client before the app is built (to observe its commands). */
+  onRedis?: (client: RedisClient) => void;
 };
 
 /** Builds and starts the app; close it (or `await using`) when done. */
@@ -69,6 +71,7 @@ export async function startApp(opts: TestAppOptions = {}): Promise<TestApp> {
       client = createRedis(config, logger);
       const c = client;
       await waitFor("the app's Redis client to be ready", () => c.status === "ready", 10_000, 20);
+      opts.onRedis?.(c);
     }
     const app =
       opts.fastPath === false

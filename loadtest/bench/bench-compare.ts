@@ -9,7 +9,8 @@ import type { LocalCluster } from "../../infra/cluster/local-cluster.ts";
 import { LOAD_APP_ENV } from "../client/load-env.ts";
 import { loadRun, type LoadResult } from "./load-run.ts";
 import { clusterComponents } from "./procs.ts";
-import type { BenchRequest } from "./visitors.ts";
+import { commandCalls, perRequest } from "./redis-stats.ts";
+import type { BenchRequest, VisitorMode } from "./visitors.ts";
 import { repoRoot } from "../lib/process.ts";
 import { geometricMean, median, percentChange } from "../lib/stats.ts";
 
@@ -27,6 +28,9 @@ const VIA = process.env.VIA === "direct" ? "direct" : "nginx";
 const REQUEST: BenchRequest =
   process.env.PATHNAME === "/counter" ? { method: "GET", path: "/counter" } : { method: "POST", path: "/api/counter" };
 const KEYED = REQUEST.path === "/api/counter";
+// VISITORS=new: every request from a new visitor (no cookie: a session starts), as `make bench`'s
+// "new visitors" scenario; default returning visitors.
+const VISITORS: VisitorMode = process.env.VISITORS === "new" ? "new" : "returning";
 // APP_ENV=K=V,K=V for both sides; APP_ENV_B only for B: a setting's worth, e.g. APP_ENV_B=LOG_LEVEL=warn.
 const envOf = (v: string | undefined) =>
   Object.fromEntries(
@@ -62,7 +66,7 @@ async function side(name: string, root: string, extraEnv: Record<string, string>
   await cluster.start();
   const components = await clusterComponents(cluster);
   const url = VIA === "direct" ? (await cluster.replicas())[0]!.url : cluster.baseUrl();
-  return { name, cluster, components, url, runs: [] as LoadResult[] };
+  return { name, cluster, components, url, runs: [] as LoadResult[], redis: {} as Record<string, number> };
 }
 
 async function main(): Promise<void> {
@@ -81,7 +85,7 @@ async function main(): Promise<void> {
     `bench-compare: A = ${BASE} (${sha}), B = this checkout ` +
       `(${head}${dirty ? " + uncommitted changes" : ""}${withEnv}); ` +
       `${VIA === "nginx" ? `nginx + ${REPLICAS} replicas` : "1 replica direct"}, ${REQUEST.method} ` +
-      `${REQUEST.path}${KEYED ? " + Idempotency-Key" : ""}, returning visitors, c=${CONNECTIONS}` +
+      `${REQUEST.path}${KEYED ? " + Idempotency-Key" : ""}, ${VISITORS} visitors, c=${CONNECTIONS}` +
       `${RATE > 0 ? ` at ${RATE} req/s` : ""}, ${ROUNDS} ` +
       `x ${SECONDS} s each, alternating`,
   );
@@ -90,12 +94,13 @@ async function main(): Promise<void> {
   for (let round = 1; round <= ROUNDS; round++) {
     // Alternate who goes first, so neither side always follows the other's leftovers.
     for (const s of round % 2 ? [a, b] : [b, a]) {
+      const before = await commandCalls(s.cluster);
       const r = await loadRun(
         {
           url: s.url,
           request: REQUEST,
           uniqueIdempotencyKey: KEYED,
-          visitors: "returning",
+          visitors: VISITORS,
           connections: CONNECTIONS,
           seconds: SECONDS,
           warmupSeconds: round === 1 ? 2 : 0,
@@ -104,6 +109,8 @@ async function main(): Promise<void> {
         s.components,
       );
       s.runs.push(r);
+      for (const [cmd, n] of Object.entries(perRequest(before, await commandCalls(s.cluster), 1)))
+        s.redis[cmd] = (s.redis[cmd] ?? 0) + n;
       console.log(
         `round ${round} ${s.name}: ${r.rps.toFixed(0).padStart(6)} req/s  p50 ` +
           `${r.latencyMs.p50.toFixed(1)}  p99 ${r.latencyMs.p99.toFixed(1)} ms  node ` +
@@ -157,6 +164,13 @@ async function main(): Promise<void> {
       `${A.sysNginx.toFixed(2)} -> ${B.sysNginx.toFixed(2)}, redis ${A.sysRedis.toFixed(2)} -> ` +
       `${B.sysRedis.toFixed(2)}`,
   );
+  const commands = (s: typeof a) => {
+    const req = s.runs.reduce((x, r) => x + r.requests, 0);
+    return Object.entries(s.redis)
+      .map(([cmd, n]) => `${cmd} ${(n / req).toFixed(2)}`)
+      .join(", ");
+  };
+  console.log(`Redis commands per request (scripts' own included): A ${commands(a)}; B ${commands(b)}`);
   const g = (ratio: number) => percentChange(1, ratio);
   console.log(
     `\npaired by round (geometric mean of B/A): req/s ${g(paired((r) => r.rps))}, p99 ` +

@@ -6,7 +6,7 @@ import type { RedisClient } from "./redis.ts";
 import type { Config } from "./config.ts";
 import { badRequest, conflict, HttpError, StoreUnavailableError, unprocessable } from "./errors.ts";
 import { sigkillAfterIncrement, type AfterApplied } from "./fault.ts";
-import { startSession, type NewSessionGate } from "./new-sessions.ts";
+import { startSession, startSessionWith, type NewSessionGate } from "./new-sessions.ts";
 import {
   foldLegacyLua,
   keys,
@@ -151,10 +151,23 @@ export class AtomicCounter implements Counter {
   }
 
   async increment(req: Request, inc: IncrementRequest): Promise<IncrementResult> {
-    // A new session must exist in Redis before its counter does, so the script can tie them.
-    if (req.session.createdAt === undefined) await startSession(req, this.#gate);
-    // express-session loaded the session and checked its absolute timeout just now.
-    const [status, count] = await this.#run(req.sessionID, inc, false);
+    // A new session must exist in Redis before its counter does, so the script can tie them: the
+    // script goes right behind the session's write (one round trip), or after its answer when it
+    // is followed by WAIT (an explicit pipeline, which may leave before an auto-pipelined write).
+    // Otherwise express-session loaded the session and checked its absolute timeout just now.
+    let result: [number, number];
+    if (req.session.createdAt !== undefined) result = await this.#run(req.sessionID, inc, false);
+    else if (this.#wait.replicas > 0) {
+      await startSession(req, this.#gate);
+      result = await this.#run(req.sessionID, inc, false);
+    } else
+      result = await startSessionWith(
+        req,
+        this.#gate,
+        () => this.#run(req.sessionID, inc, false),
+        ([status]) => status === 3,
+      );
+    const [status, count] = result;
     // The script extended the TTLs; express-session's touch at the end would repeat it.
     if (status !== 3 && status !== 4) markTouched(req);
     // Gone since express-session loaded it.
