@@ -111,11 +111,13 @@ local function split(s)
   if body then return body .. '}', tonumber(n) end
   n = string.match(s, '^{"n":(%-?%d+)}$')
   if n then return '{}', tonumber(n) end
-  if not string.find(s, '"count":', 1, true) then return s, 0 end
+  if not string.find(s, '"count":', 1, true) and not string.find(s, '"n":', 1, true) then return s, 0 end
   local ok, data = pcall(cjson.decode, s)
-  if not ok or type(data) ~= 'table' or type(data.count) ~= 'number' then return s, 0 end
-  n = data.count
-  data.count = nil
+  if not ok or type(data) ~= 'table' then return s, 0 end
+  n = 0
+  if type(data.count) == 'number' then n, data.count = n + data.count, nil end
+  if type(data.n) == 'number' then n, data.n = n + data.n, nil end
+  if n == 0 then return s, 0 end
   return cjson.encode(data), n
 end
 local function join(body, n)
