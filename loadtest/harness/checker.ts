@@ -380,6 +380,8 @@ export function checkFailovers(h: History): Check {
     for (const op of incs)
       for (const a of op.attempts) if (a.outcome === "ok" && a.t0 >= d.t && a.t0 < next) first = Math.min(first, a.t1);
     rows[i]!.resumeMs = first - d.t;
+    // Writes never resumed in this window: the stall is at least the window (to the end of the run).
+    if (first === Infinity) rows[i]!.stallMs = Infinity;
     // Gaps between consecutive acknowledgements that end in this window (the first may start before it).
     for (let k = 1; k < acks.length; k++)
       if (acks[k]! >= d.t && acks[k]! < next) rows[i]!.stallMs = Math.max(rows[i]!.stallMs, acks[k]! - acks[k - 1]!);

@@ -247,7 +247,7 @@ export class AtomicCounter implements Counter {
     if (req.session.createdAt === undefined) return 0;
     const sid = req.sessionID;
     // The count as stored now, with what older layouts still hold apart (not yet folded in by an
-    // increment, or written by a replica still on an old version during a rolling deploy): one
+    // increment, or written by an older replica): one
     // MGET, one consistent view, as many round trips as before the count moved into the session.
     const k = [keys.session(sid), keys.separateCounter(sid)];
     if (this.#legacy) k.push(keys.legacy.counter(sid));

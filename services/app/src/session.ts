@@ -64,8 +64,9 @@ export const keys = {
  * Lua that folds the older layouts into the current one, when the script got their keys: each
  * separate counter (KEYS[i] for i in `counters`; absent keys skipped) is added to the local `count`
  * and deleted, and the hash-tag-less idempotency hash (KEYS[oldIdem], one Redis only) is merged into
- * KEYS[idem]. Adding rather than overwriting also folds in what a replica still on an old version
- * wrote during a rolling deploy; an idempotency record already under the new key wins. Adds to the
+ * KEYS[idem]. Adding rather than overwriting also folds in what an older replica wrote meanwhile;
+ * an idempotency record already under the new key wins. (An upgrade from the release before the
+ * count moved into the session is not rolling-safe: see docs/architecture.md, migration.) Adds to the
  * script's local `count`.
  */
 export function foldLegacyLua(counters: number[], idem: number, oldIdem: number): string {
