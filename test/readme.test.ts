@@ -83,6 +83,7 @@ const VARYING = new RegExp(
     String.raw`(?<makefileLine>Makefile:\d+)`,
     String.raw`(?<makeLevel>make\[\d+\])`,
     String.raw`(?<replica>\bapp-\d+\b)`,
+    String.raw`(?<redisNode>\bredis-\d+\b)`,
     String.raw`(?<id>[A-Za-z0-9%+/._=-]*\d[A-Za-z0-9%+/._=-]*)`,
   ].join("|"),
   "g",
@@ -105,6 +106,7 @@ function shape(line: string): Shape {
         if (g.makefileLine) return "Makefile:#";
         if (g.makeLevel) return "make";
         if (g.replica) return "app-#"; // which replica answers depends on nginx's two workers
+        if (g.redisNode) return "redis-#"; // which replica Sentinel promotes varies
 
         if (/^\d+\.\d+s?$/.test(m)) return "#.#"; // a time or a ratio
         if (m.length >= 12) return (captures.push(m), "ID");
