@@ -534,6 +534,28 @@ export class ComposeCluster implements Cluster {
     const c = await this.#one(n.service);
     if (!c.running) await docker(["start", c.id]);
     await waitFor(`${name} to answer PING`, async () => (await this.#cli(c, n.port, ["PING"])) === "PONG", 30_000, 100);
+    // A killed primary comes back as a master until the Sentinels demote it, then needs a full
+    // sync: until both are done it is no candidate for the next failover, and with
+    // REDIS_WAIT_REPLICAS it acknowledges nothing. So it counts as back once it replicates from
+    // the primary the Sentinels name, with its sync done (as the local driver waits).
+    const primary = n.kind === "redis" ? await this.#sentinelsPrimary() : undefined;
+    if (primary && primary !== n) {
+      const host = `${this.#state.env.REDIS_NET}.${primary.ip}`;
+      await waitFor(
+        `${name} to replicate from ${primary.name} and finish its sync`,
+        async () => {
+          const info = await this.#cli(c, n.port, ["INFO", "replication"]).catch(() => "");
+          return (
+            /^role:slave/m.test(info) &&
+            new RegExp(`^master_host:${host.replaceAll(".", "\\.")}\\s*$`, "m").test(info) &&
+            /^master_link_status:up/m.test(info) &&
+            /^master_sync_in_progress:0/m.test(info)
+          );
+        },
+        60_000,
+        200,
+      );
+    }
     await this.#refreshRoles();
   }
 

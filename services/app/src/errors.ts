@@ -33,8 +33,8 @@ export class StoreUnavailableError extends HttpError {
       applied === "no" ? "store_unavailable" : "store_timeout",
       applied === "no"
         ? "The session store is unavailable; nothing was changed. Retry shortly."
-        : "The session store did not answer in time; the change may or may not have been applied. Retry with " +
-            "the same Idempotency-Key.",
+        : "The session store did not answer in time; the change may or may not have been applied. Retry " +
+            "shortly: an increment retried with the same Idempotency-Key counts once.",
       { "Retry-After": "1" },
     );
     this.name = "StoreUnavailableError";
