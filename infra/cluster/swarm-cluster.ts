@@ -412,6 +412,39 @@ export class SwarmCluster implements Cluster {
     await this.#waitRouted();
   }
 
+  /**
+   * When the slot's current task reached each step, as epoch ms (undefined: not reached or not
+   * found): Swarm created the task, its container started, the app logged "listening", the
+   * first health check passed (from then on the task is in DNS, so nginx's watcher can see it).
+   */
+  async taskTimeline(
+    index: number,
+  ): Promise<{ created?: number; started?: number; listening?: number; healthy?: number }> {
+    const t = await this.#task(index);
+    const at = (s: string | undefined) => {
+      const ms = s ? Date.parse(s.replace(/ \+0000 UTC$/, "Z").replace(" ", "T")) : NaN;
+      return Number.isFinite(ms) ? ms : undefined;
+    };
+    const out: { created?: number; started?: number; listening?: number; healthy?: number } = {
+      created: at(t.createdAt),
+    };
+    if (!t.containerId) return out;
+    type State = { StartedAt?: string; Health?: { Log?: { End: string; ExitCode: number }[] } };
+    const state = JSON.parse(
+      await docker(["inspect", "--format", "{{json .State}}", t.containerId]).catch(() => "{}"),
+    ) as State;
+    out.started = at(state.StartedAt);
+    // Docker keeps the last 5 checks: enough for a task that just became healthy.
+    out.healthy = at(state.Health?.Log?.find((l) => l.ExitCode === 0)?.End);
+    const logs = await docker(["logs", t.containerId]).catch(() => "");
+    for (const line of logs.split("\n"))
+      if (line.includes('"event":"listening"')) {
+        out.listening = (JSON.parse(line) as { time?: number }).time;
+        break;
+      }
+    return out;
+  }
+
   /** A rolling update: Swarm replaces every task, one at a time, a new one healthy before the old stops. */
   async rollingUpdate(): Promise<void> {
     await docker(["service", "update", "--force", "--quiet", "--detach=false", this.#service("app")], {
