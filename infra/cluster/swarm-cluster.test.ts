@@ -7,11 +7,13 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clusterScenarios } from "../../test/cluster-scenarios.ts";
 import { LOAD_APP_ENV } from "../../loadtest/client/load-env.ts";
 import { TransportError, Visitor } from "../../loadtest/client/visitor.ts";
+import { classify } from "../../loadtest/harness/history.ts";
 import { composeCommand, docker, dockerAvailable } from "./docker.ts";
 import { SwarmCluster, swarmState } from "./swarm-cluster.ts";
 
@@ -22,22 +24,31 @@ const missing = !dockerAvailable()
     : undefined;
 
 /**
- * A keyed increment, sent again with the same key when the connection failed (what the API
- * tells a client to do). Each nginx reload (the 1.22 watcher's way to follow the tasks) closes
- * idle client keep-alive connections, and a request racing that close is reset unanswered.
+ * A keyed increment, sent again with the same key while its outcome is unknown (what the API
+ * tells a client to do, and what `make verify`'s users do, by history.ts's classify): a reset
+ * connection (each nginx reload, the 1.22 watcher's way to follow the tasks, closes idle client
+ * keep-alive connections, and a request racing that close is reset unanswered), or a 503
+ * store_timeout (a Redis command slower than the app's timeout on a loaded host). Each resend
+ * is counted and printed.
  */
 async function incrementOnce(v: Visitor): Promise<Awaited<ReturnType<Visitor["increment"]>>> {
   const key = randomUUID();
   for (let attempt = 1; ; attempt++) {
+    let reason: string;
     try {
-      return await v.increment(key);
+      const r = await v.increment(key);
+      const c = classify(r.status, typeof r.json?.error === "string" ? r.json.error : undefined);
+      if (c.outcome !== "indeterminate" || attempt >= 5) return r;
+      reason = c.reason;
     } catch (err) {
       if (!(err instanceof TransportError) || attempt >= 5) throw err;
-      resets++;
+      reason = err.code;
     }
+    resent.set(reason, (resent.get(reason) ?? 0) + 1);
+    await sleep(100 * attempt);
   }
 }
-let resets = 0;
+const resent = new Map<string, number>();
 
 const canMakeNetns = process.getuid?.() === 0 && spawnSync("ip", ["netns", "list"]).status === 0;
 
@@ -157,7 +168,10 @@ if (process.env.SWARM_TEST !== "1" && process.env.SWARM_TEST !== "full") {
         stop = true;
         await load;
       }
-      console.log(`rolling update: ${statuses.length} keyed increments, ${resets} connection resets retried`);
+      console.log(
+        `rolling update: ${statuses.length} keyed increments; resent with their key:`,
+        Object.fromEntries(resent),
+      );
       expect(statuses.filter((s) => s !== 200)).toEqual([]);
       for (const c of counts) expect(c).toEqual(Array.from({ length: c.length }, (_, k) => k + 1));
     }, 600_000);
