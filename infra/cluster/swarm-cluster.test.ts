@@ -1,6 +1,6 @@
 // What only an orchestrator does, on a Docker Swarm stack (SwarmCluster): replace a SIGKILLed
 // task by itself, roll every task under load, with nginx following alone; and its published
-// port kept to loopback. SWARM_TEST=full adds the shared cluster scenarios.
+// port kept to loopback. SWARM_TEST=full adds the shared cluster scenarios, SWARM_TEST=0 skips.
 // Without a Docker engine it skips, unless REQUIRE_DOCKER=1 (CI). A swarm this file had to
 // create is left again by the last cluster's stop(), so the engine ends as it started.
 import { execFileSync, spawnSync } from "node:child_process";
@@ -59,11 +59,11 @@ const make = (opts: Parameters<typeof SwarmCluster.create>[0] extends infer O ? 
     stack: `esc-test-${randomBytes(4).toString("hex")}`,
   });
 
-if (process.env.SWARM_TEST !== "1" && process.env.SWARM_TEST !== "full") {
-  // Opt-in still: on this shared 2-core host (load 25-61) one run took 5-9 min, and a run failed
-  // waiting for tasks to converge after the rolling update, so `make test` cannot carry it yet.
-  console.log("skipped: the Docker Swarm tier runs with SWARM_TEST=1 (SWARM_TEST=full adds the shared scenarios)");
-  describe.skip("Docker Swarm", () => it("runs with SWARM_TEST=1", () => {}));
+if (process.env.SWARM_TEST === "0") {
+  // Runs whenever a Docker engine answers: two runs in a row passed in 100 s and 87 s (load 18
+  // to 2); at load 26-30 a run took 5-5.6 min, within its 600 s timeouts. SWARM_TEST=0 skips it.
+  console.log("skipped: SWARM_TEST=0 (SWARM_TEST=full adds the shared scenarios)");
+  describe.skip("Docker Swarm", () => it("runs unless SWARM_TEST=0", () => {}));
 } else if (missing) {
   if (process.env.REQUIRE_DOCKER === "1")
     throw new Error(`REQUIRE_DOCKER=1 but there is ${missing}: the Swarm tier cannot run`);
