@@ -1,17 +1,19 @@
 // What only an orchestrator does, on a Docker Swarm stack (SwarmCluster): replace a SIGKILLed
 // task by itself, roll every task under load, with nginx following alone; and its published
-// port kept to loopback. SWARM_TEST=full adds the shared cluster scenarios.
+// port kept to loopback. SWARM_TEST=full adds the shared cluster scenarios, SWARM_TEST=0 skips.
 // Without a Docker engine it skips, unless REQUIRE_DOCKER=1 (CI). A swarm this file had to
 // create is left again by the last cluster's stop(), so the engine ends as it started.
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { clusterScenarios } from "../../test/cluster-scenarios.ts";
 import { LOAD_APP_ENV } from "../../loadtest/client/load-env.ts";
 import { TransportError, Visitor } from "../../loadtest/client/visitor.ts";
+import { classify } from "../../loadtest/harness/history.ts";
 import { composeCommand, docker, dockerAvailable } from "./docker.ts";
 import { SwarmCluster, swarmState } from "./swarm-cluster.ts";
 
@@ -22,22 +24,31 @@ const missing = !dockerAvailable()
     : undefined;
 
 /**
- * A keyed increment, sent again with the same key when the connection failed (what the API
- * tells a client to do). Each nginx reload (the 1.22 watcher's way to follow the tasks) closes
- * idle client keep-alive connections, and a request racing that close is reset unanswered.
+ * A keyed increment, sent again with the same key while its outcome is unknown (what the API
+ * tells a client to do, and what `make verify`'s users do, by history.ts's classify): a reset
+ * connection (each nginx reload, the 1.22 watcher's way to follow the tasks, closes idle client
+ * keep-alive connections, and a request racing that close is reset unanswered), or a 503
+ * store_timeout (a Redis command slower than the app's timeout on a loaded host). Each resend
+ * is counted and printed.
  */
 async function incrementOnce(v: Visitor): Promise<Awaited<ReturnType<Visitor["increment"]>>> {
   const key = randomUUID();
   for (let attempt = 1; ; attempt++) {
+    let reason: string;
     try {
-      return await v.increment(key);
+      const r = await v.increment(key);
+      const c = classify(r.status, typeof r.json?.error === "string" ? r.json.error : undefined);
+      if (c.outcome !== "indeterminate" || attempt >= 5) return r;
+      reason = c.reason;
     } catch (err) {
       if (!(err instanceof TransportError) || attempt >= 5) throw err;
-      resets++;
+      reason = err.code;
     }
+    resent.set(reason, (resent.get(reason) ?? 0) + 1);
+    await sleep(100 * attempt);
   }
 }
-let resets = 0;
+const resent = new Map<string, number>();
 
 const canMakeNetns = process.getuid?.() === 0 && spawnSync("ip", ["netns", "list"]).status === 0;
 
@@ -48,11 +59,11 @@ const make = (opts: Parameters<typeof SwarmCluster.create>[0] extends infer O ? 
     stack: `esc-test-${randomBytes(4).toString("hex")}`,
   });
 
-if (process.env.SWARM_TEST !== "1" && process.env.SWARM_TEST !== "full") {
-  // Opt-in still: on this shared 2-core host (load 25-61) one run took 5-9 min, and a run failed
-  // waiting for tasks to converge after the rolling update, so `make test` cannot carry it yet.
-  console.log("skipped: the Docker Swarm tier runs with SWARM_TEST=1 (SWARM_TEST=full adds the shared scenarios)");
-  describe.skip("Docker Swarm", () => it("runs with SWARM_TEST=1", () => {}));
+if (process.env.SWARM_TEST === "0") {
+  // Runs whenever a Docker engine answers: two runs in a row passed in 100 s and 87 s (load 18
+  // to 2); at load 26-30 a run took 5-5.6 min, within its 600 s timeouts. SWARM_TEST=0 skips it.
+  console.log("skipped: SWARM_TEST=0 (SWARM_TEST=full adds the shared scenarios)");
+  describe.skip("Docker Swarm", () => it("runs unless SWARM_TEST=0", () => {}));
 } else if (missing) {
   if (process.env.REQUIRE_DOCKER === "1")
     throw new Error(`REQUIRE_DOCKER=1 but there is ${missing}: the Swarm tier cannot run`);
@@ -157,7 +168,10 @@ if (process.env.SWARM_TEST !== "1" && process.env.SWARM_TEST !== "full") {
         stop = true;
         await load;
       }
-      console.log(`rolling update: ${statuses.length} keyed increments, ${resets} connection resets retried`);
+      console.log(
+        `rolling update: ${statuses.length} keyed increments; resent with their key:`,
+        Object.fromEntries(resent),
+      );
       expect(statuses.filter((s) => s !== 200)).toEqual([]);
       for (const c of counts) expect(c).toEqual(Array.from({ length: c.length }, (_, k) => k + 1));
     }, 600_000);

@@ -324,15 +324,27 @@ export class SwarmCluster implements Cluster {
     return probeApp(t.containerId, path);
   }
 
-  /** Every app slot runs a task that is healthy (so in DNS) and ready (/readyz 200). */
+  /**
+   * Every app slot runs a task that is healthy (so in DNS) and has answered /readyz 200. A task
+   * is probed until its first 200 only: each probe is a `docker exec` of a node process (seconds
+   * on a loaded host), and /readyz answers 503 while a Redis command times out, so requiring all
+   * of them at 200 in the same round never converged at load 30 under the verify load.
+   */
   async #waitConverged(timeoutMs = 90_000): Promise<void> {
+    const ready = new Set<string>();
     await waitFor(
       `${this.#state.replicas} app tasks running and ready`,
       async () => {
         const tasks = await this.#tasks("app");
         if (tasks.length !== this.#state.replicas || tasks.some((t) => t.state !== "running")) return false;
-        const ready = await Promise.all(tasks.map((t) => this.probeReplica(t.slot, "/readyz")));
-        return ready.every((s) => s === 200);
+        await Promise.all(
+          tasks
+            .filter((t) => !ready.has(t.id) && t.containerId)
+            .map(async (t) => {
+              if ((await probeApp(t.containerId!, "/readyz")) === 200) ready.add(t.id);
+            }),
+        );
+        return tasks.every((t) => ready.has(t.id));
       },
       timeoutMs,
       500,
@@ -398,6 +410,39 @@ export class SwarmCluster implements Cluster {
     await Promise.all(tasks.map((t) => this.killReplica(t.slot, "SIGTERM")));
     await this.#waitConverged();
     await this.#waitRouted();
+  }
+
+  /**
+   * When the slot's current task reached each step, as epoch ms (undefined: not reached or not
+   * found): Swarm created the task, its container started, the app logged "listening", the
+   * first health check passed (from then on the task is in DNS, so nginx's watcher can see it).
+   */
+  async taskTimeline(
+    index: number,
+  ): Promise<{ created?: number; started?: number; listening?: number; healthy?: number }> {
+    const t = await this.#task(index);
+    const at = (s: string | undefined) => {
+      const ms = s ? Date.parse(s.replace(/ \+0000 UTC$/, "Z").replace(" ", "T")) : NaN;
+      return Number.isFinite(ms) ? ms : undefined;
+    };
+    const out: { created?: number; started?: number; listening?: number; healthy?: number } = {
+      created: at(t.createdAt),
+    };
+    if (!t.containerId) return out;
+    type State = { StartedAt?: string; Health?: { Log?: { End: string; ExitCode: number }[] } };
+    const state = JSON.parse(
+      await docker(["inspect", "--format", "{{json .State}}", t.containerId]).catch(() => "{}"),
+    ) as State;
+    out.started = at(state.StartedAt);
+    // Docker keeps the last 5 checks: enough for a task that just became healthy.
+    out.healthy = at(state.Health?.Log?.find((l) => l.ExitCode === 0)?.End);
+    const logs = await docker(["logs", t.containerId]).catch(() => "");
+    for (const line of logs.split("\n"))
+      if (line.includes('"event":"listening"')) {
+        out.listening = (JSON.parse(line) as { time?: number }).time;
+        break;
+      }
+    return out;
   }
 
   /** A rolling update: Swarm replaces every task, one at a time, a new one healthy before the old stops. */

@@ -185,6 +185,21 @@ describe("checker", () => {
     expect(v.consistent).toBe(true);
   });
 
+  it("counts requests, not attempts, where no failed request is promised: a reset resent with its key passes", () => {
+    const reset = { reason: "ECONNRESET", status: 0 };
+    const resent = [attempt(100, "indeterminate", reset), attempt(200, "ok", { count: 3, replayed: false })];
+    const h = history(user(0, [...sequential(2), resent], 3), { keyed: true });
+    const requests = check(h, { noFailedRequests: true }).checks.find((c) => c.name === "no failures");
+    expect(requests).toMatchObject({ ok: true, figures: { requests: 3, unsettled: 0, resent: 1, indeterminate: 1 } });
+    expect(requests?.summary).toContain("ECONNRESET 1");
+    // The same history where every attempt must succeed fails.
+    expect(check(h, { noFailures: true }).checks.find((c) => c.name === "no failures")?.ok).toBe(false);
+    // A request that never got an answer fails either way.
+    const lostTrack = history(user(0, [...sequential(2), [attempt(100, "indeterminate", reset)]], 2), { keyed: true });
+    const unsettled = check(lostTrack, { noFailedRequests: true }).checks.find((c) => c.name === "no failures");
+    expect(unsettled).toMatchObject({ ok: false, figures: { unsettled: 1, resent: 0 } });
+  });
+
   it("fails slow 503s and client timeouts where fast failures are promised", () => {
     const slow = [[attempt(10, "failed", { reason: "store_unavailable", t1: 4010 })]];
     const v = check(history(user(0, slow, 0)), { fastFailuresMs: 2000 });
