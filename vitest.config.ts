@@ -4,7 +4,8 @@
 // this 2-core box instead of fighting over it. `vitest run` runs both, unit first (groupOrder).
 import { configDefaults, defineConfig } from "vitest/config";
 
-// Every test file that starts nginx, a cluster (LocalCluster, ComposeCluster) or containers.
+// Every test file that starts nginx, a cluster (LocalCluster, ComposeCluster) or containers, or runs the
+// compose CLI.
 // A new file is a unit test unless it is listed here (or lives under test/).
 export const INTEGRATION = [
   "test/**/*.test.ts",
@@ -12,6 +13,7 @@ export const INTEGRATION = [
   "infra/cluster/compose-cluster.test.ts",
   "infra/cluster/compose-security.test.ts",
   "infra/cluster/swarm-cluster.test.ts",
+  "infra/swarm/stack.test.ts",
   "loadtest/harness/scenarios.test.ts",
   "loadtest/bench/bench.test.ts",
 ];

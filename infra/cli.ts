@@ -5,6 +5,7 @@ import { parseRedisTopology, type Cluster, type Signal } from "./cluster/cluster
 import type { LocalReplicaInfo } from "./cluster/local-cluster.ts";
 import { buildAppImage, resolveBaseImages } from "./images/images.ts";
 import { attachCluster, chooseKind, createCluster } from "./cluster/open.ts";
+import { waitFor } from "./cluster/wait.ts";
 
 const usage = `usage: node infra/cli.ts <command> [options]
   up [--replicas N] [--port P] [--redis single|sentinel|cluster]
@@ -132,6 +133,14 @@ async function main(): Promise<void> {
       const t0 = performance.now();
       await c.killRedisNode(primary, signal);
       const next = await c.waitForPrimary({ exclude: primary, timeoutMs: 60_000 });
+      // Every running replica has followed the switch (its /readyz pings Redis) before this returns.
+      const up = (await c.replicas()).filter((r) => r.running);
+      await waitFor(
+        "every replica to reach the new primary",
+        async () => (await Promise.all(up.map((r) => c.probeReplica(r.index, "/readyz")))).every((x) => x === 200),
+        30_000,
+        200,
+      );
       const s = ((performance.now() - t0) / 1000).toFixed(1);
       console.log(`${primary} stopped with ${signal}; ${next} is the primary (${s} s)`);
       console.log(`start it again as a replica: make start-redis-node NODE=${primary}`);

@@ -204,7 +204,7 @@ describe("README and docs/", () => {
   const { MAKEFLAGS: _f, MAKELEVEL: _l, MFLAGS: _m, ...parentEnv } = process.env;
   let port = 0;
   let up = false;
-  let cluster: "local" | "compose" = "local";
+  let cluster: "local" | "compose" | "swarm" = "local";
 
   const sh = (command: string, cwd: string, clusterKind = cluster) =>
     new Promise<string>((done) => {
@@ -255,8 +255,9 @@ describe("README and docs/", () => {
           }
           if (target === "up") {
             await down();
-            cluster = step.shown.some((l) => /\(compose\)|Docker Compose/.test(l)) ? "compose" : "local";
-            if (cluster === "compose" && !docker) {
+            const shownKind = (re: RegExp) => step.shown.some((l) => re.test(l));
+            cluster = shownKind(/\(compose\)|Docker Compose/) ? "compose" : shownKind(/\(swarm\)/) ? "swarm" : "local";
+            if (cluster !== "local" && !docker) {
               expect(requireDocker, `${where}: REQUIRE_DOCKER=1 and no Docker engine answers`).toBe(false);
               console.log(`skipped: no Docker engine (${step.file}:${step.line}, up to its make down)`);
               skipping = true;
