@@ -158,6 +158,7 @@ export function clusterScenarios(label: string, make: ClusterFactory, timeouts =
       expect(back.json?.count).toBe(2);
     });
 
+    // 240 s: starting containers and probing each new one (a `node` process in it) takes minutes on a busy host.
     it("keeps every keyed increment exactly once while scaling 3 -> 5 -> 2 -> 3; round-robin follows", async () => {
       // After scale(n) returns, requests must reach exactly the running replicas: polls with
       // fresh sessions until each was seen (bounded), then checks nothing else answered.
@@ -218,7 +219,7 @@ export function clusterScenarios(label: string, make: ClusterFactory, timeouts =
       // nginx never answered for a replica it could not reach (502/504): it failed over.
       expect(firstAttempt.filter((s) => s === 502 || s === 504)).toEqual([]);
       for (const c of counts) expect(c).toEqual(range(1, c.length));
-    });
+    }, 240_000);
 
     it("starts a new session for a tampered or unsigned cookie instead of failing", async () => {
       const v = new Visitor(cluster.baseUrl());
