@@ -20,7 +20,7 @@ import { memoryStoreCounterRoutes } from "./routes/memory-store-counter.ts";
 import { pageRoutes } from "./routes/page.ts";
 import { seedRoutes } from "./routes/seed.ts";
 import { storedCounterRoutes } from "./routes/stored-counter.ts";
-import { createStore, readsLegacyKeys, sessionMiddleware } from "./session.ts";
+import { createStore, sessionMiddleware } from "./session.ts";
 
 /** `metrics` is shared with the operator app (ops.ts), which serves it; created here when absent. */
 export type AppDeps = {
@@ -79,7 +79,7 @@ export function createApp({ config, logger, redis, lifecycle, ...deps }: AppDeps
     "/api",
     authRoutes({
       counter,
-      rotator: new SessionRotator(redis, config.session.idleTimeoutSeconds, gate, readsLegacyKeys(config)),
+      rotator: new SessionRotator(redis, config, gate),
       replicaId: config.replicaId,
       cookieName: config.session.cookieName,
     }),

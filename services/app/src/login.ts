@@ -1,20 +1,25 @@
 // Replaces the session id on login (OWASP: renew the id whenever privilege changes, so an id
 // an attacker planted before login is worthless after it), carrying the count and the
-// Idempotency-Key records over.
+// Idempotency-Key records over; a login sent with an Idempotency-Key can be replayed by the
+// client that sent it (the old cookie and the key), when its answer was lost.
+import { createHash, timingSafeEqual } from "node:crypto";
 import type { Request } from "express";
 import type { SessionData } from "express-session";
-import type { RedisClient } from "./redis.ts";
-import { conflict } from "./errors.ts";
+import type { Config } from "./config.ts";
+import { parseIdempotencyKey } from "./counter.ts";
+import { badRequest, conflict, unprocessable } from "./errors.ts";
 import type { NewSessionGate } from "./new-sessions.ts";
-import { withStore } from "./redis.ts";
+import { toStoreError, withStore, type RedisClient } from "./redis.ts";
 import {
   foldLegacyLua,
   generateInSlotOf,
   keys,
   markSaved,
+  readsLegacyKeys,
   saveSession,
   SESSION_COUNT_LUA,
   sessionSerializer,
+  signedSessionId,
 } from "./session.ts";
 
 /**
@@ -25,50 +30,97 @@ import {
  */
 export const REPLACED_TTL_SECONDS = 60;
 
-// One atomic step. Without an old session: write the new one. With one: refuse (0) if it is
-// gone (a logout or an expiry won the race: no login on a destroyed session); else write the
-// new session with the old one's count as Redis holds it (never express-session's copy, which a
-// concurrent increment may have outdated), move the idempotency hash (so a retry with a key used
-// before the login still replays), delete the old session and mark its id replaced. An increment
-// racing the login either lands before the move (and is carried over) or finds the old session
-// gone and is refused (409, nothing applied). Never both, never lost.
+// One atomic step. Without an old session: write the new one. With one: if it is gone (a logout
+// or an expiry won the race, or a login with the same cookie did), refuse (0) and hand back its
+// login record, if any (a login with the same cookie and Idempotency-Key may be replayed from it);
+// else write the new session with the old one's count as Redis holds it (never express-session's
+// copy, which a concurrent increment may have outdated), move the idempotency hash (so a retry with
+// a key used before the login still replays), delete the old session, mark its id replaced and,
+// for a keyed login, leave the login record beside it. An increment racing the login either lands
+// before the move (and is carried over) or finds the old session gone and is refused (409, nothing
+// applied). Never both, never lost.
 // Redis Cluster runs a script only when all its keys share one hash slot: the new id is chosen
 // so that its keys land in the old session's slot (generateInSlotOf), which keeps this one step.
-// KEYS: sess:new, idem:new[, sess:old, idem:old, replaced:old, the previous layout's separate
-// counter of old[, with one Redis the layout before that's count:old, idem:old]] (folded into the
-// count and the hash first, see session.ts foldLegacyLua);
+// KEYS: sess:new, idem:new[, sess:old, idem:old, replaced:old, login:old, the previous layout's
+// separate counter of old[, with one Redis the layout before that's count:old, idem:old]] (folded
+// into the count and the hash first, see session.ts foldLegacyLua);
 // ARGV: the new session's text without a count, TTL, replaced TTL, new id (what replaced:old holds,
-// so a racing logout can follow it). Returns {0} or {1, the count the new session holds}.
+// so a racing logout can follow it), the login record without its count ("" for a login without a
+// key), the record's TTL. Returns {0, the old id's login record or nil} or {1, the count the new
+// session holds}.
 const ROTATE_LUA = `${SESSION_COUNT_LUA}
 local count = 0
 if KEYS[3] then
   local old = redis.call('GET', KEYS[3])
-  if not old then return {0} end
+  if not old then return {0, redis.call('GET', KEYS[6])} end
   local _
   _, count = split(old)
-  ${foldLegacyLua([6, 7], 4, 8).trim().replace(/\n/g, "\n  ")}
+  ${foldLegacyLua([7, 8], 4, 9).trim().replace(/\n/g, "\n  ")}
   if redis.call('EXISTS', KEYS[4]) == 1 then
     redis.call('RENAME', KEYS[4], KEYS[2])
     redis.call('EXPIRE', KEYS[2], ARGV[2])
   end
   redis.call('DEL', KEYS[3])
   redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[3])
+  if ARGV[5] ~= '' then
+    redis.call('SET', KEYS[6], ARGV[5] .. ' ' .. string.format('%d', count), 'EX', ARGV[6])
+  end
 end
 store(KEYS[1], join(ARGV[1], count), ARGV[2], false)
 return {1, count}
 `;
 
-type RotateFn = (numKeys: number, ...args: (string | number)[]) => Promise<[0] | [1, number]>;
+type RotateFn = (numKeys: number, ...args: (string | number)[]) => Promise<[0, string | null] | [1, number]>;
+
+/** A login's Idempotency-Key, and the fingerprint of what it asked for (the name). */
+export type LoginKey = { key: string; fingerprint: string };
+/** What a login answers: the count the new session holds, and whether it is a replay of an earlier login. */
+export type LoginOutcome = { count: number; replayed: boolean };
+
+/** The shortest Idempotency-Key a login takes: the key is what keeps a planted cookie from replaying it. */
+export const LOGIN_KEY_MIN_LENGTH = 16;
+
+/**
+ * A login's Idempotency-Key header (parseIdempotencyKey's rules), at least LOGIN_KEY_MIN_LENGTH
+ * characters: whoever holds the old cookie and the key gets the logged-in session, so the key must
+ * be one an attacker who planted the cookie cannot guess.
+ */
+export function parseLoginKey(header: string | undefined): string | undefined {
+  const key = parseIdempotencyKey(header);
+  if (key !== undefined && key.length < LOGIN_KEY_MIN_LENGTH)
+    throw badRequest(
+      "invalid_idempotency_key",
+      `A login's Idempotency-Key must be at least ${LOGIN_KEY_MIN_LENGTH} random characters (a UUID works): ` +
+        "with the old session cookie it is what replays the login.",
+    );
+  return key;
+}
+
+/** What a login's Idempotency-Key is bound to: the name it logged in. */
+export function loginFingerprint(name: string): string {
+  return createHash("sha256").update(`POST /api/login name=${name}`).digest("base64url").slice(0, 22);
+}
+
+// The key is stored hashed: the record names the logged-in session, and only a request carrying
+// both the old cookie (the record's address) and the key (what it is checked against) may have it.
+const keyHash = (key: string): Buffer => createHash("sha256").update(key).digest();
 
 export class SessionRotator {
   readonly #redis: (RedisClient & { sessionRotate?: RotateFn }) | undefined;
   readonly #ttlSeconds: number;
+  readonly #recordTtlSeconds: number;
   readonly #gate: NewSessionGate;
   readonly #legacy: boolean;
-  constructor(redis: RedisClient | undefined, ttlSeconds: number, gate: NewSessionGate, legacyKeys: boolean) {
+  readonly #cookieName: string;
+  readonly #secrets: readonly string[];
+  constructor(redis: RedisClient | undefined, config: Config, gate: NewSessionGate) {
     this.#redis = redis;
-    this.#legacy = legacyKeys;
-    this.#ttlSeconds = ttlSeconds;
+    this.#legacy = readsLegacyKeys(config);
+    this.#ttlSeconds = config.session.idleTimeoutSeconds;
+    // As an increment's key; never longer than the new session can live without a request.
+    this.#recordTtlSeconds = Math.min(config.idempotencyTtlSeconds, config.session.idleTimeoutSeconds);
+    this.#cookieName = config.session.cookieName;
+    this.#secrets = config.session.secrets;
     this.#gate = gate;
     redis?.defineCommand("sessionRotate", { lua: ROTATE_LUA });
   }
@@ -76,14 +128,22 @@ export class SessionRotator {
   /**
    * Gives the request a new session id holding `data`, with the old session's count and
    * keys, and deletes the old session. On failure the request keeps its old id and session,
-   * so the client gets no cookie for a session that may not exist.
+   * so the client gets no cookie for a session that may not exist. With `key`, a login this
+   * cookie and key already made (its answer lost) is replayed: the request gets that login's
+   * session and count, and nothing changes in Redis.
    */
-  async rotate(req: Request, data: Partial<SessionData>): Promise<void> {
+  async rotate(req: Request, data: Partial<SessionData>, key?: LoginKey): Promise<LoginOutcome> {
     const oldId = req.sessionID;
     const old = req.session;
     const existed = old.createdAt !== undefined;
-    // A login without a session makes one: it passes the same gate as any other.
-    if (!existed) await this.#gate.admit(req);
+    if (!existed) {
+      // The cookie may name a session a login with this key already replaced: replay that login
+      // before the gate, which would refuse the cookie (409 session_replaced) or start afresh.
+      const replayed = key && (await this.#replayByCookie(req, key));
+      if (replayed) return replayed;
+      // A login without a session makes one: it passes the same gate as any other.
+      await this.#gate.admit(req);
+    }
     // express-session's own generate(): a new random id (in the old id's hash slot) and a fresh
     // cookie (Secure decided per request, as for any new session).
     generateInSlotOf(req, oldId);
@@ -97,31 +157,91 @@ export class SessionRotator {
         const id = req.sessionID;
         const k = [keys.session(id), keys.idempotency(id)];
         if (existed) {
-          k.push(keys.session(oldId), keys.idempotency(oldId), keys.replaced(oldId), keys.separateCounter(oldId));
+          k.push(keys.session(oldId), keys.idempotency(oldId), keys.replaced(oldId), keys.login(oldId));
+          k.push(keys.separateCounter(oldId));
           if (this.#legacy) k.push(keys.legacy.counter(oldId), keys.legacy.idempotency(oldId));
         }
         const fn = this.#redis.sessionRotate as RotateFn;
         const json = sessionSerializer.stringify(req.session as SessionData, false);
-        const [done, count] = await withStore(() =>
-          fn.call(this.#redis, k.length, ...k, json, this.#ttlSeconds, REPLACED_TTL_SECONDS, id),
+        const record = key && existed ? `${keyHash(key.key).toString("base64url")} ${key.fingerprint} ${id}` : "";
+        const [done, value] = await withStore(() =>
+          fn.call(
+            this.#redis,
+            k.length,
+            ...k,
+            json,
+            this.#ttlSeconds,
+            REPLACED_TTL_SECONDS,
+            id,
+            record,
+            this.#recordTtlSeconds,
+          ),
         );
-        if (done === 0)
+        if (done === 0) {
+          // A login with this cookie and key got there first (a retry overtaking its original).
+          const replayed = key && (await this.#replay(req, value, key));
+          if (replayed) return replayed;
           throw conflict("session_expired", "The session was logged out or expired while logging in; log in again.");
-        if (count) req.session.count = count;
+        }
+        if (value) req.session.count = value;
         else delete req.session.count;
         markSaved(req);
-      } else {
-        // STORE=memory: one process, no concurrent writer to race, so two steps are enough.
-        if (existed)
-          await new Promise<void>((resolve, reject) =>
-            req.sessionStore.destroy(oldId, (err) => (err ? reject(err) : resolve())),
-          );
-        await saveSession(req);
+        return { count: value, replayed: false };
       }
+      // STORE=memory: one process, no concurrent writer to race, so two steps are enough.
+      if (existed)
+        await new Promise<void>((resolve, reject) =>
+          req.sessionStore.destroy(oldId, (err) => (err ? reject(err) : resolve())),
+        );
+      await saveSession(req);
+      return { count: req.session.count ?? 0, replayed: false };
     } catch (err) {
       req.session = old;
       req.sessionID = oldId;
       throw err;
     }
+  }
+
+  /** The replay of the login whose record the request's (signed) cookie addresses, if the key matches. */
+  async #replayByCookie(req: Request, key: LoginKey): Promise<LoginOutcome | undefined> {
+    const redis = this.#redis;
+    if (!redis) return undefined;
+    const sid = signedSessionId(req, this.#cookieName, this.#secrets);
+    if (sid === undefined || sid === req.sessionID) return undefined;
+    const record = await withStore(() => redis.get(keys.login(sid)));
+    return this.#replay(req, record, key);
+  }
+
+  /**
+   * When `record` is a login made with `key`: the request gets that login's session (its cookie
+   * is set as any new session's) and its answer. A record made with another key is no record: the
+   * old cookie alone is not enough. The same key with another name is a 422.
+   */
+  async #replay(req: Request, record: string | null, key: LoginKey): Promise<LoginOutcome | undefined> {
+    const m = record?.match(/^(\S+) (\S+) (\S+) (\d+)$/);
+    if (!m) return undefined;
+    const [, hash, fingerprint, id, count] = m as unknown as [string, string, string, string, string];
+    const stored = Buffer.from(hash, "base64url");
+    const sent = keyHash(key.key);
+    if (stored.length !== sent.length || !timingSafeEqual(stored, sent)) return undefined;
+    if (fingerprint !== key.fingerprint)
+      throw unprocessable(
+        "idempotency_key_reused",
+        "This Idempotency-Key was already used to log in with another name; send a new key.",
+      );
+    // Through the store, as express-session loads a session: gone or past its absolute timeout is null.
+    const sess = await new Promise<SessionData | null | undefined>((resolve, reject) =>
+      req.sessionStore.get(id, (err, s) => (err ? reject(toStoreError(err)) : resolve(s))),
+    );
+    if (!sess)
+      throw conflict(
+        "session_expired",
+        "The session this login made has since been logged out or has expired; log in again.",
+      );
+    req.sessionID = id;
+    req.sessionStore.createSession(req, sess);
+    // Nothing to write: the session is as stored, and express-session must not save it over a newer count.
+    markSaved(req);
+    return { count: Number(count), replayed: true };
   }
 }

@@ -38,6 +38,12 @@ export const keys = {
   idempotency: (sid: string) => `{sess:${sid}}:idem`,
   /** Set by a login for a short while: requests still carrying the replaced cookie are refused. */
   replaced: (sid: string) => `{sess:${sid}}:replaced`,
+  /**
+   * Left by a login sent with an Idempotency-Key, beside the id it replaced, for as long as an
+   * increment's key lives: "<sha256 of the key> <fingerprint of the name> <new id> <count>", so a
+   * retry carrying the old cookie and the same key gets the same answer (login.ts).
+   */
+  login: (sid: string) => `{sess:${sid}}:login`,
   /** rate-limiter-flexible's counter of new sessions per client address (its keyPrefix + ":"). */
   newSessionsPrefix: "newsess",
   /**

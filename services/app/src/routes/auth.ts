@@ -5,7 +5,7 @@ import { Router } from "express";
 import type { Counter } from "../counter.ts";
 import { parseName } from "../bodies.ts";
 import { HttpError, methodNotAllowed } from "../errors.ts";
-import type { SessionRotator } from "../login.ts";
+import { loginFingerprint, parseLoginKey, type SessionRotator } from "../login.ts";
 import { jsonBody } from "../middleware/json-body.ts";
 import { destroySession, sessionLabel } from "../session.ts";
 
@@ -23,8 +23,14 @@ export function authRoutes(opts: {
   r.route("/login")
     .post(jsonBody(), async (req, res) => {
       const name = parseName(req);
-      await rotator.rotate(req, { user: { name, loginAt: Date.now() } });
-      const count = await counter.read(req);
+      const key = parseLoginKey(req.get("Idempotency-Key"));
+      const { count, replayed } = await rotator.rotate(
+        req,
+        { user: { name, loginAt: Date.now() } },
+        key === undefined ? undefined : { key, fingerprint: loginFingerprint(name) },
+      );
+      // The count the login carried over (a replay answers the same): the answer is the same body each time.
+      if (replayed) res.setHeader("Idempotent-Replayed", "true");
       res.json({ user: { name }, count, replica: replicaId, session: sessionLabel(req.sessionID) });
     })
     .all((_req, _res, next) => next(methodNotAllowed(["POST"])));

@@ -1,0 +1,180 @@
+// A login whose answer is lost (Redis stalled past the command timeout, then ran the rotation):
+// the client keeps its old cookie and reaches its count again by retrying with the same
+// Idempotency-Key, while a copy of the old cookie without that key (a planted one) gets nothing.
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startApp, type TestApp } from "../../../test/app-fixture.ts";
+import { waitFor } from "../../../infra/cluster/wait.ts";
+import type { Reply, Visitor } from "../../../loadtest/client/visitor.ts";
+import { keys } from "./session.ts";
+
+let app: TestApp;
+beforeAll(async () => {
+  app = await startApp({ env: { NEW_SESSION_LIMIT: "0" } });
+});
+afterAll(async () => {
+  await app?.close();
+});
+
+const login = (v: Visitor, name: string, key?: string) =>
+  v.post("/api/login", {
+    body: JSON.stringify({ name }),
+    headers: key === undefined ? {} : { "Idempotency-Key": key },
+  });
+
+/** The session id a cookie ("name=s:<id>.<sig>", URL-encoded) names. */
+function sidOf(cookie: string | undefined): string {
+  if (!cookie) throw new Error("no session cookie");
+  const value = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
+  return value.slice(2, value.lastIndexOf("."));
+}
+
+/** The name=value of the answer's one Set-Cookie, or undefined when it set none. */
+const setCookie = (r: Reply) => r.headers.getSetCookie()[0]?.split(";")[0];
+
+/** A visitor with a session holding `count`. */
+async function visitorWithCount(count: number): Promise<Visitor> {
+  const v = app.visitor();
+  expect((await v.startSession()).status).toBe(201);
+  expect((await v.post("/api/counter", { body: JSON.stringify({ by: count }) })).json?.count).toBe(count);
+  return v;
+}
+
+describe("a login whose 503 answer hides that Redis applied it", () => {
+  it("is replayed for the same cookie and Idempotency-Key: the new session, with the count carried once", async () => {
+    const v = await visitorWithCount(5);
+    const oldCookie = v.cookie!;
+    const key = randomUUID();
+    // CLIENT PAUSE WRITE holds the rotation's script (the session's GET, a read, passes) past the
+    // app's command timeout: the client gets a 503 store_timeout, then Redis runs the script.
+    await app.redis!.admin.call("CLIENT", "PAUSE", "1500", "WRITE");
+    const lost = await login(v, "ada", key);
+    expect(lost.status).toBe(503);
+    expect(lost.json?.error).toBe("store_timeout");
+    expect(setCookie(lost)).toBeUndefined();
+    expect(v.cookie).toBe(oldCookie);
+    // Applied once the pause ends: the old id is marked replaced by the new one.
+    const marker = keys.replaced(sidOf(oldCookie));
+    await waitFor("Redis to run the stalled rotation", async () => (await app.redis!.admin.exists(marker)) === 1);
+    const newId = await app.redis!.admin.get(marker);
+
+    // The old cookie without the key, or with another one (what an attacker who planted it has): no session.
+    for (const other of [undefined, randomUUID()]) {
+      const planted = await login(app.visitor(oldCookie), "mallory", other);
+      expect(planted.status).toBe(409);
+      expect(planted.json?.error).toBe("session_replaced");
+      expect(setCookie(planted)).toBeUndefined();
+    }
+
+    // What the 503 says to do: send it again, same cookie, same key.
+    const retry = await login(v, "ada", key);
+    expect(retry.status, JSON.stringify(retry.json)).toBe(200);
+    expect(retry.json).toMatchObject({ user: { name: "ada" }, count: 5 });
+    expect(retry.headers.get("idempotent-replayed")).toBe("true");
+    expect(sidOf(setCookie(retry))).toBe(newId);
+    const me = await v.get("/api/me");
+    expect(me.json).toMatchObject({ user: { name: "ada" }, count: 5, session: retry.json?.session });
+    // Carried over once: the next increment counts from 5, and the old id holds nothing.
+    expect((await v.increment()).json?.count).toBe(6);
+    expect(await app.redis!.admin.exists(keys.session(sidOf(oldCookie)))).toBe(0);
+  });
+
+  it("replays the first rotation to a duplicate sent at the same time: one session is made", async () => {
+    // A second app on the same Redis with a long command timeout: the pause below only holds both
+    // logins' scripts (their session GETs pass) so that the second runs after the first rotated.
+    await using patient = await startApp({
+      env: { NEW_SESSION_LIMIT: "0", REDIS_COMMAND_TIMEOUT_MS: "10000" },
+      redis: app.redis,
+    });
+    const v = patient.visitor();
+    expect((await v.startSession()).status).toBe(201);
+    await v.post("/api/counter", { body: JSON.stringify({ by: 3 }) });
+    const oldCookie = v.cookie!;
+    const key = randomUUID();
+    await app.redis!.admin.call("CLIENT", "PAUSE", "300", "WRITE");
+    const [a, b] = await Promise.all([
+      login(patient.visitor(oldCookie), "ada", key),
+      login(patient.visitor(oldCookie), "ada", key),
+    ]);
+    expect([a.status, b.status]).toEqual([200, 200]);
+    expect(a.json?.session).toBe(b.json?.session);
+    expect(setCookie(a)).toBe(setCookie(b));
+    expect([a.json?.count, b.json?.count]).toEqual([3, 3]);
+    const after = patient.visitor(setCookie(a));
+    expect((await after.increment()).json?.count).toBe(4);
+  });
+});
+
+describe("a login sent with an Idempotency-Key", () => {
+  it("answers a retry with the old cookie and the same key with the same Set-Cookie and body", async () => {
+    const v = await visitorWithCount(2);
+    const oldCookie = v.cookie!;
+    const key = randomUUID();
+    const first = await login(v, "grace", key);
+    expect(first.status).toBe(200);
+    expect(first.headers.get("idempotent-replayed")).toBeNull();
+    // The session moves on after the answer; a replay still answers what the login answered.
+    expect((await v.increment()).json?.count).toBe(3);
+
+    const again = await login(app.visitor(oldCookie), "grace", key);
+    expect(again.status).toBe(200);
+    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(setCookie(again)).toBe(setCookie(first));
+    expect(again.json).toEqual(first.json);
+    expect(first.json?.count).toBe(2);
+    // Nothing changed in Redis: the session keeps its count and its user.
+    expect((await v.get("/api/me")).json).toMatchObject({ user: { name: "grace" }, count: 3 });
+  });
+
+  it("gives the old cookie with another key, once the marker is gone, only a new empty session", async () => {
+    const v = await visitorWithCount(4);
+    const oldCookie = v.cookie!;
+    expect((await login(v, "victim", randomUUID())).status).toBe(200);
+    // The 60 s marker, run out.
+    await app.redis!.admin.del(keys.replaced(sidOf(oldCookie)));
+    const attacker = app.visitor(oldCookie);
+    const r = await login(attacker, "mallory", randomUUID());
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({ user: { name: "mallory" }, count: 0 });
+    expect(r.headers.get("idempotent-replayed")).toBeNull();
+    expect(setCookie(r)).not.toBe(v.cookie);
+    // The victim's session is untouched.
+    expect((await v.get("/api/me")).json).toMatchObject({ user: { name: "victim" }, count: 4 });
+  });
+
+  it("refuses the same key with another name (422) and sets no cookie", async () => {
+    const v = await visitorWithCount(1);
+    const oldCookie = v.cookie!;
+    const key = randomUUID();
+    expect((await login(v, "ada", key)).status).toBe(200);
+    const r = await login(app.visitor(oldCookie), "grace", key);
+    expect(r.status).toBe(422);
+    expect(r.json?.error).toBe("idempotency_key_reused");
+    expect(setCookie(r)).toBeUndefined();
+    expect((await v.get("/api/me")).json).toMatchObject({ user: { name: "ada" }, count: 1 });
+  });
+
+  it("does not bring back a session that was logged out (409 session_expired, no cookie)", async () => {
+    const v = await visitorWithCount(1);
+    const oldCookie = v.cookie!;
+    const key = randomUUID();
+    const first = await login(v, "ada", key);
+    expect(first.status).toBe(200);
+    const newId = sidOf(setCookie(first));
+    expect((await v.post("/api/logout")).json?.loggedOut).toBe(true);
+    const r = await login(app.visitor(oldCookie), "ada", key);
+    expect(r.status).toBe(409);
+    expect(r.json?.error).toBe("session_expired");
+    expect(setCookie(r)).toBeUndefined();
+    expect(await app.redis!.admin.exists(keys.session(newId))).toBe(0);
+  });
+
+  it("refuses a key too short to be secret (400) before anything changes", async () => {
+    const v = await visitorWithCount(1);
+    const r = await login(v, "ada", "k1");
+    expect(r.status).toBe(400);
+    expect(r.json?.error).toBe("invalid_idempotency_key");
+    expect(setCookie(r)).toBeUndefined();
+    expect((await v.get("/api/session")).json?.count).toBe(1);
+  });
+});
