@@ -81,10 +81,15 @@ describe("Redis Cluster (REDIS=cluster, local processes)", { timeout: 120_000 },
     await v.post("/api/counter", json({ by: 4 }));
     const oldId = sessionId(v.cookie);
     const oldCookie = v.cookie;
-    const login = await v.post("/api/login", json({ name: "ada" }));
+    const keyed = { body: JSON.stringify({ name: "ada" }), headers: { "Idempotency-Key": randomUUID() } };
+    const login = await v.post("/api/login", keyed);
     expect(login.status).toBe(200);
     expect(login.json).toMatchObject({ user: { name: "ada" }, count: 5 });
     const newId = sessionId(v.cookie);
+    // A retry with the old cookie and the login's key is replayed: the login record is in the slot too.
+    const replay = await new Visitor(cluster.baseUrl(), oldCookie).post("/api/login", keyed);
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
+    expect(sessionId(replay.headers.getSetCookie()[0]?.split(";")[0])).toBe(newId);
     expect(newId).not.toBe(oldId);
     const any = (await cluster.redisNodes())[0]!.address;
     expect(await onNode(any, "CLUSTER", "KEYSLOT", `sess:${newId}`)).toBe(

@@ -55,7 +55,7 @@ describe("key layout", () => {
   it("keeps every key of one session in the session's hash slot", () => {
     const sid = "AbC-123_xyz";
     const slot = keySlot(keys.session(sid));
-    for (const k of [keys.idempotency(sid), keys.replaced(sid), keys.separateCounter(sid)])
+    for (const k of [keys.idempotency(sid), keys.replaced(sid), keys.login(sid), keys.separateCounter(sid)])
       expect(keySlot(k)).toBe(slot);
   });
 
