@@ -116,6 +116,13 @@ describe("a login sent with an Idempotency-Key", () => {
     // The session moves on after the answer; a replay still answers what the login answered.
     expect((await v.increment()).json?.count).toBe(3);
 
+    // The record lives as an increment's key does (IDEMPOTENCY_TTL_SECONDS), past the 60 s marker.
+    const record = keys.login(sidOf(oldCookie));
+    const ttl = await app.redis!.admin.ttl(record);
+    expect(ttl).toBeGreaterThan(60);
+    expect(ttl).toBeLessThanOrEqual(app.config.idempotencyTtlSeconds);
+    await app.redis!.admin.del(keys.replaced(sidOf(oldCookie)));
+
     const again = await login(app.visitor(oldCookie), "grace", key);
     expect(again.status).toBe(200);
     expect(again.headers.get("idempotent-replayed")).toBe("true");
@@ -140,6 +147,13 @@ describe("a login sent with an Idempotency-Key", () => {
     expect(setCookie(r)).not.toBe(v.cookie);
     // The victim's session is untouched.
     expect((await v.get("/api/me")).json).toMatchObject({ user: { name: "victim" }, count: 4 });
+  });
+
+  it("leaves no record when the login had no key", async () => {
+    const v = await visitorWithCount(1);
+    const oldId = sidOf(v.cookie);
+    expect((await login(v, "ada")).status).toBe(200);
+    expect(await app.redis!.admin.exists(keys.login(oldId))).toBe(0);
   });
 
   it("refuses the same key with another name (422) and sets no cookie", async () => {

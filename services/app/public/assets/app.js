@@ -292,7 +292,9 @@ async function login() {
     ui.loginName.focus();
     return fail("Enter a name to log in.");
   }
-  const { res, data } = await call("POST", "/api/login", { body: { name } });
+  // Keyed and retried: a login whose answer is lost (a 503 after Redis applied it) is replayed to
+  // this cookie with this key, so the retry gets the new session instead of a 409.
+  const { res, data } = await call("POST", "/api/login", { body: { name }, key: newKey(), retry: true });
   if (!res.ok) return fail(problem(res, data));
   say(`Logged in as ${name}.`);
   await account();
