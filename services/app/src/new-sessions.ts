@@ -74,8 +74,8 @@ export class NewSessionGate {
     if ((await withStore(() => redis.exists(...marks))) > 0) {
       throw conflict(
         "session_replaced",
-        "This request carried the cookie of a session that a login replaced; the new cookie is set. Send " +
-          "the request again.",
+        "This request carried the cookie of a session that a login replaced; send it again with the cookie the " +
+          "login set. A login whose answer was lost is replayed only when sent again with its Idempotency-Key.",
       );
     }
   }
