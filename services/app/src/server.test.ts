@@ -32,10 +32,21 @@ function runServer(
 
 type LogLine = { event?: string; port?: number; opsPort?: number; waitedMs?: number };
 
-/** server.ts as a child process with `env` (and PATH), its stdout's JSON log lines collected. */
+/**
+ * server.ts as a child process, its stdout's JSON log lines collected: on 127.0.0.1, ports of its own,
+ * STORE=memory and no shutdown delay unless `env` says otherwise.
+ */
 function spawnServer(env: Record<string, string>) {
   const child = spawn(process.execPath, [entry], {
-    env: { PATH: process.env.PATH, ...env },
+    env: {
+      PATH: process.env.PATH,
+      PORT: "0",
+      OPS_PORT: "0",
+      HOST: "127.0.0.1",
+      STORE: "memory",
+      SHUTDOWN_DELAY_MS: "0",
+      ...env,
+    },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
@@ -86,13 +97,7 @@ describe("server start-up", () => {
   });
 
   it("drains and exits 0 on SIGTERM", async () => {
-    const server = spawnServer({
-      PORT: "0",
-      OPS_PORT: "0",
-      STORE: "memory",
-      HOST: "127.0.0.1",
-      SHUTDOWN_DELAY_MS: "0",
-    });
+    const server = spawnServer({});
     await server.logged("listening");
     server.child.kill("SIGTERM");
     expect(await server.exited).toBe(0);
@@ -100,15 +105,7 @@ describe("server start-up", () => {
   });
 
   it("answers a request in flight at SIGTERM with Connection: close, so the drain ends early", async () => {
-    const server = spawnServer({
-      PORT: "0",
-      OPS_PORT: "0",
-      STORE: "memory",
-      HOST: "127.0.0.1",
-      LOG_LEVEL: "info",
-      SHUTDOWN_DELAY_MS: "0",
-      SHUTDOWN_DRAIN_MS: "15000",
-    });
+    const server = spawnServer({ LOG_LEVEL: "info", SHUTDOWN_DRAIN_MS: "15000" });
     const socket = new Socket();
     try {
       const { port } = await server.logged("listening");
@@ -148,13 +145,10 @@ describe("server start-up", () => {
     await new Promise<void>((resolve) => stalled.listen(0, "127.0.0.1", resolve));
     const redisUrl = `redis://127.0.0.1:${(stalled.address() as AddressInfo).port}`;
     const server = spawnServer({
-      PORT: "0",
-      OPS_PORT: "0",
-      HOST: "127.0.0.1",
+      STORE: "redis",
       REDIS_URL: redisUrl,
       REDIS_CONNECT_TIMEOUT_MS: "100",
       REDIS_COMMAND_TIMEOUT_MS: "100",
-      SHUTDOWN_DELAY_MS: "0",
     });
     try {
       await server.logged("listening");
@@ -169,14 +163,7 @@ describe("server start-up", () => {
   });
 
   it("serves /healthz, /readyz and /metrics on the operator listener only; /readyz is 503 once it drains", async () => {
-    const server = spawnServer({
-      PORT: "0",
-      OPS_PORT: "0",
-      STORE: "memory",
-      HOST: "127.0.0.1",
-      SHUTDOWN_DELAY_MS: "3000",
-      LOG_LEVEL: "info",
-    });
+    const server = spawnServer({ SHUTDOWN_DELAY_MS: "3000", LOG_LEVEL: "info" });
     try {
       const listening = await server.logged("listening");
       const app = `http://127.0.0.1:${listening.port}`;
