@@ -18,32 +18,18 @@ import { Visitor } from "../loadtest/client/visitor.ts";
 import { sessionSerializer } from "../services/app/src/session.ts";
 import { runScenario } from "../loadtest/harness/run-scenario.ts";
 import { findScenario, type Scenario } from "../loadtest/harness/scenarios.ts";
+import { sessionIdOf } from "./session-cookie.ts";
 import { loadConfig } from "../services/app/src/config.ts";
 import { clusterOptions, RefreshOnFailureCluster } from "../services/app/src/redis.ts";
 
 const run = promisify(execFile);
 const serverEntry = resolve(import.meta.dirname, "../services/app/src/server.ts");
 
-function sessionId(cookie: string | undefined): string {
-  if (!cookie) throw new Error("the visitor has no session cookie");
-  const value = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
-  return value.slice(2, value.lastIndexOf("."));
-}
-
 const json = (body: unknown) => ({ body: JSON.stringify(body), headers: { "content-type": "application/json" } });
 
 describe("Redis Cluster (REDIS=cluster, local processes)", { timeout: 120_000 }, () => {
   let cluster: LocalCluster;
   let dir: string;
-  /** One command as admin on one node, without following redirections. */
-  const onNode = async (address: string, ...args: string[]) => {
-    const { stdout } = await run(
-      "redis-cli",
-      ["-h", "127.0.0.1", "-p", address.split(":")[1]!, "--user", "admin", ...args],
-      { env: { ...process.env, REDISCLI_AUTH: cluster.redisPassword("admin") }, timeout: 5000 },
-    );
-    return stdout.trim();
-  };
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "redis-cluster-"));
@@ -66,11 +52,11 @@ describe("Redis Cluster (REDIS=cluster, local processes)", { timeout: 120_000 },
       expect((await v.increment()).json?.count).toBe(2);
     }
     for (const p of nodes.filter((n) => n.role === "primary"))
-      expect(Number(await onNode(p.address, "DBSIZE")), `${p.name} holds sessions`).toBeGreaterThan(0);
+      expect(Number(await cluster.redisCommandOn(p.address, "DBSIZE")), `${p.name} holds sessions`).toBeGreaterThan(0);
     // A session's keys share its slot, so the node that has the session has its idempotency keys.
-    const sid = sessionId(visitors[0]!.cookie);
-    const slot = await onNode(nodes[0]!.address, "CLUSTER", "KEYSLOT", `sess:${sid}`);
-    expect(await onNode(nodes[0]!.address, "CLUSTER", "KEYSLOT", `{sess:${sid}}:idem`)).toBe(slot);
+    const sid = sessionIdOf(visitors[0]!.cookie);
+    const slot = await cluster.redisCommandOn(nodes[0]!.address, "CLUSTER", "KEYSLOT", `sess:${sid}`);
+    expect(await cluster.redisCommandOn(nodes[0]!.address, "CLUSTER", "KEYSLOT", `{sess:${sid}}:idem`)).toBe(slot);
     expect(sessionSerializer.parse(await cluster.redisCommand("GET", `sess:${sid}`)).count).toBe(2);
   });
 
@@ -79,21 +65,21 @@ describe("Redis Cluster (REDIS=cluster, local processes)", { timeout: 120_000 },
     const key = randomUUID();
     expect((await v.increment(key)).json?.count).toBe(1);
     await v.post("/api/counter", json({ by: 4 }));
-    const oldId = sessionId(v.cookie);
+    const oldId = sessionIdOf(v.cookie);
     const oldCookie = v.cookie;
     const keyed = { body: JSON.stringify({ name: "ada" }), headers: { "Idempotency-Key": randomUUID() } };
     const login = await v.post("/api/login", keyed);
     expect(login.status).toBe(200);
     expect(login.json).toMatchObject({ user: { name: "ada" }, count: 5 });
-    const newId = sessionId(v.cookie);
+    const newId = sessionIdOf(v.cookie);
     // A retry with the old cookie and the login's key is replayed: the login record is in the slot too.
     const replay = await new Visitor(cluster.baseUrl(), oldCookie).post("/api/login", keyed);
     expect(replay.headers.get("idempotent-replayed")).toBe("true");
-    expect(sessionId(replay.headers.getSetCookie()[0]?.split(";")[0])).toBe(newId);
+    expect(sessionIdOf(replay.headers.getSetCookie()[0]?.split(";")[0])).toBe(newId);
     expect(newId).not.toBe(oldId);
     const any = (await cluster.redisNodes())[0]!.address;
-    expect(await onNode(any, "CLUSTER", "KEYSLOT", `sess:${newId}`)).toBe(
-      await onNode(any, "CLUSTER", "KEYSLOT", `sess:${oldId}`),
+    expect(await cluster.redisCommandOn(any, "CLUSTER", "KEYSLOT", `sess:${newId}`)).toBe(
+      await cluster.redisCommandOn(any, "CLUSTER", "KEYSLOT", `sess:${oldId}`),
     );
     const retry = await v.increment(key);
     expect(retry.headers.get("idempotent-replayed")).toBe("true");
@@ -187,14 +173,15 @@ describe("Redis Cluster (REDIS=cluster, local processes)", { timeout: 120_000 },
       await waitFor("the cluster client", async () => client.status === "ready", 15_000, 50);
       const key = "{sess:refresh-probe}:count";
       await client.set(key, "before");
-      const slot = Number(await onNode(nodes[0]!.address, "CLUSTER", "KEYSLOT", key));
+      const slot = Number(await cluster.redisCommandOn(nodes[0]!.address, "CLUSTER", "KEYSLOT", key));
       const frozen = nodes.find((n) => n.address === client.slots[slot]![0])!.name;
       // A replica still in its first sync (the previous test's woken primary) cannot be elected.
       await waitFor(
         "every Redis replica to finish its sync",
         async () => {
           for (const n of (await cluster.redisNodes()).filter((x) => x.role === "replica" && x.running)) {
-            if (!/^master_link_status:up/m.test(await onNode(n.address, "INFO", "replication"))) return false;
+            if (!/^master_link_status:up/m.test(await cluster.redisCommandOn(n.address, "INFO", "replication")))
+              return false;
           }
           return true;
         },

@@ -13,12 +13,7 @@ import { appLogLines } from "./app-logs.ts";
 import { waitFor } from "../infra/cluster/wait.ts";
 import { Visitor, type Reply, type RequestOptions } from "../loadtest/client/visitor.ts";
 import { sessionLabel } from "../services/app/src/session.ts";
-
-/** The session id inside a `sid=s%3A<id>.<signature>` cookie. */
-function sessionId(cookie: string): string {
-  const value = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
-  return value.slice(2, value.lastIndexOf("."));
-}
+import { sessionIdOf } from "./session-cookie.ts";
 
 describe("the request edge, through nginx (local processes, 2 replicas)", () => {
   let cluster: LocalCluster;
@@ -290,7 +285,7 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
     it("agrees on odd whitespace, duplicate names, quoted values and percent-encoding", async () => {
       const a = (await visitorAt(1)).cookie!;
       const b = (await visitorAt(1)).cookie!;
-      const [labelA, labelB] = [a, b].map((c) => sessionLabel(sessionId(c)));
+      const [labelA, labelB] = [a, b].map((c) => sessionLabel(sessionIdOf(c)));
       const valueA = a.slice(a.indexOf("=") + 1);
       const rawA = decodeURIComponent(valueA);
       const allEncoded = [...rawA]

@@ -12,19 +12,13 @@ import { LocalCluster } from "../infra/cluster/local-cluster.ts";
 import { waitFor } from "../infra/cluster/wait.ts";
 import { Visitor, type Reply, type RequestOptions } from "../loadtest/client/visitor.ts";
 import { sessionLabel } from "../services/app/src/session.ts";
+import { sessionIdOf } from "./session-cookie.ts";
 
 const newDir = (name: string) => mkdtempSync(join(tmpdir(), `security-sessions-${name}-`));
 const jsonBody = (value: unknown): RequestOptions => ({
   headers: { "Content-Type": "application/json" },
   body: JSON.stringify(value),
 });
-
-/** The session id inside a `sid=s%3A<id>.<signature>` cookie. */
-function sessionId(cookie: string | undefined): string {
-  if (!cookie) throw new Error("no session cookie");
-  const value = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
-  return value.slice(2, value.lastIndexOf("."));
-}
 
 /** What a browser does with a reply: every Set-Cookie in it replaces the jar's cookie. */
 function takeCookies(v: Visitor, r: Reply): void {
@@ -55,7 +49,7 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
     const v = new Visitor(base);
     const held = Array.from({ length: 5 }, () => randomUUID());
     for (const [i, key] of held.entries()) expect((await v.increment(key)).json?.count).toBe(i + 1);
-    const id = sessionId(v.cookie);
+    const id = sessionIdOf(v.cookie);
 
     for (let i = 0; i < 3; i++) {
       const refused = await v.increment(randomUUID());
@@ -85,7 +79,7 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
   it("still honours an Idempotency-Key stored in the layout before the per-session hash", async () => {
     const v = new Visitor(base);
     expect((await v.increment()).json?.count).toBe(1);
-    const id = sessionId(v.cookie);
+    const id = sessionIdOf(v.cookie);
     // As the previous release stored it: one hash per key, {fp, count}, the fingerprint of by=1.
     const fp = createHash("sha256").update("POST /api/counter by=1").digest("base64url").slice(0, 22);
     await cluster.redisCommand("HSET", `idem:${id}:old-key`, "fp", fp, "count", "1");
@@ -100,9 +94,9 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
     const v = new Visitor(base);
     const key = randomUUID();
     expect((await v.increment(key)).json?.count).toBe(1);
-    const oldId = sessionId(v.cookie);
+    const oldId = sessionIdOf(v.cookie);
     expect((await v.post("/api/login", jsonBody({ name: "ada" }))).status).toBe(200);
-    const newId = sessionId(v.cookie);
+    const newId = sessionIdOf(v.cookie);
     expect(newId).not.toBe(oldId);
 
     const retry = await v.increment(key);
@@ -175,7 +169,7 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
       takeCookies(v, late);
     }
     expect((await v.get("/api/me")).json).toMatchObject({ user: { name: "grace" }, count: 1 });
-    expect(await redisKeys(cluster, `sess:${sessionId(before)}`)).toEqual([]);
+    expect(await redisKeys(cluster, `sess:${sessionIdOf(before)}`)).toEqual([]);
   });
 
   it("keeps a browser logged in when increments race its login (one cookie jar, answered in order)", async () => {
@@ -208,7 +202,10 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
       seen.add(r.replica!);
     }
     expect(seen.size).toBe(3);
-    expect((await v.get("/api/session")).json).toMatchObject({ count: 6, session: sessionLabel(sessionId(v.cookie)) });
+    expect((await v.get("/api/session")).json).toMatchObject({
+      count: 6,
+      session: sessionLabel(sessionIdOf(v.cookie)),
+    });
   });
 
   it("shows the MemoryStore lesson at /memory-store-counter: sessions per replica, so counts diverge", async () => {
@@ -231,7 +228,7 @@ describe("sessions and keys, through nginx (local processes, 3 replicas, IDEMPOT
     const direct = new Visitor(replica!.url);
     for (let n = 1; n <= 3; n++) expect((await direct.get("/memory-store-counter")).text).toBe(`count is ${n}`);
     // Nothing of it is in Redis.
-    expect(await redisKeys(cluster, "sess:*")).not.toContain(`sess:${sessionId(direct.cookie)}`);
+    expect(await redisKeys(cluster, "sess:*")).not.toContain(`sess:${sessionIdOf(direct.cookie)}`);
   });
 });
 
@@ -270,7 +267,7 @@ describe("the app's new-session limit (2 replicas, NEW_SESSION_LIMIT=6 a minute;
     expect(admitted.status).toBe(200);
     expect(admitted.json?.count).toBe(3);
     // The expired keys were pruned when the cap was reached; k1 counts anew.
-    expect(Number(await cluster.redisCommand("HLEN", `{sess:${sessionId(v.cookie)}}:idem`))).toBeLessThanOrEqual(2);
+    expect(Number(await cluster.redisCommand("HLEN", `{sess:${sessionIdOf(v.cookie)}}:idem`))).toBeLessThanOrEqual(2);
   });
 
   it("counts every new session per client address in Redis, whatever the cookie, on every such route", async () => {

@@ -12,6 +12,7 @@ import { appLogLines, type AppLogLine } from "./app-logs.ts";
 import { waitFor } from "../infra/cluster/wait.ts";
 import { Visitor, type Reply, type RequestOptions } from "../loadtest/client/visitor.ts";
 import { sessionLabel, sessionSerializer } from "../services/app/src/session.ts";
+import { sessionIdOf } from "./session-cookie.ts";
 
 const newDir = (name: string) => mkdtempSync(join(tmpdir(), `security-${name}-`));
 const jsonBody = (value: unknown): RequestOptions => ({
@@ -21,13 +22,6 @@ const jsonBody = (value: unknown): RequestOptions => ({
 
 /** Every session id any visitor in this file was given: none may appear in any log. */
 const issuedIds = new Set<string>();
-
-/** The session id inside a `sid=s%3A<id>.<signature>` cookie. */
-function sessionId(cookie: string | undefined): string {
-  if (!cookie) throw new Error("no session cookie");
-  const value = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
-  return value.slice(2, value.lastIndexOf("."));
-}
 
 /** True when the cookie's signature is `secret`'s (cookie-signature, as express-session signs). */
 function signedWith(cookie: string | undefined, secret: string): boolean {
@@ -43,7 +37,7 @@ function signedWith(cookie: string | undefined, secret: string): boolean {
 class TrackedVisitor extends Visitor {
   override async request(path: string, opts: RequestOptions = {}): Promise<Reply> {
     const reply = await super.request(path, opts);
-    if (this.cookie?.startsWith("sid=s%3A")) issuedIds.add(sessionId(this.cookie));
+    if (this.cookie?.startsWith("sid=s%3A")) issuedIds.add(sessionIdOf(this.cookie));
     return reply;
   }
 }
@@ -125,7 +119,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     const victim = new TrackedVisitor(base);
     for (let i = 0; i < 3; i++) await victim.increment();
     const planted = victim.cookie!; // what an attacker who fixed this id in the victim's browser holds
-    const oldId = sessionId(planted);
+    const oldId = sessionIdOf(planted);
     expect(await redisExists(cluster, `sess:${oldId}`)).toBe(1);
     expect(await storedCount(cluster, oldId)).toBe(3);
 
@@ -133,7 +127,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     expect(login.status).toBe(200);
     expect(login.json).toMatchObject({ user: { name: "ada" }, count: 3 });
     expect(login.headers.get("cache-control")).toBe("no-store");
-    const newId = sessionId(victim.cookie);
+    const newId = sessionIdOf(victim.cookie);
     expect(newId).not.toBe(oldId);
     expect(await redisExists(cluster, `sess:${oldId}`)).toBe(0);
     expect(await storedCount(cluster, newId)).toBe(3);
@@ -152,7 +146,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     const v = new TrackedVisitor(base);
     await v.increment();
     const oldCookie = v.cookie!;
-    const oldLabel = sessionLabel(sessionId(oldCookie));
+    const oldLabel = sessionLabel(sessionIdOf(oldCookie));
     const racing = Promise.all(Array.from({ length: 40 }, () => new Visitor(base, oldCookie).increment()));
     await sleep(10);
     expect((await v.post("/api/login", jsonBody({ name: "racer" }))).status).toBe(200);
@@ -167,7 +161,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     ).length;
     console.log(`login race: ${carried} carried, ${moved} moved mid-request (409), ${replaced} after the login (409)`);
     expect(carried + moved + replaced).toBe(replies.length);
-    expect(await storedCount(cluster, sessionId(v.cookie))).toBe(1 + carried);
+    expect(await storedCount(cluster, sessionIdOf(v.cookie))).toBe(1 + carried);
     expect((await v.get("/api/me")).json?.count).toBe(1 + carried);
   });
 
@@ -216,7 +210,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     await v.increment();
     await v.increment();
     const saved = v.cookie!;
-    const id = sessionId(saved);
+    const id = sessionIdOf(saved);
 
     const out = await v.post("/api/logout");
     expect(out.status).toBe(200);
@@ -232,7 +226,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
     expect((await replay.get("/api/me")).status).toBe(401);
     const r = await replay.increment();
     expect(r.json?.count).toBe(1);
-    expect(sessionId(replay.cookie)).not.toBe(id);
+    expect(sessionIdOf(replay.cookie)).not.toBe(id);
   });
 
   it("ignores a forged X-Forwarded-Proto: over plain HTTP through nginx the cookie is never Secure", async () => {
@@ -258,7 +252,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
   it("ignores a session id in the query string", async () => {
     const victim = new TrackedVisitor(base);
     for (let i = 0; i < 5; i++) await victim.increment();
-    const id = sessionId(victim.cookie);
+    const id = sessionIdOf(victim.cookie);
     const signed = victim.cookie!.slice("sid=".length);
     for (const query of [`sid=${id}`, `sid=${signed}`, `connect.sid=${signed}`, `sessionID=${id}`]) {
       const other = new TrackedVisitor(base);
@@ -273,7 +267,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
   it("logs a tampered, unsigned or unknown session cookie at warn with the id's hash; uses a new session", async () => {
     const v = new TrackedVisitor(base);
     await v.increment();
-    const id = sessionId(v.cookie);
+    const id = sessionIdOf(v.cookie);
     const signed = decodeURIComponent(v.cookie!.slice("sid=".length)); // s:<id>.<signature>
     const gone = new TrackedVisitor(base);
     await gone.increment();
@@ -287,7 +281,7 @@ describe("sessions and security, through nginx (local processes, 3 replicas)", (
         id,
       },
       { reason: "unsigned", cookie: `sid=${id}`, id },
-      { reason: "unknown", cookie: goneCookie, id: sessionId(goneCookie) },
+      { reason: "unknown", cookie: goneCookie, id: sessionIdOf(goneCookie) },
     ];
     for (const c of cases) {
       const r = await new TrackedVisitor(base, c.cookie).increment();
@@ -822,7 +816,7 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
 
     cluster.setAppEnv({ SESSION_SECRETS: secretB });
     await cluster.restartReplicas();
-    const oldId = sessionId(old.cookie);
+    const oldId = sessionIdOf(old.cookie);
     const refused = await old.increment();
     expect(refused.json?.count).toBe(1);
     expect(signedWith(old.cookie, secretB)).toBe(true);
@@ -848,7 +842,7 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       const v = new TrackedVisitor(base);
       await v.increment();
       await v.increment();
-      const id = sessionId(v.cookie);
+      const id = sessionIdOf(v.cookie);
       expect(Number(await cluster.redisCommand("TTL", `sess:${id}`))).toBeLessThanOrEqual(2);
       await waitFor(
         "Redis to expire the idle session",
@@ -857,14 +851,14 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       );
       const r = await v.increment();
       expect(r.json?.count).toBe(1);
-      expect(sessionId(v.cookie)).not.toBe(id);
+      expect(sessionIdOf(v.cookie)).not.toBe(id);
     });
 
     it("keeps the count alive through replays: a replayed key extends the session and its keys together", async () => {
       const v = new TrackedVisitor(base);
       const key = randomUUID();
       expect((await v.increment(key)).json?.count).toBe(1);
-      const id = sessionId(v.cookie);
+      const id = sessionIdOf(v.cookie);
       await sleep(1200);
       // Answered from the stored result, in the same Redis call that extends both TTLs.
       const replay = await v.increment(key);
@@ -873,7 +867,7 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       expect(Number(await cluster.redisCommand("TTL", `{sess:${id}}:idem`))).toBeGreaterThan(1);
       await sleep(1200); // past the first increment's 2 s TTL
       expect((await v.increment()).json?.count).toBe(2);
-      expect(sessionId(v.cookie)).toBe(id);
+      expect(sessionIdOf(v.cookie)).toBe(id);
     });
 
     it("replaces an active session at the absolute timeout, though every request refreshed its idle TTL", async () => {
@@ -883,7 +877,7 @@ describe("secrets and lifetimes (local processes, 2 replicas restarted with new 
       while (Date.now() - t0 < 8000) {
         const r = await v.increment();
         expect(r.status).toBe(200);
-        seen.push({ ms: Date.now() - t0, count: r.json?.count as number, id: sessionId(v.cookie) });
+        seen.push({ ms: Date.now() - t0, count: r.json?.count as number, id: sessionIdOf(v.cookie) });
         if (seen.length > 1 && r.json?.count === 1) break;
         await sleep(250);
       }

@@ -528,6 +528,16 @@ export class LocalCluster implements Cluster {
     return this.#cli(port, "admin", args);
   }
 
+  /**
+   * One command as admin on the Redis node at `address` (host:port, as redisNodes() gives it), that
+   * node only: no redirection followed, no Sentinel asked.
+   */
+  async redisCommandOn(address: string, ...args: string[]): Promise<string> {
+    const port = Number(address.slice(address.lastIndexOf(":") + 1));
+    if (!Number.isInteger(port) || port <= 0) throw new Error(`"${address}" is not a host:port of a Redis node`);
+    return this.#cli(port, "admin", args);
+  }
+
   async #cli(port: number, user: "admin" | "app", args: string[]): Promise<string> {
     // As the admin user (operators' and tests' commands); the password goes in the
     // environment, not argv: `ps` shows argv, and a failed command's message quotes it.

@@ -203,6 +203,38 @@ async function measure(
   return s;
 }
 
+const keyed = { request: KEYED_POST, uniqueIdempotencyKey: true } as const;
+const base = { replicas: null, counter: null, store: null, visitors: null, keepalive: null } as const;
+
+/**
+ * Returning visitors' exactly-once increments (POST + Idempotency-Key) through nginx over the 3 replicas
+ * of `c`: the row each variant of the default topology measures. `redisStats: false` where INFO
+ * commandstats cannot give per-request Redis command counts (Redis Cluster: it is per node).
+ */
+function measureKeyed3(
+  c: RunningCluster,
+  row: { id: string; label: string; keepalive?: boolean; redisStats?: boolean },
+): Promise<ScenarioResult> {
+  return measure(
+    {
+      ...base,
+      id: row.id,
+      label: row.label,
+      group: "nginx",
+      replicas: 3,
+      counter: "atomic",
+      store: "redis",
+      visitors: "returning",
+      keepalive: row.keepalive ?? true,
+      request: "POST /api/counter + Idempotency-Key",
+    },
+    { url: c.cluster.baseUrl(), ...keyed, visitors: "returning" },
+    c.components,
+    row.redisStats === false ? undefined : c.cluster,
+    c.cluster,
+  );
+}
+
 async function baselines(nginx200: Baseline, hello: Baseline, round: number): Promise<void> {
   for (const [kind, target] of [
     ["B0", nginx200],
@@ -288,9 +320,6 @@ async function main(): Promise<void> {
         `autocannon`,
     );
 
-  const keyed = { request: KEYED_POST, uniqueIdempotencyKey: true } as const;
-  const base = { replicas: null, counter: null, store: null, visitors: null, keepalive: null } as const;
-
   // The ceiling of the topology: the load balancer's nginx over 3 bare hello-worlds. No app
   // behind this nginx on this box can beat it, whatever it does per request.
   {
@@ -372,19 +401,7 @@ async function main(): Promise<void> {
       request: "POST /api/counter + Idempotency-Key",
     } as const;
     if (only("atomic")) {
-      await measure(
-        {
-          ...d,
-          id: "nginx3-keyed",
-          label: "nginx + 3 replicas, exactly-once (POST + key)",
-          group: "nginx",
-          replicas: 3,
-          visitors: "returning",
-        },
-        { url, ...keyed, visitors: "returning" },
-        c.components,
-        c.cluster,
-      );
+      await measureKeyed3(c, { id: "nginx3-keyed", label: "nginx + 3 replicas, exactly-once (POST + key)" });
       await measure(
         {
           ...d,
@@ -477,23 +494,11 @@ async function main(): Promise<void> {
 
   if (only("nokeepalive")) {
     const c = await startCluster("no-keepalive", { replicas: 3, upstreamKeepalive: false });
-    await measure(
-      {
-        ...base,
-        id: "nginx3-keyed-nokeepalive",
-        label: "nginx + 3 replicas, exactly-once, no upstream keepalive",
-        group: "nginx",
-        replicas: 3,
-        counter: "atomic",
-        store: "redis",
-        visitors: "returning",
-        keepalive: false,
-        request: "POST /api/counter + Idempotency-Key",
-      },
-      { url: c.cluster.baseUrl(), ...keyed, visitors: "returning" },
-      c.components,
-      c.cluster,
-    );
+    await measureKeyed3(c, {
+      id: "nginx3-keyed-nokeepalive",
+      label: "nginx + 3 replicas, exactly-once, no upstream keepalive",
+      keepalive: false,
+    });
     await c.stop();
   }
 
@@ -501,25 +506,11 @@ async function main(): Promise<void> {
   // sessions over three shards, and ioredis' Cluster client, cost or gain against one Redis.
   if (only("redis-cluster")) {
     const c = await startCluster("redis-cluster", { replicas: 3, redis: "cluster" });
-    await measure(
-      {
-        ...base,
-        id: "nginx3-keyed-redis-cluster",
-        label: "nginx + 3 replicas, exactly-once, Redis Cluster (3 primaries + 3 replicas)",
-        group: "nginx",
-        replicas: 3,
-        counter: "atomic",
-        store: "redis",
-        visitors: "returning",
-        keepalive: true,
-        request: "POST /api/counter + Idempotency-Key",
-      },
-      { url: c.cluster.baseUrl(), ...keyed, visitors: "returning" },
-      c.components,
-      // No per-request Redis command counts: INFO commandstats is per node there.
-      undefined,
-      c.cluster,
-    );
+    await measureKeyed3(c, {
+      id: "nginx3-keyed-redis-cluster",
+      label: "nginx + 3 replicas, exactly-once, Redis Cluster (3 primaries + 3 replicas)",
+      redisStats: false,
+    });
     await c.stop();
   }
 
@@ -531,23 +522,10 @@ async function main(): Promise<void> {
       redis: "sentinel",
       appEnv: { REDIS_WAIT_REPLICAS: "1" },
     });
-    await measure(
-      {
-        ...base,
-        id: "nginx3-keyed-sentinel-wait1",
-        label: "nginx + 3 replicas, exactly-once, Sentinel + REDIS_WAIT_REPLICAS=1",
-        group: "nginx",
-        replicas: 3,
-        counter: "atomic",
-        store: "redis",
-        visitors: "returning",
-        keepalive: true,
-        request: "POST /api/counter + Idempotency-Key",
-      },
-      { url: c.cluster.baseUrl(), ...keyed, visitors: "returning" },
-      c.components,
-      c.cluster,
-    );
+    await measureKeyed3(c, {
+      id: "nginx3-keyed-sentinel-wait1",
+      label: "nginx + 3 replicas, exactly-once, Sentinel + REDIS_WAIT_REPLICAS=1",
+    });
     await c.stop();
   }
 

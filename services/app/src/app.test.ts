@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../../infra/cluster/wait.ts";
 import { startApp, type TestApp } from "../../../test/app-fixture.ts";
+import { sessionIdOf } from "../../../test/session-cookie.ts";
 import type { Reply } from "../../../loadtest/client/visitor.ts";
 import { sessionSerializer } from "./session.ts";
 
@@ -190,7 +191,9 @@ describe("login", () => {
     const old = app.visitor(oldCookie);
     expect((await old.get("/api/session")).json).toMatchObject({ count: 0, session: null });
     expectError(await old.get("/api/me"), 401, "not_logged_in");
-    expect(await app.redis!.admin.exists(`{sess:${sidOf(oldCookie)}}:idem`, `sess:${sidOf(oldCookie)}`)).toBe(0);
+    expect(
+      await app.redis!.admin.exists(`{sess:${sessionIdOf(oldCookie)}}:idem`, `sess:${sessionIdOf(oldCookie)}`),
+    ).toBe(0);
     // The logged-in session is unharmed by the old cookie's requests.
     expect((await v.get("/api/me")).json?.count).toBe(6);
   });
@@ -265,9 +268,3 @@ describe("a Redis outage", () => {
     expect((await v.increment("after")).json?.count).toBe(1);
   });
 });
-
-/** The session id inside a "sid=s%3A<id>.<sig>" cookie pair. */
-function sidOf(cookie: string): string {
-  const value = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
-  return value.slice(2, value.lastIndexOf("."));
-}

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../../infra/cluster/wait.ts";
 import type { Reply } from "../../../loadtest/client/visitor.ts";
 import { startApp, type TestApp } from "../../../test/app-fixture.ts";
+import { sessionIdOf } from "../../../test/session-cookie.ts";
 import { createRedis, type RedisClient } from "./redis.ts";
 import { createStore, keys, sessionLabel, sessionSerializer, type SessionStore } from "./session.ts";
 
@@ -28,12 +29,6 @@ afterAll(async () => {
   otherReplica?.disconnect();
   await app?.close();
 });
-
-function sidOf(cookie: string | undefined): string | undefined {
-  if (!cookie) return undefined;
-  const value = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
-  return value.slice(2, value.lastIndexOf("."));
-}
 
 describe("the count inside the session", () => {
   it("counts every acknowledged increment exactly once while logins, logouts and stale writes race it", async () => {
@@ -72,7 +67,7 @@ describe("the count inside the session", () => {
       for (let round = 0; round < ROUNDS; round++) {
         for (let login = 0; login < 2; login++) {
           await until((at += step));
-          const from = sidOf(v.cookie);
+          const from = v.cookie === undefined ? undefined : sessionIdOf(v.cookie);
           const r = await v.post("/api/login", {
             body: JSON.stringify({ name: `ada-${round}-${login}` }),
             headers: { "content-type": "application/json" },
@@ -86,7 +81,7 @@ describe("the count inside the session", () => {
         // Another replica's express-session writes back the copy of the session it read before
         // the increments since: the store keeps the count Redis holds.
         await until((at += step));
-        const sid = sidOf(v.cookie)!;
+        const sid = sessionIdOf(v.cookie);
         const stale = await new Promise<Record<string, unknown> | null>((resolve, reject) =>
           otherStore.get(sid, (err, s: Record<string, unknown> | null) => (err ? reject(err) : resolve(s))),
         );
@@ -96,7 +91,7 @@ describe("the count inside the session", () => {
             otherStore.set(sid, stale as never, (err) => (err ? reject(err) : resolve())),
           );
         }
-        const out = sidOf(v.cookie);
+        const out = v.cookie === undefined ? undefined : sessionIdOf(v.cookie);
         const r = await v.post("/api/logout");
         expect(r.status).toBe(200);
         if (out) loggedOut.push(out);

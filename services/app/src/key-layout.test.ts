@@ -4,6 +4,7 @@
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type TestApp } from "../../../test/app-fixture.ts";
+import { sessionIdOf } from "../../../test/session-cookie.ts";
 import { keys, sessionSerializer } from "./session.ts";
 import { keySlot } from "./session-id.ts";
 
@@ -12,12 +13,6 @@ beforeAll(async () => {
   app = await startApp();
 });
 afterAll(() => app?.close());
-
-function sidOf(cookie: string | undefined): string {
-  if (!cookie) throw new Error("the visitor has no session cookie");
-  const value = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
-  return value.slice(2, value.lastIndexOf("."));
-}
 
 const FP_BY_1 = createHash("sha256").update("POST /api/counter by=1").digest("base64url").slice(0, 22);
 
@@ -63,7 +58,7 @@ describe("key layout", () => {
     const v = app.visitor();
     await v.increment();
     await v.increment();
-    const sid = sidOf(v.cookie);
+    const sid = sessionIdOf(v.cookie);
     const admin = app.redis!.admin;
     expect(await admin.get(keys.session(sid))).toMatch(/^\{"c":\d{13},"n":2\}$/);
     expect(await admin.exists(keys.separateCounter(sid), keys.idempotency(sid))).toBe(0);
@@ -78,7 +73,7 @@ describe("key layout", () => {
     const v = app.visitor();
     await v.increment(`a-long-idempotency-key-${"x".repeat(40)}`); // a long argument just before the write
     await v.increment();
-    const sid = sidOf(v.cookie);
+    const sid = sessionIdOf(v.cookie);
     const admin = app.redis!.admin;
     const copy = keys.session("c".repeat(sid.length));
     await admin.set(copy, (await admin.get(keys.session(sid)))!, "EX", 60);
@@ -89,7 +84,7 @@ describe("key layout", () => {
   it("reads a count in the separate key of the layout before, and folds it and its keys in on increment", async () => {
     const v = app.visitor();
     await v.increment();
-    const sid = sidOf(v.cookie);
+    const sid = sessionIdOf(v.cookie);
     await writeSeparateCounter(sid, 41, "old-key");
     const admin = app.redis!.admin;
 
@@ -108,7 +103,7 @@ describe("key layout", () => {
   it("reads a count in the layout before hash tags, and folds it and its keys into the current one", async () => {
     const v = app.visitor();
     await v.increment();
-    const sid = sidOf(v.cookie);
+    const sid = sessionIdOf(v.cookie);
     await writeOldLayout(sid, 41, "old-key");
     const admin = app.redis!.admin;
 
@@ -126,7 +121,7 @@ describe("key layout", () => {
   it("adds what an old-version replica wrote during a rolling deploy instead of losing it", async () => {
     const v = app.visitor();
     expect((await v.increment()).json?.count).toBe(1);
-    const sid = sidOf(v.cookie);
+    const sid = sessionIdOf(v.cookie);
     // Old replicas incremented the same session meanwhile: one at the separate key, one before hash tags.
     await app.redis!.admin.set(keys.separateCounter(sid), "2", "EX", 1800);
     await app.redis!.admin.set(`count:${sid}`, "3", "EX", 1800);
@@ -134,10 +129,31 @@ describe("key layout", () => {
     expect((await v.increment()).json?.count).toBe(7);
   });
 
+  // What a replica on the release before writes back is a session value whose count is not its last
+  // field: it reads {"c":..,"n":..} as unknown fields and appends createdAt after them.
+  it("keeps the count when a replica on the release before writes the session back", async () => {
+    const v = app.visitor();
+    for (let i = 0; i < 5; i++) expect((await v.increment()).status).toBe(200);
+    const sid = sessionIdOf(v.cookie);
+    const admin = app.redis!.admin;
+    const stored = (await admin.get(keys.session(sid)))!;
+    expect(stored).toMatch(/"n":5\}$/);
+    // The release before (4afcc4c) parses {"c":..,"n":5} as a session without createdAt, so its
+    // counter takes the new-session path: it sets createdAt, saves the session with its own
+    // serializer (the unknown fields kept, createdAt appended) and INCRs {sess:<id>}:count.
+    const old = { ...(JSON.parse(stored) as object), createdAt: Date.now() };
+    await admin.set(keys.session(sid), JSON.stringify(old), "KEEPTTL");
+    await admin.incr(keys.separateCounter(sid));
+    expect((await v.get("/api/session")).json?.count).toBe(6); // read() still sees both
+    // The next increment on this release: 5 + 1 + 1.
+    expect((await v.increment()).json?.count).toBe(7);
+    expect((await v.get("/api/session")).json?.count).toBe(7);
+  });
+
   it('counts on from a session the seed\'s counter stored, its count under "count"', async () => {
     const v = app.visitor();
     await v.startSession();
-    const sid = sidOf(v.cookie);
+    const sid = sessionIdOf(v.cookie);
     const createdAt = Date.now();
     const user = { name: 'a "count": 9}', loginAt: createdAt };
     await app.redis!.admin.set(keys.session(sid), JSON.stringify({ createdAt, count: 5, user }), "KEEPTTL");
@@ -151,7 +167,7 @@ describe("key layout", () => {
     for (const write of [writeSeparateCounter, writeOldLayout]) {
       const v = app.visitor();
       await v.increment();
-      const oldId = sidOf(v.cookie);
+      const oldId = sessionIdOf(v.cookie);
       await write(oldId, 7, "before-login");
       const login = await v.post("/api/login", {
         body: JSON.stringify({ name: "ada" }),
@@ -159,7 +175,7 @@ describe("key layout", () => {
       });
       expect(login.status).toBe(200);
       expect(login.json?.count).toBe(7);
-      const newId = sidOf(v.cookie);
+      const newId = sessionIdOf(v.cookie);
       expect(newId).not.toBe(oldId);
       expect(keySlot(keys.session(newId))).toBe(keySlot(keys.session(oldId)));
       expect((await v.get("/api/me")).json?.count).toBe(7);
@@ -179,7 +195,7 @@ describe("key layout", () => {
   it("refuses the replaced cookie when an old-version replica marked it under the previous layout", async () => {
     const v = app.visitor();
     await v.increment();
-    const sid = sidOf(v.cookie);
+    const sid = sessionIdOf(v.cookie);
     const cookie = v.cookie;
     await app.redis!.admin.del(keys.session(sid));
     await app.redis!.admin.set(`replaced:${sid}`, "1", "EX", 60);

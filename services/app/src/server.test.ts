@@ -30,6 +30,58 @@ function runServer(
   });
 }
 
+type LogLine = { event?: string; port?: number; opsPort?: number; waitedMs?: number };
+
+/**
+ * server.ts as a child process, its stdout's JSON log lines collected: on 127.0.0.1, ports of its own,
+ * STORE=memory and no shutdown delay unless `env` says otherwise.
+ */
+function spawnServer(env: Record<string, string>) {
+  const child = spawn(process.execPath, [entry], {
+    env: {
+      PATH: process.env.PATH,
+      PORT: "0",
+      OPS_PORT: "0",
+      HOST: "127.0.0.1",
+      STORE: "memory",
+      SHUTDOWN_DELAY_MS: "0",
+      ...env,
+    },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  // Every complete line so far (pino writes one JSON object a line, and nothing else, to stdout).
+  const lines = () =>
+    out
+      .split("\n")
+      .slice(0, -1)
+      .map((l) => JSON.parse(l) as LogLine);
+  return {
+    child,
+    lines,
+    events: () => lines().map((l) => l.event),
+    /** The first line of `event`, once the server has logged it. */
+    logged(event: string): Promise<LogLine> {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          try {
+            const line = lines().find((l) => l.event === event);
+            if (!line) return;
+            child.stdout.off("data", check);
+            resolve(line);
+          } catch (err) {
+            reject(err);
+          }
+        };
+        child.stdout.on("data", check);
+        check();
+      });
+    },
+    exited: new Promise<number | null>((resolve) => child.on("exit", resolve)),
+  };
+}
+
 describe("server start-up", () => {
   it("exits non-zero before listening and names every wrong key", async () => {
     const r = await runServer({
@@ -45,60 +97,18 @@ describe("server start-up", () => {
   });
 
   it("drains and exits 0 on SIGTERM", async () => {
-    const child = spawn(process.execPath, [entry], {
-      env: {
-        PATH: process.env.PATH,
-        PORT: "0",
-        OPS_PORT: "0",
-        STORE: "memory",
-        HOST: "127.0.0.1",
-        SHUTDOWN_DELAY_MS: "0",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d) => (out += d));
-    await new Promise<void>((resolve) => child.stdout.on("data", () => out.includes('"listening"') && resolve()));
-    child.kill("SIGTERM");
-    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
-    expect(code).toBe(0);
-    const events = out
-      .trim()
-      .split("\n")
-      .map((l) => (JSON.parse(l) as { event?: string }).event);
-    expect(events).toEqual(expect.arrayContaining(["listening", "draining", "stopped"]));
+    const server = spawnServer({});
+    await server.logged("listening");
+    server.child.kill("SIGTERM");
+    expect(await server.exited).toBe(0);
+    expect(server.events()).toEqual(expect.arrayContaining(["listening", "draining", "stopped"]));
   });
 
   it("answers a request in flight at SIGTERM with Connection: close, so the drain ends early", async () => {
-    const child = spawn(process.execPath, [entry], {
-      env: {
-        PATH: process.env.PATH,
-        PORT: "0",
-        OPS_PORT: "0",
-        STORE: "memory",
-        HOST: "127.0.0.1",
-        LOG_LEVEL: "info",
-        SHUTDOWN_DELAY_MS: "0",
-        SHUTDOWN_DRAIN_MS: "15000",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const server = spawnServer({ LOG_LEVEL: "info", SHUTDOWN_DRAIN_MS: "15000" });
     const socket = new Socket();
     try {
-      let out = "";
-      const logged = (event: string) =>
-        new Promise<void>((resolve) => {
-          const check = () => out.includes(`"event":"${event}"`) && resolve();
-          child.stdout.on("data", check);
-          check();
-        });
-      child.stdout.on("data", (d) => (out += d));
-      await logged("listening");
-      const { port } = out
-        .split("\n")
-        .filter((l) => l.startsWith("{"))
-        .map((l) => JSON.parse(l) as { event?: string; port?: number })
-        .find((e) => e.event === "listening")!;
+      const { port } = await server.logged("listening");
       await new Promise<void>((resolve) => socket.connect(port!, "127.0.0.1", resolve));
       let response = "";
       socket.setEncoding("utf8");
@@ -110,8 +120,8 @@ describe("server start-up", () => {
         "POST /api/counter HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n",
       );
       await new Promise((r) => setTimeout(r, 200));
-      const draining = logged("draining");
-      child.kill("SIGTERM");
+      const draining = server.logged("draining");
+      server.child.kill("SIGTERM");
       await draining;
       await new Promise((r) => setTimeout(r, 200));
       const answered = new Promise<void>((resolve) => socket.on("data", () => response.endsWith("}") && resolve()));
@@ -120,16 +130,12 @@ describe("server start-up", () => {
       expect(response).toMatch(/^HTTP\/1\.1 200 /);
       expect(response.toLowerCase()).toContain("\r\nconnection: close\r\n");
       await ended;
-      expect(await new Promise<number | null>((resolve) => child.on("exit", resolve))).toBe(0);
-      const events = out
-        .trim()
-        .split("\n")
-        .map((l) => (JSON.parse(l) as { event?: string }).event);
-      expect(events).toContain("stopped");
-      expect(events).not.toContain("drain_timeout");
+      expect(await server.exited).toBe(0);
+      expect(server.events()).toContain("stopped");
+      expect(server.events()).not.toContain("drain_timeout");
     } finally {
       socket.destroy();
-      child.kill("SIGKILL");
+      server.child.kill("SIGKILL");
     }
   });
 
@@ -138,58 +144,28 @@ describe("server start-up", () => {
     const stalled = createServer((socket) => socket.on("data", () => {}));
     await new Promise<void>((resolve) => stalled.listen(0, "127.0.0.1", resolve));
     const redisUrl = `redis://127.0.0.1:${(stalled.address() as AddressInfo).port}`;
-    const child = spawn(process.execPath, [entry], {
-      env: {
-        PATH: process.env.PATH,
-        PORT: "0",
-        OPS_PORT: "0",
-        HOST: "127.0.0.1",
-        REDIS_URL: redisUrl,
-        REDIS_CONNECT_TIMEOUT_MS: "100",
-        REDIS_COMMAND_TIMEOUT_MS: "100",
-        SHUTDOWN_DELAY_MS: "0",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
+    const server = spawnServer({
+      STORE: "redis",
+      REDIS_URL: redisUrl,
+      REDIS_CONNECT_TIMEOUT_MS: "100",
+      REDIS_COMMAND_TIMEOUT_MS: "100",
     });
     try {
-      let out = "";
-      child.stdout.on("data", (d) => (out += d));
-      await new Promise<void>((resolve) => child.stdout.on("data", () => out.includes('"listening"') && resolve()));
-      const events = out
-        .trim()
-        .split("\n")
-        .map((l) => JSON.parse(l) as { event?: string; waitedMs?: number });
-      const names = events.map((e) => e.event);
+      await server.logged("listening");
+      const names = server.events();
       expect(names.indexOf("listening_without_redis")).toBeGreaterThan(-1);
       expect(names.indexOf("listening_without_redis")).toBeLessThan(names.indexOf("listening"));
-      expect(events.find((e) => e.event === "listening_without_redis")?.waitedMs).toBe(500);
+      expect(server.lines().find((e) => e.event === "listening_without_redis")?.waitedMs).toBe(500);
     } finally {
-      child.kill("SIGKILL");
+      server.child.kill("SIGKILL");
       stalled.close();
     }
   });
 
   it("serves /healthz, /readyz and /metrics on the operator listener only; /readyz is 503 once it drains", async () => {
-    const child = spawn(process.execPath, [entry], {
-      env: {
-        PATH: process.env.PATH,
-        PORT: "0",
-        OPS_PORT: "0",
-        STORE: "memory",
-        HOST: "127.0.0.1",
-        SHUTDOWN_DELAY_MS: "3000",
-        LOG_LEVEL: "info",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const server = spawnServer({ SHUTDOWN_DELAY_MS: "3000", LOG_LEVEL: "info" });
     try {
-      let out = "";
-      child.stdout.on("data", (d) => (out += d));
-      await new Promise<void>((resolve) => child.stdout.on("data", () => out.includes('"listening"') && resolve()));
-      const listening = out
-        .split("\n")
-        .map((l) => (l.startsWith("{") ? (JSON.parse(l) as { event?: string; port?: number; opsPort?: number }) : {}))
-        .find((e) => e.event === "listening")!;
+      const listening = await server.logged("listening");
       const app = `http://127.0.0.1:${listening.port}`;
       const ops = `http://127.0.0.1:${listening.opsPort}`;
       expect(listening.opsPort).not.toBe(listening.port);
@@ -210,19 +186,17 @@ describe("server start-up", () => {
       for (const path of ["/", "/counter", "/METRICS", "/metrics/", "/Healthz"])
         expect({ path, status: (await fetch(ops + path)).status }).toEqual({ path, status: 404 });
 
-      const draining = new Promise<void>((resolve) =>
-        child.stdout.on("data", () => out.includes('"draining"') && resolve()),
-      );
-      child.kill("SIGTERM");
+      const draining = server.logged("draining");
+      server.child.kill("SIGTERM");
       await draining;
       // The public listener is closed, the operator one still answers: not ready, draining.
       const drained = await fetch(`${ops}/readyz`);
       expect(drained.status).toBe(503);
       expect(await drained.json()).toEqual({ status: "draining", replica: expect.any(String) as unknown });
       expect((await fetch(`${ops}/healthz`)).status).toBe(200);
-      expect(await new Promise<number | null>((resolve) => child.on("exit", resolve))).toBe(0);
+      expect(await server.exited).toBe(0);
     } finally {
-      child.kill("SIGKILL");
+      server.child.kill("SIGKILL");
     }
   });
 });

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Reply, RequestOptions, Visitor } from "../../../../loadtest/client/visitor.ts";
 import { startApp, type TestApp } from "../../../../test/app-fixture.ts";
+import { sessionIdOf } from "../../../../test/session-cookie.ts";
 import { sessionLabel, sessionSerializer } from "../session.ts";
 
 let fast: TestApp;
@@ -18,12 +19,6 @@ afterAll(async () => {
 });
 
 /** The session id inside a "sid=s%3A<id>.<sig>" cookie pair. */
-function sidOf(cookie: string | undefined): string {
-  if (!cookie) throw new Error("the visitor has no session cookie");
-  const value = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
-  return value.slice(2, value.lastIndexOf("."));
-}
-
 const HEADERS = [
   "content-type",
   "content-length",
@@ -36,7 +31,7 @@ const HEADERS = [
 
 /** What a client can observe of a reply; the visitor's own session label reads "<own>". */
 function shape(r: Reply, v: Visitor) {
-  const own = v.cookie ? sessionLabel(sidOf(v.cookie)) : undefined;
+  const own = v.cookie ? sessionLabel(sessionIdOf(v.cookie)) : undefined;
   const body = r.json
     ? { ...r.json, ...(r.json.session !== undefined && r.json.session === own ? { session: "<own>" } : {}) }
     : r.text;
@@ -114,7 +109,7 @@ describe("the one-round-trip path for returning visitors", () => {
     }
     // 1 + 5 + 1 + 1 (keyed) + 1 (GET /counter); HEAD /counter is a 405 and counts nothing.
     expect((await a.get("/api/session")).json?.count).toBe(9);
-    expect(sessionSerializer.parse((await fast.redis!.admin.get(`sess:${sidOf(a.cookie)}`))!).count).toBe(9);
+    expect(sessionSerializer.parse((await fast.redis!.admin.get(`sess:${sessionIdOf(a.cookie)}`))!).count).toBe(9);
   });
 
   it("hands a session gone or past its absolute timeout to the full path: a new session, as there", async () => {
@@ -131,8 +126,8 @@ describe("the one-round-trip path for returning visitors", () => {
       await a.increment();
       await b.increment();
       const [oldA, oldB] = [a.cookie, b.cookie];
-      await spoil(sidOf(oldA));
-      await spoil(sidOf(oldB));
+      await spoil(sessionIdOf(oldA));
+      await spoil(sessionIdOf(oldB));
       const ra = await a.increment();
       const rb = await b.increment();
       expect(shape(ra, a)).toEqual(shape(rb, b));
