@@ -7,6 +7,7 @@ import { startApp, type TestApp } from "../../../test/app-fixture.ts";
 import { waitFor } from "../../../infra/cluster/wait.ts";
 import type { Reply, Visitor } from "../../../loadtest/client/visitor.ts";
 import { keys } from "./session.ts";
+import { sessionIdOf } from "../../../test/session-cookie.ts";
 
 let app: TestApp;
 beforeAll(async () => {
@@ -21,13 +22,6 @@ const login = (v: Visitor, name: string, key?: string) =>
     body: JSON.stringify({ name }),
     headers: key === undefined ? {} : { "Idempotency-Key": key },
   });
-
-/** The session id a cookie ("name=s:<id>.<sig>", URL-encoded) names. */
-function sidOf(cookie: string | undefined): string {
-  if (!cookie) throw new Error("no session cookie");
-  const value = decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1));
-  return value.slice(2, value.lastIndexOf("."));
-}
 
 /** The name=value of the answer's one Set-Cookie, or undefined when it set none. */
 const setCookie = (r: Reply) => r.headers.getSetCookie()[0]?.split(";")[0];
@@ -54,7 +48,7 @@ describe("a login whose 503 answer hides that Redis applied it", () => {
     expect(setCookie(lost)).toBeUndefined();
     expect(v.cookie).toBe(oldCookie);
     // Applied once the pause ends: the old id is marked replaced by the new one.
-    const marker = keys.replaced(sidOf(oldCookie));
+    const marker = keys.replaced(sessionIdOf(oldCookie));
     await waitFor("Redis to run the stalled rotation", async () => (await app.redis!.admin.exists(marker)) === 1);
     const newId = await app.redis!.admin.get(marker);
 
@@ -71,12 +65,12 @@ describe("a login whose 503 answer hides that Redis applied it", () => {
     expect(retry.status, JSON.stringify(retry.json)).toBe(200);
     expect(retry.json).toMatchObject({ user: { name: "ada" }, count: 5 });
     expect(retry.headers.get("idempotent-replayed")).toBe("true");
-    expect(sidOf(setCookie(retry))).toBe(newId);
+    expect(sessionIdOf(setCookie(retry))).toBe(newId);
     const me = await v.get("/api/me");
     expect(me.json).toMatchObject({ user: { name: "ada" }, count: 5, session: retry.json?.session });
     // Carried over once: the next increment counts from 5, and the old id holds nothing.
     expect((await v.increment()).json?.count).toBe(6);
-    expect(await app.redis!.admin.exists(keys.session(sidOf(oldCookie)))).toBe(0);
+    expect(await app.redis!.admin.exists(keys.session(sessionIdOf(oldCookie)))).toBe(0);
   });
 
   it("replays the first rotation to a duplicate sent at the same time: one session is made", async () => {
@@ -117,11 +111,11 @@ describe("a login sent with an Idempotency-Key", () => {
     expect((await v.increment()).json?.count).toBe(3);
 
     // The record lives as an increment's key does (IDEMPOTENCY_TTL_SECONDS), past the 60 s marker.
-    const record = keys.login(sidOf(oldCookie));
+    const record = keys.login(sessionIdOf(oldCookie));
     const ttl = await app.redis!.admin.ttl(record);
     expect(ttl).toBeGreaterThan(60);
     expect(ttl).toBeLessThanOrEqual(app.config.idempotencyTtlSeconds);
-    await app.redis!.admin.del(keys.replaced(sidOf(oldCookie)));
+    await app.redis!.admin.del(keys.replaced(sessionIdOf(oldCookie)));
 
     const again = await login(app.visitor(oldCookie), "grace", key);
     expect(again.status).toBe(200);
@@ -138,7 +132,7 @@ describe("a login sent with an Idempotency-Key", () => {
     const oldCookie = v.cookie!;
     expect((await login(v, "victim", randomUUID())).status).toBe(200);
     // The 60 s marker, run out.
-    await app.redis!.admin.del(keys.replaced(sidOf(oldCookie)));
+    await app.redis!.admin.del(keys.replaced(sessionIdOf(oldCookie)));
     const attacker = app.visitor(oldCookie);
     const r = await login(attacker, "mallory", randomUUID());
     expect(r.status).toBe(200);
@@ -151,7 +145,7 @@ describe("a login sent with an Idempotency-Key", () => {
 
   it("leaves no record when the login had no key", async () => {
     const v = await visitorWithCount(1);
-    const oldId = sidOf(v.cookie);
+    const oldId = sessionIdOf(v.cookie);
     expect((await login(v, "ada")).status).toBe(200);
     expect(await app.redis!.admin.exists(keys.login(oldId))).toBe(0);
   });
@@ -174,7 +168,7 @@ describe("a login sent with an Idempotency-Key", () => {
     const key = randomUUID();
     const first = await login(v, "ada", key);
     expect(first.status).toBe(200);
-    const newId = sidOf(setCookie(first));
+    const newId = sessionIdOf(setCookie(first));
     expect((await v.post("/api/logout")).json?.loggedOut).toBe(true);
     const r = await login(app.visitor(oldCookie), "ada", key);
     expect(r.status).toBe(409);
