@@ -10,7 +10,7 @@ import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { docker, dockerAvailable } from "../infra/cluster/docker.ts";
 import { resolveBaseImages } from "../infra/images/images.ts";
-import { K8S_DIR } from "../infra/k8s-validate.ts";
+import { K8S_DIR, REDIS_USERS } from "../infra/k8s-validate.ts";
 
 const PODS = 3;
 
@@ -25,7 +25,11 @@ if (!dockerAvailable()) {
     // A Compose-project label, so CI's clean-up of esc-test-* removes what a killed run left.
     const project = `esc-test-k8s-${randomBytes(4).toString("hex")}`;
     const dir = mkdtempSync(join(tmpdir(), "k8s-sentinel-"));
-    const password = randomBytes(16).toString("hex");
+    // One password per ACL user, as `make k8s-secrets` writes them.
+    const passwords = Object.fromEntries(REDIS_USERS.map((u) => [u, randomBytes(16).toString("hex")])) as Record<
+      (typeof REDIS_USERS)[number],
+      string
+    >;
     const started: string[] = [];
     // The env the StatefulSet gives both containers (SERVICE, SENTINEL_NAME, PEERS).
     const manifest = readFileSync(join(K8S_DIR, "overlays/ha/redis-sentinel.yaml"), "utf8");
@@ -37,12 +41,22 @@ if (!dockerAvailable()) {
     let image = "";
 
     const pod = (i: number) => `${project}-pod${i}`;
-    /** redis-cli inside pod i's network namespace. */
-    const cli = async (i: number, args: string[], port = 6379) =>
+    /** redis-cli inside pod i's network namespace, as `user` (none: anonymous). */
+    const cli = async (i: number, args: string[], port = 6379, user: keyof typeof passwords | "" = "admin") =>
       (
-        await docker(["exec", pod(i), "redis-cli", "-p", String(port), "--no-auth-warning", "-a", password, ...args], {
-          timeoutMs: 10_000,
-        })
+        await docker(
+          [
+            "exec",
+            ...(user === "" ? [] : ["--env", `REDISCLI_AUTH=${passwords[user]}`]),
+            pod(i),
+            "redis-cli",
+            "-p",
+            String(port),
+            ...(user === "" ? [] : ["--user", user]),
+            ...args,
+          ],
+          { timeoutMs: 10_000 },
+        )
       ).trim();
     const primary = async () =>
       (await cli(0, ["SENTINEL", "get-master-addr-by-name", sentinelName], 26379)).split("\n")[0];
@@ -70,7 +84,11 @@ if (!dockerAvailable()) {
         `--env=HOSTNAME=redis-${i}`,
         ...env.map((e) => `--env=${e.name}=${e.value}`),
         `--volume=${join(K8S_DIR, "overlays/ha/redis")}:/scripts:ro`,
-        `--volume=${join(dir, "redis_password")}:/run/secrets/redis_password:ro`,
+        // base's ConfigMap redis-acl, and the passwords the StatefulSet gives this container.
+        `--volume=${join(K8S_DIR, "base/redis")}:/etc/redis-acl:ro`,
+        ...REDIS_USERS.filter((u) => role === "redis" || u !== "replication").map(
+          (u) => `--volume=${join(dir, `redis_${u}_password`)}:/run/secrets/redis_${u}_password:ro`,
+        ),
         image,
         "sh",
         `/scripts/start-${role}.sh`,
@@ -78,8 +96,10 @@ if (!dockerAvailable()) {
 
     beforeAll(async () => {
       image = (await resolveBaseImages()).REDIS_IMAGE;
-      writeFileSync(join(dir, "redis_password"), `${password}\n`);
-      chmodSync(join(dir, "redis_password"), 0o644);
+      for (const [user, pw] of Object.entries(passwords)) {
+        writeFileSync(join(dir, `redis_${user}_password`), `${pw}\n`);
+        chmodSync(join(dir, `redis_${user}_password`), 0o644);
+      }
       await docker(["network", "create", "--label", `com.docker.compose.project=${project}`, project]);
       // In StatefulSet order: a pod starts once the one before it answers.
       for (let i = 0; i < PODS; i++) {
@@ -127,6 +147,38 @@ if (!dockerAvailable()) {
       expect((await cli(0, ["ROLE"])).split("\n")[0]).toBe("master");
       for (const i of [1, 2])
         expect((await cli(i, ["ROLE"])).split("\n").slice(0, 2)).toEqual(["slave", "redis-0.redis"]);
+    });
+
+    it("refuses anonymous clients and lets each ACL user do only its part, on Redis and Sentinel", async () => {
+      // The default user is off: without AUTH nothing answers but NOAUTH, on Redis and on Sentinel.
+      expect(await cli(0, ["PING"], 6379, "")).toMatch(/^NOAUTH/);
+      expect(await cli(0, ["PING"], 26379, "")).toMatch(/^NOAUTH/);
+      // The probes' user: PING only.
+      expect(await cli(1, ["PING"], 6379, "health")).toBe("PONG");
+      expect(await cli(1, ["PING"], 26379, "health")).toBe("PONG");
+      expect(await cli(0, ["GET", "sess:x"], 6379, "health")).toMatch(/^NOPERM/);
+      // The app: its keys and commands on the primary, the primary's address from a Sentinel, no more.
+      expect(await cli(0, ["SET", "sess:acl", "1"], 6379, "app")).toBe("OK");
+      expect(await cli(0, ["SET", "other:acl", "1"], 6379, "app")).toMatch(/^NOPERM/);
+      expect(await cli(0, ["FLUSHALL"], 6379, "app")).toMatch(/^NOPERM/);
+      expect(await cli(0, ["CONFIG", "GET", "masterauth"], 6379, "app")).toMatch(/^NOPERM/);
+      const addr = await cli(1, ["SENTINEL", "get-master-addr-by-name", sentinelName], 26379, "app");
+      expect(addr.split("\n")[0]).toBe("redis-0.redis");
+      expect(await cli(1, ["SENTINEL", "FAILOVER", sentinelName], 26379, "app")).toMatch(/^NOPERM/);
+      // Replication and the Sentinels' logins (replication, sentinel) reach only their commands.
+      expect(await cli(0, ["GET", "sess:acl"], 6379, "replication")).toMatch(/^NOPERM/);
+      expect(await cli(0, ["GET", "sess:acl"], 6379, "sentinel")).toMatch(/^NOPERM/);
+      expect(await cli(0, ["DEL", "sess:acl"])).toBe("1");
+    });
+
+    it("shows no password in any process's command line", async () => {
+      for (const name of started) {
+        // `docker top` reads the processes from the host: the container needs no ps.
+        const argv = await docker(["top", name, "-eo", "pid,args"]);
+        expect(argv, name).toContain("redis-server");
+        for (const [user, pw] of Object.entries(passwords))
+          expect(argv, `${name}: ${user}'s password`).not.toContain(pw);
+      }
     });
 
     it("promotes a replica when the primary is killed, with its data; the old one returns as a replica", async () => {
