@@ -32,7 +32,7 @@ USERS ?= 50
 DURATION ?= 10
 
 .PHONY: help deps system-deps docker-deps images up down ps logs kill start scale restart-redis failover-redis \
-  config verify compare-counters bench bench-compare k8s-validate typecheck test
+  config verify compare-counters bench bench-compare k8s-validate k8s-secrets typecheck test
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -106,6 +106,9 @@ bench-compare: deps system-deps ## the exactly-once path at git ref BASE vs this
 k8s-validate: deps ## render deploy/k8s's overlays with kustomize, validate every object against the schema
 	@infra/ensure-system-deps.sh kubectl
 	@node infra/k8s-validate.ts
+
+k8s-secrets: deps ## write deploy/k8s/base/secrets' missing files (random; git-ignored) for kustomize's secretGenerator
+	@node infra/k8s-secrets.ts
 
 typecheck: deps
 	npx tsc -p tsconfig.json --noEmit

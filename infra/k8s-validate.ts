@@ -1,6 +1,7 @@
 // Renders every kustomize overlay of deploy/k8s with a real kustomize (`kubectl kustomize`) and
 // validates each object against the Kubernetes OpenAPI schema (kubernetes-models' validators,
-// generated from the API's own spec). `make k8s-validate` runs it; test/k8s.test.ts uses it too.
+// generated from the API's own spec), then checks what the schema cannot (infra/k8s-policy.ts).
+// `make k8s-validate` runs it; test/k8s.test.ts uses it too.
 import { execFileSync } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -8,11 +9,17 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import ts from "typescript";
 import { parseAllDocuments } from "yaml";
+import { policyProblems } from "./k8s-policy.ts";
 
 export const K8S_DIR = resolve(import.meta.dirname, "../deploy/k8s");
 export const OVERLAYS = ["dev", "ha"] as const;
-/** The files base/kustomization.yaml's secretGenerator reads; you create them (docs/kubernetes.md). */
-export const SECRET_FILES = ["session_secret", "redis_password"] as const;
+/** Redis's ACL users that log in (infra/redis/users.acl); each has a password file. */
+export const REDIS_USERS = ["app", "health", "admin", "replication", "sentinel"] as const;
+/** The files base/kustomization.yaml's secretGenerator reads; `make k8s-secrets` writes them. */
+export const SECRET_FILES = [
+  "session_secret",
+  ...REDIS_USERS.map((user) => `redis_${user}_password` as const),
+] as const;
 /** kustomize v4 is the first with `labels:`; kubectl 1.21 the first to embed it (Debian 12's 1.20 has v2). */
 const MIN_KUSTOMIZE_MAJOR = 4;
 
@@ -202,7 +209,8 @@ async function main(): Promise<number> {
   );
   let failed = 0;
   for (const { overlay, objects } of renderAll()) {
-    const problems = await validateAll(objects);
+    // The schema, then what the schema cannot say: references, Redis's ACL users, no password in argv.
+    const problems = [...(await validateAll(objects)), ...policyProblems(objects)];
     const kinds = [...new Set(objects.map((o) => o.kind))].sort().join(", ");
     const verdict = problems.length === 0 ? "all valid" : `${problems.length} problems`;
     console.log(`${overlay}: ${objects.length} objects, ${verdict} (${kinds})`);

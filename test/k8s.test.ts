@@ -2,10 +2,14 @@
 // kustomize and validates against the Kubernetes schema, a broken manifest does not, and the
 // manifests agree with the app (its variables, probes, ports, secrets) and with nginx/.
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { redisAclFile, SENTINEL_MASTER, sentinelConf } from "../infra/cluster/redis-conf.ts";
+import { policyProblems } from "../infra/k8s-policy.ts";
+import { writeK8sSecrets } from "../infra/k8s-secrets.ts";
 import { ENV_KEYS } from "../services/app/src/config.ts";
 import {
   K8S_DIR,
@@ -13,6 +17,7 @@ import {
   OVERLAYS,
   render,
   renderAll,
+  SECRET_FILES,
   stagedCopy,
   validateAll,
   type K8sObject,
@@ -211,28 +216,217 @@ describe("deploy/k8s", { timeout: 60_000 }, () => {
   );
 
   it(
-    "mounts each *_FILE variable's secret at the path it names, from a generated Secret with that key",
+    "mounts each *_FILE variable's file from a generated Secret with that key, and of Redis's passwords the app's only",
     each(({ overlay, objects }) => {
       const pod = find<Workload>(objects, "Deployment", "app").spec.template.spec;
       const app = pod.containers[0]!;
-      const files = [...envOf(app)].filter(([k]) => k.endsWith("_FILE"));
-      expect(files.map(([k]) => k).sort()).toEqual(["REDIS_PASSWORD_FILE", "SESSION_SECRET_FILE"]);
+      const env = envOf(app);
+      const files = [...env].filter(([k]) => k.endsWith("_FILE"));
+      expect(files.map(([k]) => k).sort(), overlay).toEqual(
+        overlay === "ha"
+          ? ["REDIS_PASSWORD_FILE", "REDIS_SENTINEL_PASSWORD_FILE", "SESSION_SECRET_FILE"]
+          : ["REDIS_PASSWORD_FILE", "SESSION_SECRET_FILE"],
+      );
+      // As in Compose: the session secret, and the password of Redis's `app` user (and the
+      // Sentinels' `app` user in ha), which REDIS_USERNAME and REDIS_SENTINEL_USERNAME name.
+      expect(env.get("SESSION_SECRET_FILE")).toBe("/run/secrets/session_secret");
+      expect(env.get("REDIS_USERNAME"), overlay).toBe("app");
+      expect(env.get("REDIS_PASSWORD_FILE"), overlay).toBe("/run/secrets/redis_app_password");
+      if (overlay === "ha") {
+        expect(env.get("REDIS_SENTINEL_USERNAME")).toBe("app");
+        expect(env.get("REDIS_SENTINEL_PASSWORD_FILE")).toBe("/run/secrets/redis_app_password");
+      }
+      const mount = app.volumeMounts!.find((m) => m.mountPath === "/run/secrets")!;
+      const volume = pod.volumes!.find((v) => v.name === mount.name)!;
+      const items = volume.projected!.sources.flatMap((s) =>
+        s.secret!.items!.map((i) => ({ ...i, secret: s.secret! })),
+      );
+      expect(items.map((i) => i.path).sort(), `${overlay}: nothing more is mounted`).toEqual([
+        "redis_app_password",
+        "session_secret",
+      ]);
       for (const [key, path] of files) {
         expect(ENV_KEYS).toContain(key);
-        // The file is named after the variable, as Compose's secrets are: SESSION_SECRET -> session_secret.
-        const fileName = key.replace(/_FILE$/, "").toLowerCase();
-        expect(path, `${overlay} ${key}`).toBe(`/run/secrets/${fileName}`);
-        const mount = app.volumeMounts!.find((m) => m.mountPath === "/run/secrets")!;
-        const volume = pod.volumes!.find((v) => v.name === mount.name)!;
-        const source = volume.projected!.sources.find((s) =>
-          s.secret?.items?.some((i) => i.path === fileName),
-        )!.secret!;
-        const secret = find<K8sObject & { data: Record<string, string> }>(objects, "Secret", source.name);
-        expect(secret.metadata.name, "the hashed name kustomize generated").toBe(source.name);
-        expect(Object.keys(secret.data)).toContain(source.items!.find((i) => i.path === fileName)!.key);
+        const item = items.find((i) => `/run/secrets/${i.path}` === path)!;
+        expect(item, `${overlay} ${key}: ${path} is mounted`).toBeDefined();
+        const secret = find<K8sObject & { data: Record<string, string> }>(objects, "Secret", item.secret.name);
+        expect(secret.metadata.name, "the hashed name kustomize generated").toBe(item.secret.name);
+        expect(Object.keys(secret.data)).toContain(item.key);
       }
     }),
   );
+
+  it(
+    "passes the checks beyond the schema: one namespace, references that resolve, ACL users, no password in argv",
+    each(({ overlay, objects }) => {
+      expect(policyProblems(objects), overlay).toEqual([]);
+    }),
+  );
+
+  it("fails those checks for a deliberately broken manifest, naming the object and the fault", () => {
+    const staged = stagedCopy();
+    try {
+      const edit = (file: string, from: string | RegExp, to: string) => {
+        const path = join(staged.dir, file);
+        const text = readFileSync(path, "utf8");
+        const changed = text.replace(from, to);
+        expect(changed, `${file}: ${String(from)}`).not.toBe(text);
+        writeFileSync(path, changed);
+      };
+      // The app names a Secret key that does not exist, and a password file no volume has.
+      edit("base/app.yaml", "- key: redis_app_password", "- key: redis_password");
+      edit("base/app.yaml", "value: /run/secrets/redis_app_password", "value: /run/secrets/redis_password");
+      // dev's Redis drops its aclfile (its default user on, without a password) and its probe
+      // passes a password in argv; ha's Sentinels turn their default user on.
+      edit("overlays/dev/redis.yaml", " --aclfile /tmp/users.acl", "");
+      edit(
+        "overlays/dev/redis.yaml",
+        "redis-cli --user health ping",
+        'redis-cli --user health -a "$REDISCLI_AUTH" ping',
+      );
+      edit("overlays/ha/redis/sentinel-conf.sh", 'echo "user default off"', 'echo "user default on nopass"');
+      // An object outside the namespace.
+      edit("overlays/ha/kustomization.yaml", /^namespace: .*\n/m, "");
+      const problems = (overlay: string) => policyProblems(render(join(staged.dir, "overlays", overlay)));
+      const dev = problems("dev");
+      const secret = dev.find((p) => p.startsWith("Deployment/app: volume secrets names key"));
+      expect(secret).toMatch(
+        /^Deployment\/app: volume secrets names key redis_password, not in Secret redis-app-password-/,
+      );
+      expect(dev.filter((p) => p !== secret)).toEqual([
+        "Deployment/app container app: REDIS_PASSWORD_FILE names /run/secrets/redis_password, " +
+          "which no mounted Secret or ConfigMap key provides",
+        "Deployment/app container app: REDIS_PASSWORD_FILE is /run/secrets/redis_password, " +
+          "not a redis_app_password file",
+        "StatefulSet/redis container redis: a password flag in a command line: sh ...",
+        "StatefulSet/redis container redis: Redis starts without an aclfile, " +
+          "so its default user is on with no password",
+      ]);
+
+      const ha = problems("ha");
+      for (const p of [
+        "StatefulSet/redis: in namespace (none), not express-session-cluster",
+        // Outside the namespace, its references to the base's Secrets keep the unhashed names.
+        "StatefulSet/redis: volume acl names ConfigMap redis-acl, which is not rendered",
+        "StatefulSet/redis: volume redis-secrets names Secret redis-app-password, which is not rendered",
+        `StatefulSet/redis container sentinel: the Sentinel's config has no "user default off"`,
+      ])
+        expect(ha).toContain(p);
+      // Redis's users with the default user on, for anyone, without a password.
+      edit("base/redis/users.acl", /^user default off/m, "user default on nopass");
+      expect(problems("dev").filter((p) => p.startsWith("ConfigMap/"))).toEqual([
+        expect.stringMatching(
+          /^ConfigMap\/redis-acl-\w+: users.acl must have one "user default off" line, not \["user default on nopass /,
+        ),
+      ]);
+    } finally {
+      staged.remove();
+    }
+  });
+
+  it(
+    "ships infra/redis/users.acl unchanged, and builds Redis's aclfile from it as Compose does",
+    each(({ overlay, objects }) => {
+      const acl = find<K8sObject & { data: Record<string, string> }>(objects, "ConfigMap", "redis-acl").data;
+      const template = readFileSync(join(root, "infra/redis/users.acl"), "utf8");
+      const why = `${overlay}: deploy/k8s/base/redis/users.acl must be a copy of infra/redis/users.acl (cp it)`;
+      expect(acl["users.acl"], why).toBe(template);
+      // aclfile.sh run on the passwords this overlay's Redis mounts, against redis-conf.ts's redisAclFile.
+      const redis = find<Workload>(objects, "StatefulSet", "redis").spec.template.spec;
+      const container = redis.containers.find((c) => c.name === "redis")!;
+      const mount = container.volumeMounts!.find((m) => m.mountPath === "/run/secrets")!;
+      const volume = redis.volumes!.find((v) => v.name === mount.name)!;
+      const secrets = volume.projected!.sources.map((s) =>
+        find<K8sObject & { data: Record<string, string> }>(objects, "Secret", s.secret!.name),
+      );
+      const dir = mkdtempSync(join(tmpdir(), "k8s-acl-"));
+      try {
+        const passwords: Record<string, string> = {};
+        for (const secret of secrets)
+          for (const [key, value] of Object.entries(secret.data)) {
+            writeFileSync(join(dir, key), Buffer.from(value.replace(/\s/g, ""), "base64"));
+            passwords[/^redis_(\w+)_password$/.exec(key)![1]!] = Buffer.from(value, "base64").toString().trim();
+          }
+        expect(Object.keys(passwords).sort(), overlay).toEqual(
+          overlay === "ha" ? ["admin", "app", "health", "replication", "sentinel"] : ["admin", "app", "health"],
+        );
+        writeFileSync(join(dir, "aclfile.sh"), acl["aclfile.sh"]!);
+        writeFileSync(join(dir, "users.acl"), acl["users.acl"]!);
+        const out = execFileSync("sh", [join(dir, "aclfile.sh"), join(dir, "users.acl"), dir], { encoding: "utf8" });
+        expect(out, overlay).toBe(redisAclFile(template, passwords));
+        expect(out).toMatch(/^user default off /m);
+        // A password file that is there but empty stops Redis's start rather than lock a user out.
+        writeFileSync(join(dir, "redis_app_password"), "");
+        expect(() =>
+          execFileSync("sh", [join(dir, "aclfile.sh"), join(dir, "users.acl"), dir], { stdio: "pipe" }),
+        ).toThrow(/redis_app_password is empty/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }),
+  );
+
+  it("gives ha's Sentinels the users and logins infra/cluster/redis-conf.ts gives Compose's", () => {
+    const { objects } = rendered.find((r) => r.overlay === "ha")!;
+    const scripts = find<K8sObject & { data: Record<string, string> }>(objects, "ConfigMap", "redis-scripts").data;
+    const sentinel = find<Workload>(objects, "StatefulSet", "redis").spec.template.spec.containers.find(
+      (c) => c.name === "sentinel",
+    )!;
+    const name = envOf(sentinel).get("SENTINEL_NAME")!;
+    expect(name).toBe(SENTINEL_MASTER);
+    const passwords = {
+      app: "pw-app",
+      admin: "pw-admin",
+      health: "pw-health",
+      replication: "",
+      sentinel: "pw-sentinel",
+    };
+    const dir = mkdtempSync(join(tmpdir(), "k8s-sentinel-conf-"));
+    try {
+      for (const [user, pw] of Object.entries(passwords))
+        if (pw !== "") writeFileSync(join(dir, `redis_${user}_password`), `${pw}\n`);
+      writeFileSync(join(dir, "sentinel-conf.sh"), scripts["sentinel-conf.sh"]!);
+      const out = execFileSync("sh", [join(dir, "sentinel-conf.sh"), "redis-0.redis"], {
+        encoding: "utf8",
+        env: { PATH: process.env.PATH, HOSTNAME: "redis-0", SERVICE: "redis", SENTINEL_NAME: name, SECRETS_DIR: dir },
+      });
+      const logins = (conf: string) =>
+        conf.split("\n").filter((l) => /^(user |sentinel (auth-user|auth-pass|sentinel-user|sentinel-pass) )/.test(l));
+      const compose = sentinelConf({
+        port: 26379,
+        bind: "*",
+        dir: "/tmp",
+        primary: { host: "redis-0.redis", port: 6379 },
+        passwords,
+      });
+      expect(logins(out)).toEqual(logins(compose));
+      expect(logins(out)).toContain("user default off");
+      expect(out).toContain(`sentinel monitor ${name} redis-0.redis 6379 2\n`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("writes every secret file the secretGenerator reads with `make k8s-secrets`, and keeps existing ones", () => {
+    const kustomization = parse(readFileSync(join(K8S_DIR, "base/kustomization.yaml"), "utf8")) as {
+      secretGenerator: { files: string[] }[];
+    };
+    const generated = kustomization.secretGenerator.flatMap((g) => g.files.map((f) => f.replace(/^secrets\//, "")));
+    expect([...SECRET_FILES].sort()).toEqual(generated.sort());
+    const dir = mkdtempSync(join(tmpdir(), "k8s-secrets-"));
+    try {
+      writeFileSync(join(dir, "session_secret"), "mine\n");
+      expect(writeK8sSecrets(dir).sort()).toEqual(SECRET_FILES.filter((f) => f !== "session_secret").sort());
+      expect(readFileSync(join(dir, "session_secret"), "utf8")).toBe("mine\n");
+      for (const f of SECRET_FILES.filter((x) => x !== "session_secret")) {
+        expect(readFileSync(join(dir, f), "utf8")).toMatch(/^[0-9a-f]{64}\n$/);
+        expect(statSync(join(dir, f)).mode & 0o777, f).toBe(0o600);
+      }
+      expect(writeK8sSecrets(dir)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it("commits no secret: only the .gitignore is tracked in base/secrets", () => {
     const tracked = execFileSync("git", ["ls-files", "deploy/k8s/base/secrets"], { cwd: root, encoding: "utf8" });

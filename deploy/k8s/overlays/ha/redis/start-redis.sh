@@ -3,15 +3,22 @@
 # else a replica of the one it names. A restarted former primary so rejoins as a replica.
 set -eu
 umask 077
-read -r pw < /run/secrets/redis_password
+secrets="${SECRETS_DIR:-/run/secrets}"
+# ACL users with the default user off (base's ConfigMap redis-acl), each password from its
+# Secret: the passwords go only into these files on the memory emptyDir, never into argv.
+sh /etc/redis-acl/aclfile.sh /etc/redis-acl/users.acl "$secrets" > /tmp/users.acl
+read -r replication_pw < "$secrets/redis_replication_password" || [ -n "$replication_pw" ]
 self="$HOSTNAME.$SERVICE"
 primary=$(sh /scripts/find-primary.sh)
 {
-  # The password goes through this file, not argv, so `ps` never shows it.
-  printf 'requirepass "%s"\nmasterauth "%s"\n' "$pw" "$pw"
+  echo "aclfile /tmp/users.acl"
+  # A replica logs in to the primary as `replication` (PSYNC and REPLCONF only); a promoted
+  # replica keeps these lines for when it follows again.
+  echo "masteruser replication"
+  printf 'masterauth "%s"\n' "$replication_pw"
   # Sentinels and clients get this stable name, not the pod's address, which changes.
-  printf 'replica-announce-ip %s\n' "$self"
-  if [ "$primary" != "$self" ]; then printf 'replicaof %s 6379\n' "$primary"; fi
+  echo "replica-announce-ip $self"
+  if [ "$primary" != "$self" ]; then echo "replicaof $primary 6379"; fi
 } > /tmp/redis.conf
 # As Compose and the dev overlay: AOF fsynced every second, noeviction.
 exec redis-server /tmp/redis.conf --dir /data --appendonly yes --appendfsync everysec \
