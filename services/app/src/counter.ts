@@ -311,11 +311,15 @@ export class SessionCounter implements Counter {
 
 // What an Idempotency-Key is bound to: the keyed operation and its amount, hashed from the
 // same text as before the stored-session path existed, so that stored keys still match.
+/** What an Idempotency-Key is bound to, for any keyed operation: a hash of what it asked for. */
+export function keyFingerprint(operation: string): string {
+  return createHash("sha256").update(operation).digest("base64url").slice(0, 22);
+}
 const fingerprints = new Map<number, string>();
 function fingerprint(by: number): string {
   let fp = fingerprints.get(by);
   if (fp === undefined) {
-    fp = createHash("sha256").update(`POST /api/counter by=${by}`).digest("base64url").slice(0, 22);
+    fp = keyFingerprint(`POST /api/counter by=${by}`);
     fingerprints.set(by, fp);
   }
   return fp;

@@ -34,7 +34,7 @@ export class StoreUnavailableError extends HttpError {
       applied === "no"
         ? "The session store is unavailable; nothing was changed. Retry shortly."
         : "The session store did not answer in time; the change may or may not have been applied. Retry " +
-            "shortly with the same Idempotency-Key: an increment counts once, a login (same cookie) is replayed.",
+            "shortly, with the same Idempotency-Key if the request had one (docs/exactly-once.md).",
       { "Retry-After": "1" },
     );
     this.name = "StoreUnavailableError";

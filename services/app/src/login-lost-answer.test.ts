@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type TestApp } from "../../../test/app-fixture.ts";
 import { waitFor } from "../../../infra/cluster/wait.ts";
 import type { Reply, Visitor } from "../../../loadtest/client/visitor.ts";
+import { REPLACED_TTL_SECONDS } from "./login.ts";
 import { keys } from "./session.ts";
 import { sessionIdOf } from "../../../test/session-cookie.ts";
 
@@ -110,11 +111,12 @@ describe("a login sent with an Idempotency-Key", () => {
     // The session moves on after the answer; a replay still answers what the login answered.
     expect((await v.increment()).json?.count).toBe(3);
 
-    // The record lives as an increment's key does (IDEMPOTENCY_TTL_SECONDS), past the 60 s marker.
+    // The record lives only as long as the replaced marker: the key is a bearer secret for that long.
     const record = keys.login(sessionIdOf(oldCookie));
     const ttl = await app.redis!.admin.ttl(record);
-    expect(ttl).toBeGreaterThan(60);
-    expect(ttl).toBeLessThanOrEqual(app.config.idempotencyTtlSeconds);
+    expect(ttl).toBeGreaterThan(0);
+    expect(ttl).toBeLessThanOrEqual(REPLACED_TTL_SECONDS);
+    // The replay reads the record, not the marker.
     await app.redis!.admin.del(keys.replaced(sessionIdOf(oldCookie)));
 
     const again = await login(app.visitor(oldCookie), "grace", key);
@@ -184,5 +186,36 @@ describe("a login sent with an Idempotency-Key", () => {
     expect(r.json?.error).toBe("invalid_idempotency_key");
     expect(setCookie(r)).toBeUndefined();
     expect((await v.get("/api/session")).json?.count).toBe(1);
+  });
+});
+
+describe("a keyed login's replay after what the user did next", () => {
+  it("is gone once the user logs out with the cookie from before the login (its answer lost)", async () => {
+    const v = await visitorWithCount(5);
+    const oldCookie = v.cookie!;
+    const key = randomUUID();
+    // The login applied; its answer (the new cookie) never reached v, which still holds the old one.
+    expect((await login(app.visitor(oldCookie), "ada", key)).status).toBe(200);
+    const out = await v.post("/api/logout");
+    expect(out.status).toBe(200);
+    expect(await app.redis!.admin.exists(keys.login(sessionIdOf(oldCookie)))).toBe(0);
+    // A retry still queued in the client gets no session: a replay never undoes a logout.
+    const late = await login(app.visitor(oldCookie), "ada", key);
+    expect(late.status).toBe(409);
+    expect(late.headers.get("idempotent-replayed")).toBeNull();
+    expect(setCookie(late)).toBeUndefined();
+  });
+
+  it("says so when a second login replaced the session the replayed login made", async () => {
+    const v = await visitorWithCount(1);
+    const oldCookie = v.cookie!;
+    const k1 = randomUUID();
+    expect((await login(v, "ada", k1)).status).toBe(200);
+    expect((await login(v, "ada", randomUUID())).status).toBe(200);
+    const r = await login(app.visitor(oldCookie), "ada", k1);
+    expect(r.status).toBe(409);
+    expect(r.json?.error).toBe("session_replaced");
+    expect(r.json?.message).toMatch(/replaced by another login/);
+    expect(setCookie(r)).toBeUndefined();
   });
 });

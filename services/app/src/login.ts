@@ -6,7 +6,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type { Request } from "express";
 import type { SessionData } from "express-session";
 import type { Config } from "./config.ts";
-import { parseIdempotencyKey } from "./counter.ts";
+import { keyFingerprint, parseIdempotencyKey } from "./counter.ts";
 import { badRequest, conflict, unprocessable } from "./errors.ts";
 import type { NewSessionGate } from "./new-sessions.ts";
 import { toStoreError, withStore, type RedisClient } from "./redis.ts";
@@ -29,6 +29,8 @@ import {
  * trying each replica), short enough that a copy of the old cookie soon just starts afresh.
  */
 export const REPLACED_TTL_SECONDS = 60;
+// A keyed login's record lives as long as the marker: its key is a bearer secret (with the old
+// cookie, it hands out the logged-in session), so it is kept only for the retries' horizon.
 
 // One atomic step. Without an old session: write the new one. With one: if it is gone (a logout
 // or an expiry won the race, or a login with the same cookie did), refuse (0) and hand back its
@@ -46,13 +48,13 @@ export const REPLACED_TTL_SECONDS = 60;
 // into the count and the hash first, see session.ts foldLegacyLua);
 // ARGV: the new session's text without a count, TTL, replaced TTL, new id (what replaced:old holds,
 // so a racing logout can follow it), the login record without its count ("" for a login without a
-// key), the record's TTL. Returns {0, the old id's login record or nil} or {1, the count the new
-// session holds}.
+// key; it lives as long as replaced:old). Returns {0, the old id's login record or nil, 1 when
+// another login replaced it} or {1, the count the new session holds}.
 const ROTATE_LUA = `${SESSION_COUNT_LUA}
 local count = 0
 if KEYS[3] then
   local old = redis.call('GET', KEYS[3])
-  if not old then return {0, redis.call('GET', KEYS[6])} end
+  if not old then return {0, redis.call('GET', KEYS[6]), redis.call('EXISTS', KEYS[5])} end
   local _
   _, count = split(old)
   ${foldLegacyLua([7, 8], 4, 9).trim().replace(/\n/g, "\n  ")}
@@ -63,14 +65,14 @@ if KEYS[3] then
   redis.call('DEL', KEYS[3])
   redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[3])
   if ARGV[5] ~= '' then
-    redis.call('SET', KEYS[6], ARGV[5] .. ' ' .. string.format('%d', count), 'EX', ARGV[6])
+    redis.call('SET', KEYS[6], ARGV[5] .. ' ' .. string.format('%d', count), 'EX', ARGV[3])
   end
 end
 store(KEYS[1], join(ARGV[1], count), ARGV[2], false)
 return {1, count}
 `;
 
-type RotateFn = (numKeys: number, ...args: (string | number)[]) => Promise<[0, string | null] | [1, number]>;
+type RotateFn = (numKeys: number, ...args: (string | number)[]) => Promise<[0, string | null, 0 | 1] | [1, number]>;
 
 /** A login's Idempotency-Key, and the fingerprint of what it asked for (the name). */
 export type LoginKey = { key: string; fingerprint: string };
@@ -98,7 +100,7 @@ export function parseLoginKey(header: string | undefined): string | undefined {
 
 /** What a login's Idempotency-Key is bound to: the name it logged in. */
 export function loginFingerprint(name: string): string {
-  return createHash("sha256").update(`POST /api/login name=${name}`).digest("base64url").slice(0, 22);
+  return keyFingerprint(`POST /api/login name=${name}`);
 }
 
 // The key is stored hashed: the record names the logged-in session, and only a request carrying
@@ -108,7 +110,6 @@ const keyHash = (key: string): Buffer => createHash("sha256").update(key).digest
 export class SessionRotator {
   readonly #redis: (RedisClient & { sessionRotate?: RotateFn }) | undefined;
   readonly #ttlSeconds: number;
-  readonly #recordTtlSeconds: number;
   readonly #gate: NewSessionGate;
   readonly #legacy: boolean;
   readonly #cookieName: string;
@@ -117,8 +118,6 @@ export class SessionRotator {
     this.#redis = redis;
     this.#legacy = readsLegacyKeys(config);
     this.#ttlSeconds = config.session.idleTimeoutSeconds;
-    // As an increment's key; never longer than the new session can live without a request.
-    this.#recordTtlSeconds = Math.min(config.idempotencyTtlSeconds, config.session.idleTimeoutSeconds);
     this.#cookieName = config.session.cookieName;
     this.#secrets = config.session.secrets;
     this.#gate = gate;
@@ -164,25 +163,21 @@ export class SessionRotator {
         const fn = this.#redis.sessionRotate as RotateFn;
         const json = sessionSerializer.stringify(req.session as SessionData, false);
         const record = key && existed ? `${keyHash(key.key).toString("base64url")} ${key.fingerprint} ${id}` : "";
-        const [done, value] = await withStore(() =>
-          fn.call(
-            this.#redis,
-            k.length,
-            ...k,
-            json,
-            this.#ttlSeconds,
-            REPLACED_TTL_SECONDS,
-            id,
-            record,
-            this.#recordTtlSeconds,
-          ),
+        const result = await withStore(() =>
+          fn.call(this.#redis, k.length, ...k, json, this.#ttlSeconds, REPLACED_TTL_SECONDS, id, record),
         );
-        if (done === 0) {
+        if (result[0] === 0) {
           // A login with this cookie and key got there first (a retry overtaking its original).
-          const replayed = key && (await this.#replay(req, value, key));
+          const replayed = key && (await this.#replay(req, result[1], key));
           if (replayed) return replayed;
-          throw conflict("session_expired", "The session was logged out or expired while logging in; log in again.");
+          throw result[2]
+            ? conflict(
+                "session_replaced",
+                "Another login replaced this session while this one was in flight; use the cookie that login set.",
+              )
+            : conflict("session_expired", "The session was logged out or expired while logging in; log in again.");
         }
+        const value = result[1];
         if (value) req.session.count = value;
         else delete req.session.count;
         markSaved(req);
@@ -200,6 +195,18 @@ export class SessionRotator {
       req.sessionID = oldId;
       throw err;
     }
+  }
+
+  /**
+   * For a logout sent with the cookie from before a keyed login whose answer was lost: deletes
+   * that login's record, so no retry still queued in the client hands the session back after the
+   * user logged out. (Whoever holds the old cookie can so cancel a replay, never obtain one.)
+   */
+  async forgetLogin(req: Request): Promise<void> {
+    const redis = this.#redis;
+    if (!redis || req.session.createdAt !== undefined) return;
+    const sid = signedSessionId(req, this.#cookieName, this.#secrets);
+    if (sid !== undefined && sid !== req.sessionID) await withStore(() => redis.del(keys.login(sid)));
   }
 
   /** The replay of the login whose record the request's (signed) cookie addresses, if the key matches. */
@@ -233,11 +240,18 @@ export class SessionRotator {
     const sess = await new Promise<SessionData | null | undefined>((resolve, reject) =>
       req.sessionStore.get(id, (err, s) => (err ? reject(toStoreError(err)) : resolve(s))),
     );
-    if (!sess)
+    if (!sess) {
+      const redis = this.#redis;
+      if (redis && (await withStore(() => redis.exists(keys.replaced(id)))))
+        throw conflict(
+          "session_replaced",
+          "The session this login made has since been replaced by another login; use the cookie that login set.",
+        );
       throw conflict(
         "session_expired",
         "The session this login made has since been logged out or has expired; log in again.",
       );
+    }
     req.sessionID = id;
     req.sessionStore.createSession(req, sess);
     // Nothing to write: the session is as stored, and express-session must not save it over a newer count.
