@@ -178,6 +178,7 @@ export function renderMarkdown(r: Report): string {
     error?: string;
     busyMs?: number;
     seconds?: number;
+    outsideWindowPct?: number;
     areas?: { area: string; pct: number }[];
     top?: { fn: string; where: string; area: string; pct: number }[];
   };
@@ -186,7 +187,11 @@ export function renderMarkdown(r: Report): string {
   out.push("");
   if (p.error) out.push(p.error);
   else if (p.areas && p.top) {
-    out.push(`${p.busyMs} ms of busy samples in ${p.seconds} s. By area (self time, % of busy):`);
+    out.push(
+      `${p.busyMs} ms of busy samples in the measured ${p.seconds} s (the replica's start-up, the warm-up and ` +
+        `its shutdown left out: ${f1(p.outsideWindowPct ?? Number.NaN)}% of the profile's busy samples). ` +
+        `By area (self time, % of busy):`,
+    );
     out.push("");
     out.push(
       p.areas

@@ -771,7 +771,8 @@ async function profileReplica(): Promise<(ProfileSummary & { seconds: number; fi
     .sort()
     .slice(0, -3);
   for (const f of old) rmSync(join(profDir, f), { force: true });
-  const summary = summarizeProfile(join(profDir, file));
+  // Only the measured 10 s: not the replica's start-up (module loading), the warm-up or its shutdown.
+  const summary = summarizeProfile(join(profDir, file), 15, r.window);
   return { ...summary, seconds: SECONDS, file: join(profDir, file) };
 }
 
