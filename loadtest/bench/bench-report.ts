@@ -174,30 +174,42 @@ export function renderMarkdown(r: Report): string {
     );
   }
 
-  const p = r.profile as {
+  type Profile = {
     error?: string;
     busyMs?: number;
     seconds?: number;
+    outsideWindowPct?: number;
     areas?: { area: string; pct: number }[];
     top?: { fn: string; where: string; area: string; pct: number }[];
   };
-  out.push("");
-  out.push("### Where a replica's CPU goes (node --cpu-prof, exactly-once, direct)");
-  out.push("");
-  if (p.error) out.push(p.error);
-  else if (p.areas && p.top) {
-    out.push(`${p.busyMs} ms of busy samples in ${p.seconds} s. By area (self time, % of busy):`);
+  const profiles: [string, unknown][] = [
+    ["returning visitors", r.profile],
+    ["new visitors", r.profileNewVisitors],
+  ];
+  for (const [who, profile] of profiles) {
+    const p = (profile ?? { error: "not in this report" }) as Profile;
     out.push("");
-    out.push(
-      p.areas
-        .slice(0, 14)
-        .map((a) => `${a.area} ${f1(a.pct)}%`)
-        .join(" · "),
-    );
+    out.push(`### Where a replica's CPU goes (node --cpu-prof, exactly-once, direct, ${who})`);
     out.push("");
-    out.push("| self % | function | where |");
-    out.push("|--:|---|---|");
-    for (const t of p.top) out.push(`| ${f1(t.pct)} | ${t.fn.replaceAll("|", "\\|")} | ${t.where || t.area} |`);
+    if (p.error) out.push(p.error);
+    else if (p.areas && p.top) {
+      out.push(
+        `${p.busyMs} ms of busy samples in the measured ${p.seconds} s (the replica's start-up, the warm-up and ` +
+          `its shutdown left out: ${f1(p.outsideWindowPct ?? Number.NaN)}% of the profile's busy samples). ` +
+          `By area (self time, % of busy):`,
+      );
+      out.push("");
+      out.push(
+        p.areas
+          .slice(0, 14)
+          .map((a) => `${a.area} ${f1(a.pct)}%`)
+          .join(" · "),
+      );
+      out.push("");
+      out.push("| self % | function | where |");
+      out.push("|--:|---|---|");
+      for (const t of p.top) out.push(`| ${f1(t.pct)} | ${t.fn.replaceAll("|", "\\|")} | ${t.where || t.area} |`);
+    }
   }
 
   const cb = r.cpuBudget;

@@ -93,9 +93,11 @@ describe("make bench QUICK=1", { timeout: 240_000 }, () => {
     expect(growth.p99.large).toHaveLength(1);
     expect(Number.isFinite(growth.p99.ratio)).toBe(true);
     expect(report.goals.length).toBeGreaterThanOrEqual(5);
-    const profile = report.profile as { top?: unknown[]; error?: string };
-    expect(profile.error).toBeUndefined();
-    expect(profile.top?.length).toBeGreaterThan(0);
+    for (const p of [report.profile, report.profileNewVisitors]) {
+      const profile = p as { top?: unknown[]; error?: string };
+      expect(profile.error).toBeUndefined();
+      expect(profile.top?.length).toBeGreaterThan(0);
+    }
   });
 
   it("writes the Markdown report and an SVG chart with a bar per scenario", () => {

@@ -552,7 +552,10 @@ async function main(): Promise<void> {
     await c.stop();
   }
 
-  const profile = only("profile") ? await profileReplica() : { error: "not run (BENCH_ONLY)" };
+  const notRun = { error: "not run (BENCH_ONLY)" };
+  const profile = only("profile") ? await profileReplica("returning") : notRun;
+  // The first request of a session takes express-session's whole path (goal 3): where that goes.
+  const profileNewVisitors = only("profile") ? await profileReplica("new") : notRun;
 
   await baselines(nginx200, hello, 2);
   await hello.stop();
@@ -565,7 +568,7 @@ async function main(): Promise<void> {
     s.ratioB0 = s.result.rps / b0();
   }
   const finished = new Date();
-  const report = buildReport({ started, finished, load0, wrk, growth, profile });
+  const report = buildReport({ started, finished, load0, wrk, growth, profile, profileNewVisitors });
   mkdirSync(OUT, { recursive: true });
   const stamp = fileStamp(started);
   const md = renderMarkdown(report);
@@ -718,7 +721,9 @@ function fmtCount(n: number): string {
 }
 
 /** One replica under the exactly-once load with --cpu-prof; V8 writes the profile when it exits. */
-async function profileReplica(): Promise<(ProfileSummary & { seconds: number; file: string }) | { error: string }> {
+async function profileReplica(
+  visitors: VisitorMode,
+): Promise<(ProfileSummary & { seconds: number; file: string }) | { error: string }> {
   const profDir = join(OUT, "profiles");
   mkdirSync(profDir, { recursive: true });
   const already = new Set(readdirSync(profDir));
@@ -732,24 +737,25 @@ async function profileReplica(): Promise<(ProfileSummary & { seconds: number; fi
       url: direct,
       request: KEYED_POST,
       uniqueIdempotencyKey: true,
-      visitors: "returning",
+      visitors,
       connections: CONNECTIONS,
       seconds: SECONDS,
       warmupSeconds: WARMUP,
     },
     c.components,
   );
-  progress("profile: 1 replica direct, exactly-once, --cpu-prof", r);
+  progress(`profile: 1 replica direct, exactly-once, ${visitors} visitors, --cpu-prof`, r);
   await c.stop();
   const file = readdirSync(profDir).find((f) => f.endsWith(".cpuprofile") && !already.has(f));
   if (!file) return { error: "the replica wrote no .cpuprofile (did it exit cleanly?)" };
-  // Keep the last three profiles; each is megabytes.
+  // Keep the last two runs' profiles (returning and new visitors); each is megabytes.
   const old = readdirSync(profDir)
     .filter((f) => f.endsWith(".cpuprofile"))
     .sort()
-    .slice(0, -3);
+    .slice(0, -4);
   for (const f of old) rmSync(join(profDir, f), { force: true });
-  const summary = summarizeProfile(join(profDir, file));
+  // Only the measured 10 s: not the replica's start-up (module loading), the warm-up or its shutdown.
+  const summary = summarizeProfile(join(profDir, file), 15, r.window);
   return { ...summary, seconds: SECONDS, file: join(profDir, file) };
 }
 
@@ -760,6 +766,7 @@ function buildReport(x: {
   wrk: WrkResult;
   growth: Record<string, unknown>;
   profile: unknown;
+  profileNewVisitors: unknown;
 }) {
   const byId = (id: string) => results.find((s) => s.id === id);
   const goal = byId("nginx3-keyed");
@@ -871,6 +878,7 @@ function buildReport(x: {
     scenarios: results,
     growth: x.growth,
     profile: x.profile,
+    profileNewVisitors: x.profileNewVisitors,
     goals,
   };
 }

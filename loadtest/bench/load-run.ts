@@ -4,6 +4,7 @@ import { loadavg } from "node:os";
 import autocannon from "autocannon";
 import { run } from "../lib/process.ts";
 import { percentile } from "../lib/stats.ts";
+import { monotonicUs, type ProfileWindow } from "./cpu-profile.ts";
 import { CpuMeter, type Component } from "./procs.ts";
 import { setupClientFor, type BenchRequest, type VisitorMode } from "./visitors.ts";
 
@@ -37,6 +38,8 @@ export type LoadResult = {
   cpuMs: Record<string, number>;
   /** read+write system calls each component made during the measured part. */
   syscalls: Record<string, number>;
+  /** When the measured part ran, on the clock a CPU profile's samples carry (cpu-profile.ts). */
+  window: ProfileWindow;
 };
 
 /** A growable array of response times in ms (autocannon's own histogram has 1 ms buckets). */
@@ -104,8 +107,10 @@ export async function loadRun(spec: LoadSpec, components: Component[], around: A
   const meter = new CpuMeter(components);
   const lat = new Latencies();
   meter.start();
+  const startUs = monotonicUs();
   const errorKinds: Record<string, number> = {};
   const r = await autocannonRun(options(spec, spec.seconds), lat, errorKinds);
+  const endUs = monotonicUs();
   const cpu = meter.stop();
   await around.after?.();
   const sorted = lat.sorted();
@@ -131,6 +136,7 @@ export async function loadRun(spec: LoadSpec, components: Component[], around: A
     loadAverage1m: load1m,
     cpuMs: cpu,
     syscalls: { ...meter.syscalls },
+    window: { startUs, endUs },
   };
 }
 

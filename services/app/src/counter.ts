@@ -2,14 +2,16 @@
 // Idempotency-Key) and "session" (the seed's req.session.count++, kept to show what it loses).
 import { createHash } from "node:crypto";
 import type { Request } from "express";
+import type { SessionData } from "express-session";
 import type { RedisClient } from "./redis.ts";
 import type { Config } from "./config.ts";
 import { badRequest, conflict, HttpError, StoreUnavailableError, unprocessable } from "./errors.ts";
 import { sigkillAfterIncrement, type AfterApplied } from "./fault.ts";
-import { startSession, startSessionWith, type NewSessionGate } from "./new-sessions.ts";
+import { type NewSessionGate } from "./new-sessions.ts";
 import {
   foldLegacyLua,
   keys,
+  markSaved,
   markTouched,
   readsLegacyKeys,
   saveSession,
@@ -52,10 +54,15 @@ export interface Counter {
 // one-hash-per-key record: the counters and the hash are folded in (session.ts foldLegacyLua),
 // the record only read.
 // ARGV: ttl, by, idempotency ttl (s), fingerprint, oldest createdAt (ms) still within the absolute
-// timeout or 0 when express-session has just loaded and checked the session, the key, the cap (0 = none).
+// timeout or 0 when express-session has just loaded and checked the session, the key, the cap (0 = none),
+// and a new session's stored text (without its count) to create it with when it is absent, or "".
 const INCREMENT_LUA = `${SESSION_COUNT_LUA}
 local sess = redis.call('GET', KEYS[1])
-if not sess then return {3, 0} end
+local fresh = false
+if not sess then
+  if ARGV[8] == '' then return {3, 0} end
+  sess, fresh = ARGV[8], true
+end
 local oldest = tonumber(ARGV[5])
 if oldest > 0 then
   local created = tonumber(string.match(sess, '^{"c":(%d+)[,}]'))
@@ -68,8 +75,8 @@ end
 local body, count = split(sess)
 local stored = count
 ${foldLegacyLua([3, 4], 2, 5)}local function touch()
-  if count ~= stored then
-    store(KEYS[1], join(body, count), ARGV[1], true)
+  if count ~= stored or fresh then
+    store(KEYS[1], join(body, count), ARGV[1], not fresh)
   else
     redis.call('EXPIRE', KEYS[1], ARGV[1])
   end
@@ -151,22 +158,20 @@ export class AtomicCounter implements Counter {
   }
 
   async increment(req: Request, inc: IncrementRequest): Promise<IncrementResult> {
-    // A new session must exist in Redis before its counter does, so the script can tie them: the
-    // script goes right behind the session's write (one round trip), or after its answer when it
-    // is followed by WAIT (an explicit pipeline, which may leave before an auto-pipelined write).
-    // Otherwise express-session loaded the session and checked its absolute timeout just now.
+    // A new session (nothing stored yet) is created by the script itself, with its first count,
+    // once the gate admits it: one script, so the session and its count cannot be split, and no
+    // write of express-session's before it (with WAIT, the one WAIT covers both). Otherwise
+    // express-session loaded the session and checked its absolute timeout just now.
     let result: [number, number];
     if (req.session.createdAt !== undefined) result = await this.#run(req.sessionID, inc, false);
-    else if (this.#wait.replicas > 0) {
-      await startSession(req, this.#gate);
-      result = await this.#run(req.sessionID, inc, false);
-    } else
-      result = await startSessionWith(
-        req,
-        this.#gate,
-        () => this.#run(req.sessionID, inc, false),
-        ([status]) => status === 3,
-      );
+    else {
+      await this.#gate.admit(req);
+      req.session.createdAt = Date.now();
+      const text = sessionSerializer.stringify(req.session as SessionData, false);
+      result = await this.#run(req.sessionID, inc, false, text);
+      // Stored as it is now: express-session's save at the end of the request would only repeat it.
+      if (result[0] !== 3) markSaved(req);
+    }
     const [status, count] = result;
     // The script extended the TTLs; express-session's touch at the end would repeat it.
     if (status !== 3 && status !== 4) markTouched(req);
@@ -185,7 +190,8 @@ export class AtomicCounter implements Counter {
     return answer(status, count);
   }
 
-  async #run(sid: string, inc: IncrementRequest, checkAge: boolean): Promise<[number, number]> {
+  /** `create`: a new session's stored text, which the script stores when the session is absent. */
+  async #run(sid: string, inc: IncrementRequest, checkAge: boolean, create = ""): Promise<[number, number]> {
     const k = [keys.session(sid), keys.idempotency(sid), keys.separateCounter(sid)];
     if (this.#legacy)
       k.push(
@@ -204,6 +210,7 @@ export class AtomicCounter implements Counter {
       oldest,
       inc.idempotencyKey ?? "",
       this.#maxKeys,
+      create,
     ];
     const [status, count] = await withStore(() =>
       this.#wait.replicas > 0

@@ -87,28 +87,3 @@ export async function startSession(req: Request, gate: NewSessionGate): Promise<
   req.session.createdAt = Date.now();
   await saveSession(req);
 }
-
-/**
- * startSession, then `next` issued right behind the session's write without waiting for its
- * answer: the write and `next`'s commands leave in the same event-loop turn, on the session's
- * connection, in that order (one write with ioredis auto-pipelining; with Redis Cluster, which has
- * it off, two writes on the same node's connection, as both keys share a slot): one round trip
- * instead of two. `next` must change nothing when the session is not stored yet, and be safe to call again
- * then: it is, once the write has answered, if it reports that (`absent`), as when a NOSCRIPT
- * retry or a Redis Cluster redirect put the write behind it. Either failing fails the whole.
- */
-export async function startSessionWith<T>(
-  req: Request,
-  gate: NewSessionGate,
-  next: () => Promise<T>,
-  absent: (result: T) => boolean,
-): Promise<T> {
-  await gate.admit(req);
-  req.session.createdAt = Date.now();
-  const saved = saveSession(req);
-  const first = next();
-  const [save, result] = await Promise.allSettled([saved, first]);
-  if (save.status === "rejected") throw save.reason;
-  if (result.status === "rejected") throw result.reason;
-  return absent(result.value) ? next() : result.value;
-}

@@ -1,6 +1,6 @@
-// A new visitor's first increment: the session's write and the counter's script leave together
-// (one Redis round trip, not two), and the count stays exact when Redis runs them out of order or
-// runs them and their answer is lost.
+// A new visitor's first increment: the counter's script stores the new session itself with its first
+// count (one script after the new-session limit, no write of express-session's), and counts exactly
+// once, also when Redis runs the script and its answer is lost.
 import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import type { Command } from "ioredis";
 // The RESP parser ioredis itself uses: the proxy reads the app's commands and Redis's answers with it.
@@ -12,22 +12,16 @@ import { startTestRedis, type TestRedis } from "../../../test/redis-server.ts";
 import type { RedisClient } from "./redis.ts";
 import { keys } from "./session.ts";
 
-// Every script the app's client sends: which (the new-session limit's, the session's write: one
-// key, sess:<id>; the counter's: more) and whether the session's write had been answered by then.
-type Sent = { script: "limit" | "write" | "counter"; writeAnswered: boolean };
+// Every script the app's client sends: the new-session limit's (a key not under sess:), the session
+// store's write (one key, sess:<id>) or the counter's (more keys).
+type Sent = "limit" | "write" | "counter";
 let sent: Sent[] = [];
-let writeAnswered = true;
 function observe(client: RedisClient): void {
   const send = client.sendCommand.bind(client);
   client.sendCommand = ((command: Command, ...rest: unknown[]) => {
     if (command.name === "evalsha" || command.name === "eval") {
       const [, numKeys, key] = command.args.map(String);
-      const script = !key!.startsWith("sess:") ? "limit" : numKeys === "1" ? "write" : "counter";
-      sent.push({ script, writeAnswered });
-      if (script === "write") {
-        writeAnswered = false;
-        command.promise.finally(() => (writeAnswered = true)).catch(() => {});
-      }
+      sent.push(!key!.startsWith("sess:") ? "limit" : numKeys === "1" ? "write" : "counter");
     }
     return (send as (...a: unknown[]) => unknown)(command, ...rest);
   }) as RedisClient["sendCommand"];
@@ -42,43 +36,39 @@ afterAll(async () => {
 });
 
 describe("a new visitor's first increment", () => {
-  it("sends the counter's script before the session's write is answered, and counts 1", async () => {
+  it("stores the session and its first count in the counter's one script, after the limit", async () => {
     sent = [];
     const v = app.visitor();
     const r = await v.increment("first-key");
     expect(r.status, JSON.stringify(r.json)).toBe(200);
     expect(r.json?.count).toBe(1);
-    expect(sent).toEqual([
-      { script: "limit", writeAnswered: true },
-      { script: "write", writeAnswered: true },
-      { script: "counter", writeAnswered: false },
-    ]);
-    expect((await v.increment("first-key")).json).toMatchObject({ count: 1 });
+    expect(sent).toEqual(["limit", "counter"]);
+    // The session is stored as express-session reads it: its cookie loads it, with the count.
+    const replay = await v.increment("first-key");
+    expect(replay.json).toMatchObject({ count: 1 });
+    expect(replay.headers.get("idempotent-replayed")).toBe("true");
     expect((await v.get("/api/session")).json?.count).toBe(1);
+    expect((await v.increment("second-key")).json).toMatchObject({ count: 2 });
+    // Stored with the idle timeout as its TTL, as the store's own write would.
+    const admin = app.redis!.admin;
+    const stored = await admin.keys("sess:*");
+    expect(stored.length).toBeGreaterThan(0);
+    for (const k of stored) expect(await admin.ttl(k)).toBeGreaterThan(0);
   });
 
-  it("counts exactly once when the script runs before the session's write lands (NOSCRIPT retry)", async () => {
-    const admin = app.redis!.admin;
-    const returning = app.visitor();
-    expect((await returning.increment("a")).status).toBe(200);
-    // After a Redis restart or failover: Redis knows the counter's script again (a returning
-    // visitor's increment loaded it) but not the session's write, whose EVALSHA fails and is sent
-    // again as EVAL, behind the counter's script, which finds no session yet and changes nothing.
-    await admin.script("FLUSH");
-    expect((await returning.increment("b")).json).toMatchObject({ count: 2 });
+  it("counts exactly once when Redis has forgotten the script (NOSCRIPT, then EVAL)", async () => {
+    await app.redis!.admin.script("FLUSH");
     sent = [];
     const v = app.visitor();
     const r = await v.increment("k");
     expect(r.status, JSON.stringify(r.json)).toBe(200);
     expect(r.json?.count).toBe(1);
-    // The limit (NOSCRIPT, then EVAL), the write and the counter together, the write again (EVAL),
-    // then the counter again once the write is answered.
-    expect(sent.map((s) => s.script)).toEqual(["limit", "limit", "write", "counter", "write", "counter"]);
+    expect(sent).toEqual(["limit", "limit", "counter", "counter"]);
     expect((await v.increment("k")).json).toMatchObject({ count: 1 });
     expect((await v.get("/api/session")).json?.count).toBe(1);
   });
 
-  it("counts once when Redis runs the write and the script but their answer is lost (503, then a replay)", async () => {
+  it("counts once when Redis runs the script but its answer is lost (503, then a replay)", async () => {
     await using redis = await startTestRedis({ kind: "process" });
     await using proxy = await CuttingProxy.to(redis.port);
     // The app reaches Redis through the proxy; the test's admin client goes straight to it.
