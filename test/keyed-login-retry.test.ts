@@ -92,7 +92,12 @@ async function loginHeldByKilledReplica(key: () => string | undefined): Promise<
       (r) => (settled = r),
       (err: Error) => (settled = err),
     );
-    for (let i = 0; i < 200 && settled === undefined && !requestQueuedOn(port); i++) await sleep(25);
+    // Until it is answered (another replica had it) or waits unread on replica 1; bounded at 30 s.
+    for (let i = 0; i < 1200 && settled === undefined && !requestQueuedOn(port); i++) await sleep(25);
+    if (settled === undefined && !requestQueuedOn(port)) {
+      cluster.signalReplica(frozen!.index, "SIGCONT");
+      throw new Error("the login was neither answered nor queued on replica 1 within 30 s");
+    }
     if (settled !== undefined) {
       // Another replica answered it: thaw and send the next one. Round-robin reaches replica 1
       // within three logins, once nginx has stopped skipping a replica that just failed (fail_timeout 2 s).
