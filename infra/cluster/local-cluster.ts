@@ -455,6 +455,16 @@ export class LocalCluster implements Cluster {
     this.#save();
   }
 
+  /**
+   * Freezes (SIGSTOP) or thaws (SIGCONT) a replica without ending it: a frozen replica still takes
+   * connections and requests (the kernel queues them) and answers none, as a wedged process does.
+   */
+  signalReplica(index: number, signal: "SIGSTOP" | "SIGCONT"): void {
+    const r = this.#replica(index);
+    if (!alive(r.pid, this.dir)) throw new Error(`${r.name} is not running`);
+    process.kill(r.pid!, signal);
+  }
+
   async restartReplicas(): Promise<void> {
     await Promise.all(this.#state.replicas.map((r) => this.killReplica(r.index, "SIGTERM")));
     await Promise.all(this.#state.replicas.map((r) => this.startReplica(r.index)));

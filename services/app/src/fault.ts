@@ -1,6 +1,7 @@
 // Test-only fault injection, off unless FAULT_SIGKILL_AFTER_INCREMENT is set, and refused by
 // config.ts unless NODE_ENV=test. It lets the exactly-once tests kill a replica between its
-// Redis write and its answer deterministically, which a SIGKILL from outside cannot aim at.
+// Redis write and its answer deterministically, which a SIGKILL from outside cannot aim at:
+// after a keyed increment, or a keyed login's rotation, whose Idempotency-Key has the prefix.
 import type { Config } from "./config.ts";
 
 export type AfterApplied = (idempotencyKey: string | undefined) => void;

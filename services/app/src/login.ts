@@ -8,6 +8,7 @@ import type { SessionData } from "express-session";
 import type { Config } from "./config.ts";
 import { keyFingerprint, parseIdempotencyKey } from "./counter.ts";
 import { badRequest, conflict, unprocessable } from "./errors.ts";
+import { sigkillAfterIncrement, type AfterApplied } from "./fault.ts";
 import type { NewSessionGate } from "./new-sessions.ts";
 import { toStoreError, withStore, type RedisClient } from "./redis.ts";
 import {
@@ -114,6 +115,7 @@ export class SessionRotator {
   readonly #legacy: boolean;
   readonly #cookieName: string;
   readonly #secrets: readonly string[];
+  readonly #afterApplied: AfterApplied | undefined;
   constructor(redis: RedisClient | undefined, config: Config, gate: NewSessionGate) {
     this.#redis = redis;
     this.#legacy = readsLegacyKeys(config);
@@ -121,6 +123,7 @@ export class SessionRotator {
     this.#cookieName = config.session.cookieName;
     this.#secrets = config.session.secrets;
     this.#gate = gate;
+    this.#afterApplied = sigkillAfterIncrement(config);
     redis?.defineCommand("sessionRotate", { lua: ROTATE_LUA });
   }
 
@@ -177,6 +180,7 @@ export class SessionRotator {
               )
             : conflict("session_expired", "The session was logged out or expired while logging in; log in again.");
         }
+        this.#afterApplied?.(key?.key);
         const value = result[1];
         if (value) req.session.count = value;
         else delete req.session.count;

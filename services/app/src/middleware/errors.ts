@@ -3,6 +3,7 @@ import { STATUS_CODES } from "node:http";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import { HttpError, notFound, StoreUnavailableError } from "../errors.ts";
 import { toStoreError } from "../redis.ts";
+import { markSaved, markTouched } from "../session.ts";
 
 export const unknownRoute: RequestHandler = (_req, _res, next) => next(notFound());
 
@@ -33,9 +34,16 @@ function classify(err: unknown): HttpError | undefined {
 
 export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
   const known = classify(err);
-  if (known instanceof StoreUnavailableError)
+  if (known instanceof StoreUnavailableError) {
     req.log?.warn({ err: (known.cause as Error)?.message, applied: known.applied }, "store unavailable");
-  else if (!known) req.log?.error({ err }, "unhandled error");
+    // Nothing more for this request's session: express-session's save or touch at the end of the
+    // answer would hold the 503 for another command timeout on a stalled Redis, and the client is
+    // told to retry, so a change the failed handler left in req.session must not be stored either.
+    if (req.session) {
+      markSaved(req);
+      markTouched(req);
+    }
+  } else if (!known) req.log?.error({ err }, "unhandled error");
   const status = known?.status ?? 500;
   if (res.headersSent) {
     res.destroy();
