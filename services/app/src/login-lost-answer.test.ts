@@ -190,20 +190,42 @@ describe("a login sent with an Idempotency-Key", () => {
 });
 
 describe("a keyed login's replay after what the user did next", () => {
-  it("is gone once the user logs out with the cookie from before the login (its answer lost)", async () => {
+  it("is logged out, server-side, by a logout sent with the cookie from before the login", async () => {
     const v = await visitorWithCount(5);
     const oldCookie = v.cookie!;
     const key = randomUUID();
-    // The login applied; its answer (the new cookie) never reached v, which still holds the old one.
-    expect((await login(app.visitor(oldCookie), "ada", key)).status).toBe(200);
-    const out = await v.post("/api/logout");
-    expect(out.status).toBe(200);
-    expect(await app.redis!.admin.exists(keys.login(sessionIdOf(oldCookie)))).toBe(0);
-    // A retry still queued in the client gets no session: a replay never undoes a logout.
+    // The login is applied; its answer (the new cookie) is late, or lost: v still holds the old one.
     const late = await login(app.visitor(oldCookie), "ada", key);
-    expect(late.status).toBe(409);
-    expect(late.headers.get("idempotent-replayed")).toBeNull();
-    expect(setCookie(late)).toBeUndefined();
+    expect(late.status).toBe(200);
+    const newCookie = setCookie(late)!;
+    expect((await v.post("/api/logout")).status).toBe(200);
+    // The late answer's cookie names nothing, and no queued retry gets the session back.
+    expect((await app.visitor(newCookie).get("/api/me")).status).toBe(401);
+    expect(await app.redis!.admin.exists(keys.session(sessionIdOf(newCookie)))).toBe(0);
+    expect(await app.redis!.admin.exists(keys.login(sessionIdOf(oldCookie)))).toBe(0);
+    const retry = await login(app.visitor(oldCookie), "ada", key);
+    expect(retry.status).toBe(409);
+    expect(retry.headers.get("idempotent-replayed")).toBeNull();
+    expect(setCookie(retry)).toBeUndefined();
+  });
+
+  it("is logged out even when a replay on another replica reads the record while the logout is held", async () => {
+    // Two replicas on one Redis, as behind nginx: the logout reaches one, the replay the other.
+    await using other = await startApp({ env: { NEW_SESSION_LIMIT: "0" }, redis: app.redis });
+    const v = await visitorWithCount(1);
+    const oldCookie = v.cookie!;
+    const key = randomUUID();
+    expect((await login(app.visitor(oldCookie), "ada", key)).status).toBe(200); // its answer lost
+    // Writes held for a moment (well under the 500 ms command timeout): the logout's writes wait,
+    // the replay only reads, so it can hand out the session before the logout lands.
+    await app.redis!.admin.call("CLIENT", "PAUSE", "300", "WRITE");
+    const out = v.post("/api/logout");
+    await new Promise((r) => setTimeout(r, 50));
+    const replay = await login(other.visitor(oldCookie), "ada", key);
+    expect((await out).status).toBe(200);
+    // Whatever the replay answered, once the logout has answered no cookie it gave is logged in.
+    const me = replay.status === 200 ? await app.visitor(setCookie(replay)).get("/api/me") : undefined;
+    expect([replay.status, me?.status], JSON.stringify({ replay: replay.json, me: me?.json })).not.toEqual([200, 200]);
   });
 
   it("says so when a second login replaced the session the replayed login made", async () => {

@@ -202,15 +202,22 @@ export class SessionRotator {
   }
 
   /**
-   * For a logout sent with the cookie from before a keyed login whose answer was lost: deletes
-   * that login's record, so no retry still queued in the client hands the session back after the
-   * user logged out. (Whoever holds the old cookie can so cancel a replay, never obtain one.)
+   * For a logout sent with the cookie from before a login (its answer late or lost): deletes that
+   * login's record, so no retry still queued in the client hands the session back, then destroys
+   * through the store, which follows the replaced marker to the session the login made, so a late
+   * answer's cookie names nothing either. Whoever holds the old cookie can so log out the session
+   * a login made from it, for the marker's 60 s (as a logout racing the login always could), and
+   * never obtain it.
    */
-  async forgetLogin(req: Request): Promise<void> {
+  async logOutReplaced(req: Request): Promise<void> {
     const redis = this.#redis;
     if (!redis || req.session.createdAt !== undefined) return;
     const sid = signedSessionId(req, this.#cookieName, this.#secrets);
-    if (sid !== undefined && sid !== req.sessionID) await withStore(() => redis.del(keys.login(sid)));
+    if (sid === undefined || sid === req.sessionID) return;
+    await withStore(() => redis.del(keys.login(sid)));
+    await new Promise<void>((resolve, reject) =>
+      req.sessionStore.destroy(sid, (err) => (err ? reject(toStoreError(err)) : resolve())),
+    );
   }
 
   /** The replay of the login whose record the request's (signed) cookie addresses, if the key matches. */

@@ -40,7 +40,7 @@ export function authRoutes(opts: {
   r.route("/logout")
     .post(async (req, res) => {
       const existed = req.session.createdAt !== undefined;
-      await rotator.forgetLogin(req);
+      await rotator.logOutReplaced(req);
       await destroySession(req);
       res.clearCookie(cookieName, { path: "/", httpOnly: true, sameSite: "lax", secure: req.secure });
       res.json({ loggedOut: existed, replica: replicaId });
