@@ -1,8 +1,8 @@
 // The Swarm stack file generated from docker-compose.yml: what a rolling update, a replaced
 // task and the published port depend on. Needs the compose CLI (not a Docker engine).
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { composeCommand } from "../cluster/docker.ts";
@@ -11,7 +11,7 @@ import { stackFile } from "./stack.ts";
 type Svc = {
   environment: Record<string, string>;
   stop_grace_period: string;
-  healthcheck?: { interval: string; timeout: string; retries: number };
+  healthcheck?: { interval: string; timeout: string; retries: number; test?: unknown };
   ports?: { mode: string; published: number }[];
   deploy: {
     endpoint_mode: string;
@@ -23,6 +23,7 @@ type Svc = {
   cap_drop: string[];
 };
 
+const repoRoot = resolve(import.meta.dirname, "../..");
 const seconds = (d: string) => Number(/^(\d+)s$/.exec(d)?.[1] ?? NaN);
 
 describe.skipIf(!composeCommand())("Swarm stack file (infra/swarm/stack.ts)", () => {
@@ -53,6 +54,13 @@ describe.skipIf(!composeCommand())("Swarm stack file (infra/swarm/stack.ts)", ()
       expect(seconds(hc.timeout), name).toBeGreaterThanOrEqual(30);
       expect(seconds(hc.interval), name).toBeLessThanOrEqual(2);
     }
+  });
+
+  it("checks the app with the image's own HEALTHCHECK (probe.sh), not a copy of it", () => {
+    // No `test:` in docker-compose.yml or the stack: Docker takes the image's, and the stack sets timings only.
+    expect(services.app!.healthcheck).not.toHaveProperty("test");
+    const dockerfile = readFileSync(join(repoRoot, "services/app/Dockerfile"), "utf8");
+    expect(dockerfile).toMatch(/^HEALTHCHECK .*CMD \["bash", "\/app\/probe\.sh", "\/healthz"\]$/m);
   });
 
   it("rolls the app start-first with rollback, uses DNS round-robin, publishes nginx in host mode", () => {

@@ -87,7 +87,9 @@ export async function stackFile(stack: string, opts: StackOptions): Promise<stri
       // slot would stay empty until the next update (the service under-replicated, and no
       // command short of `docker service update --force` of every task fills it); with `any`
       // Swarm replaces it as it replaces a crashed one, and `make start` waits for that.
-      restart_policy: { condition: "any", delay: "1s", window: "10s" },
+      // No delay before the replacement starts (the goal is a new task taking traffic within 10 s
+      // of a kill): a crash loop is still paced by the container's own start, 1-5 s here.
+      restart_policy: { condition: "any", delay: "0s", window: "10s" },
     };
     // DNS round-robin, no virtual IP: a VIP needs IPVS in the kernel (absent on some hosts,
     // this one included), and each service here has one task or is balanced by nginx.
@@ -134,12 +136,13 @@ export async function stackFile(stack: string, opts: StackOptions): Promise<stri
   const drainMs = Number(app.environment.SHUTDOWN_DRAIN_MS ?? 10_000);
   app.stop_grace_period = `${Math.ceil((Number(app.environment.SHUTDOWN_DELAY_MS) + drainMs) / 1000) + 5}s`;
   // In Swarm a failed health check is fatal: three in a row and Swarm stops the task, however
-  // well it serves. On this 2-core host at load 24-34 the app's check (`docker exec` of a node
-  // process) took 4-7.5 s with the cluster idle, and three in a row passed 10 s: Swarm stopped
-  // healthy replicas, two at once, and nginx had none left (Compose only marks them
-  // unhealthy). So a check may take 30 s before it counts as failed. The interval is short
-  // instead: a new task enters DNS (and nginx) at its first passing check, and Docker 20.10
-  // has no start_interval.
+  // well it serves. On this 2-core host at load 24-34 the app's check (then a `node` process)
+  // took 4-7.5 s with the cluster idle, and three in a row passed 10 s: Swarm stopped healthy
+  // replicas, two at once, and nginx had none left (Compose only marks them unhealthy). So a
+  // check may take 30 s before it counts as failed. The interval is short instead: a new task
+  // enters DNS (and nginx) at its first passing check, and Docker 20.10 has no start_interval.
+  // Not shorter: each check is a `docker exec` (runc), about 0.1 core-second even for the app's
+  // bash probe, so every second would take a tenth of a core per task.
   for (const svc of [redis, app, nginx])
     if (svc.healthcheck)
       svc.healthcheck = { ...(svc.healthcheck as Record<string, unknown>), interval: "2s", timeout: "30s" };
