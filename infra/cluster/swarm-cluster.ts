@@ -487,6 +487,17 @@ export class SwarmCluster implements Cluster {
     return raw[0]?.Status.ContainerStatus?.ContainerID;
   }
 
+  /**
+   * True when nginx follows the tasks by reloading (nginx < 1.27.3: the entrypoint's watcher),
+   * false when it re-resolves by itself (`resolve`). Read from the entrypoint's first log line.
+   */
+  async followsTasksByReload(): Promise<boolean> {
+    const out = await run("sh", ["-c", 'exec docker service logs --raw "$0" 2>&1', this.#service("nginx")], {
+      timeoutMs: 30_000,
+    }).catch(() => "");
+    return /upstream mode watch/.test(out);
+  }
+
   /** A rolling update: Swarm replaces every task, one at a time, a new one healthy before the old stops. */
   async rollingUpdate(): Promise<void> {
     await docker(["service", "update", "--force", "--quiet", "--detach=false", this.#service("app")], {
