@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { composeCommand } from "../cluster/docker.ts";
-import { stackFile } from "./stack.ts";
+import { configName, stackFile } from "./stack.ts";
 
 type Svc = {
   environment: Record<string, string>;
@@ -74,5 +74,15 @@ describe.skipIf(!composeCommand())("Swarm stack file (infra/swarm/stack.ts)", ()
       expect(s.cap_drop).toEqual(["ALL"]);
     }
     expect(services.nginx!.ports).toEqual([{ target: 8080, published: 18000, protocol: "tcp", mode: "host" }]);
+  });
+
+  it("names every config within Swarm's 64 characters and distinct per stack, whatever the stack name", () => {
+    const valid = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}[a-zA-Z0-9]$/;
+    const names = ["esc-verify-concurrent-session-4yv4bo", "esc-verify-concurrent-session-9zq1xx", "esc"].map((stack) =>
+      configName(stack, "nginx_client_limits", "limit_req_zone ..."),
+    );
+    for (const n of names) expect(n).toMatch(valid);
+    expect(new Set(names).size).toBe(3);
+    expect(names[2]).toBe(`esc_nginx_client_limits_${names[2]!.slice(-10)}`);
   });
 });

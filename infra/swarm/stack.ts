@@ -55,10 +55,22 @@ async function composeConfig(env: Record<string, string>): Promise<ComposeConfig
   return parse(out) as ComposeConfig;
 }
 
-/** A config whose name carries its content's hash: Swarm configs are immutable, a changed file gets a new one. */
+const sha = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
+
+/**
+ * A config whose name carries its content's hash: Swarm configs are immutable, a changed file
+ * gets a new one. Swarm refuses a name past 64 characters: a long stack name is cut, with a
+ * hash of the whole name so two stacks still get different configs.
+ */
+export function configName(stack: string, key: string, content: string | Buffer): string {
+  const suffix = `_${key}_${sha(content).slice(0, 10)}`;
+  const name = `${stack}${suffix}`;
+  if (name.length <= 64) return name;
+  return `${stack.slice(0, 64 - suffix.length - 9)}-${sha(stack).slice(0, 8)}${suffix}`;
+}
+
 function config(stack: string, key: string, file: string): { name: string; file: string } {
-  const hash = createHash("sha256").update(readFileSync(file)).digest("hex").slice(0, 10);
-  return { name: `${stack}_${key}_${hash}`, file };
+  return { name: configName(stack, key, readFileSync(file)), file };
 }
 
 export async function stackFile(stack: string, opts: StackOptions): Promise<string> {
