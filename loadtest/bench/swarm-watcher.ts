@@ -53,7 +53,7 @@ try {
       "sh",
       "-c",
       'for d in /proc/[0-9]*; do read -r pid comm state ppid rest < "$d/stat"; ' +
-        '[ "$comm" = "(sh)" ] && [ "$ppid" = 1 ] && echo "$pid"; done',
+        '[ "$comm" = "(sh)" ] && [ "$ppid" = 1 ] && echo "$pid"; done; exit 0',
     ])
   ).trim();
   if (!/^\d+$/.test(watcher) || Number(watcher) <= 1) throw new Error(`watcher not found (got "${watcher}")`);
