@@ -14,6 +14,7 @@ export const INTEGRATION = [
   "infra/cluster/compose-security.test.ts",
   "infra/cluster/swarm-cluster.test.ts",
   "infra/swarm/stack.test.ts",
+  "infra/swarm/nginx-entrypoint.test.ts",
   "loadtest/harness/scenarios.test.ts",
   "loadtest/bench/bench.test.ts",
 ];

@@ -105,16 +105,15 @@ export function dockerExec(containerId: string, args: readonly string[], timeout
 }
 
 // Replicas publish no port and traffic from the host goes only to 127.0.0.1, so a direct
-// probe of one replica runs inside its container, with the node binary it already has, on the
-// operator listener (OPS_PORT, 9091 by default) that nginx never proxies to.
-const PROBE =
-  "fetch('http://127.0.0.1:'+(process.env.OPS_PORT||9091)+process.argv[1],{signal:AbortSignal.timeout(2000)})" +
-  ".then(r=>console.log(r.status),()=>console.log(0))";
+// probe of one replica runs inside its container, on the operator listener (OPS_PORT, 9091 by
+// default) that nginx never proxies to, with the image's own probe (services/app/probe.sh, its
+// HEALTHCHECK too): a bash process, where a `node -e fetch(...)` took seconds on a loaded host.
+// It exits non-zero unless 200; `|| :` keeps the status it printed (503 while draining).
 
 /** The status an app container's operator listener answers for `path`, 0 when it does not answer. */
 export async function probeApp(containerId: string, path: string): Promise<number> {
-  // 30 s: on a loaded 2-core host one `node -e` in a container was measured taking 21 s to start.
-  const out = await dockerExec(containerId, ["node", "-e", PROBE, path], 30_000).catch(() => "0");
+  const args = ["-e", "PROBE_TIMEOUT_S=2", containerId, "bash", "-c", 'bash /app/probe.sh "$0" || :', path];
+  const out = await docker(["exec", ...args], { timeoutMs: 30_000 }).catch(() => "0");
   return Number(out.trim()) || 0;
 }
 

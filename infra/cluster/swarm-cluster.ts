@@ -37,6 +37,16 @@ export type SwarmClusterOptions = ClusterOptions & {
   log?: (line: string) => void;
 };
 
+/** Epoch ms at which a slot's current task reached each step of its start (SwarmCluster.taskTimeline). */
+export type TaskTimeline = {
+  killed?: number;
+  created?: number;
+  started?: number;
+  listening?: number;
+  healthy?: number;
+  reloaded?: number;
+};
+
 /** One task of a service, with its container on this node. */
 type Task = {
   id: string;
@@ -414,35 +424,78 @@ export class SwarmCluster implements Cluster {
 
   /**
    * When the slot's current task reached each step, as epoch ms (undefined: not reached or not
-   * found): Swarm created the task, its container started, the app logged "listening", the
-   * first health check passed (from then on the task is in DNS, so nginx's watcher can see it).
+   * found): the container of the task before it died (killed), Swarm created the task, its
+   * container started, the app logged "listening", the first health check passed (from then on
+   * the task is in DNS), and nginx's watcher first reloaded after that (it saw the new address;
+   * on nginx >= 1.27.3 there is no reload and no such step).
    */
-  async taskTimeline(
-    index: number,
-  ): Promise<{ created?: number; started?: number; listening?: number; healthy?: number }> {
+  async taskTimeline(index: number): Promise<TaskTimeline> {
     const t = await this.#task(index);
     const at = (s: string | undefined) => {
       const ms = s ? Date.parse(s.replace(/ \+0000 UTC$/, "Z").replace(" ", "T")) : NaN;
-      return Number.isFinite(ms) ? ms : undefined;
+      return Number.isFinite(ms) && ms > 0 ? ms : undefined;
     };
-    const out: { created?: number; started?: number; listening?: number; healthy?: number } = {
-      created: at(t.createdAt),
+    const out: TaskTimeline = { created: at(t.createdAt) };
+    type State = {
+      StartedAt?: string;
+      FinishedAt?: string;
+      Health?: { Log?: { End: string; ExitCode: number }[] };
     };
+    const state = async (id: string) =>
+      JSON.parse(await docker(["inspect", "--format", "{{json .State}}", id]).catch(() => "{}")) as State;
+    const previous = await this.#previousContainer(index, t.id);
+    if (previous) out.killed = at((await state(previous)).FinishedAt);
     if (!t.containerId) return out;
-    type State = { StartedAt?: string; Health?: { Log?: { End: string; ExitCode: number }[] } };
-    const state = JSON.parse(
-      await docker(["inspect", "--format", "{{json .State}}", t.containerId]).catch(() => "{}"),
-    ) as State;
-    out.started = at(state.StartedAt);
+    const current = await state(t.containerId);
+    out.started = at(current.StartedAt);
     // Docker keeps the last 5 checks: enough for a task that just became healthy.
-    out.healthy = at(state.Health?.Log?.find((l) => l.ExitCode === 0)?.End);
+    out.healthy = at(current.Health?.Log?.find((l) => l.ExitCode === 0)?.End);
     const logs = await docker(["logs", t.containerId]).catch(() => "");
     for (const line of logs.split("\n"))
       if (line.includes('"event":"listening"')) {
         out.listening = (JSON.parse(line) as { time?: number }).time;
         break;
       }
+    if (out.healthy !== undefined) {
+      // The watcher writes to stderr, which `docker service logs` passes to its own stderr.
+      const nginx = await run(
+        "sh",
+        ["-c", 'exec docker service logs --raw --timestamps "$0" 2>&1', this.#service("nginx")],
+        {
+          timeoutMs: 30_000,
+        },
+      ).catch(() => "");
+      for (const line of nginx.split("\n")) {
+        const m = /^(\S+) nginx-entrypoint: .*reloading nginx/.exec(line);
+        const when = m ? Date.parse(m[1]!) : NaN;
+        if (when >= out.healthy && (out.reloaded === undefined || when < out.reloaded)) out.reloaded = when;
+      }
+    }
     return out;
+  }
+
+  /** The container of the newest task before `current` in this slot (the one a kill ended). */
+  async #previousContainer(slot: number, current: string): Promise<string | undefined> {
+    const ids = (await docker(["service", "ps", "-q", "--no-trunc", this.#service("app")]).catch(() => ""))
+      .split("\n")
+      .filter((id) => id && id !== current);
+    if (ids.length === 0) return undefined;
+    type Raw = { Slot?: number; CreatedAt: string; Status: { ContainerStatus?: { ContainerID?: string } } };
+    const raw = (JSON.parse(await docker(["inspect", "--type", "task", ...ids])) as Raw[])
+      .filter((t) => t.Slot === slot && t.Status.ContainerStatus?.ContainerID)
+      .sort((a, b) => (a.CreatedAt < b.CreatedAt ? 1 : -1));
+    return raw[0]?.Status.ContainerStatus?.ContainerID;
+  }
+
+  /**
+   * True when nginx follows the tasks by reloading (nginx < 1.27.3: the entrypoint's watcher),
+   * false when it re-resolves by itself (`resolve`). Read from the entrypoint's first log line.
+   */
+  async followsTasksByReload(): Promise<boolean> {
+    const out = await run("sh", ["-c", 'exec docker service logs --raw "$0" 2>&1', this.#service("nginx")], {
+      timeoutMs: 30_000,
+    }).catch(() => "");
+    return /upstream mode watch/.test(out);
   }
 
   /** A rolling update: Swarm replaces every task, one at a time, a new one healthy before the old stops. */

@@ -91,7 +91,8 @@ up_to_date() { # tag hash
 
 script_hash=$(sha256sum "$0" | cut -c1-12)
 
-# --- node: Node 24 (the binary infra/node-env.sh bootstraps) plus npm, as in node:24-*-slim.
+# --- node: Node 24 (the binary infra/node-env.sh bootstraps) plus npm and bash, as in
+# node:24-*-slim (bash is Essential in Debian): the app's HEALTHCHECK is a bash script (probe.sh).
 node_bin=$(readlink -f "$(command -v node)")
 # npm is the package that provides the `npm` command (/usr/bin/npm -> .../npm/bin/npm-cli.js).
 npm_dir=$(dirname "$(dirname "$(bin_path npm)")")
@@ -101,6 +102,7 @@ if ! up_to_date "$NODE_TAG" "$node_hash"; then
   r="$work/node"
   base_root "$r"
   add_binary "$r" "$node_bin" /usr/local/bin/node
+  add_binary "$r" "$(bin_path bash)" /bin/bash
   mkdir -p "$r/usr/local/lib/node_modules" "$r/home/node"
   cp -a "$npm_dir" "$r/usr/local/lib/node_modules/npm"
   ln -s ../lib/node_modules/npm/bin/npm-cli.js "$r/usr/local/bin/npm"

@@ -10,7 +10,8 @@
 #   would pay a new TCP connection to a replica (no keep-alive pool) and lose max_fails.
 # Only shell built-ins plus getent and sleep: the stand-in image has nothing else.
 set -u
-UPSTREAM=/tmp/upstream.conf
+# nginx.conf includes /tmp/upstream.conf; UPSTREAM_CONF moves it for the test (nginx-entrypoint.test.ts).
+UPSTREAM=${UPSTREAM_CONF:-/tmp/upstream.conf}
 NAME=tasks.app
 
 v=$(nginx -v 2>&1)

@@ -1,17 +1,17 @@
 // The Swarm stack file generated from docker-compose.yml: what a rolling update, a replaced
 // task and the published port depend on. Needs the compose CLI (not a Docker engine).
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { composeCommand } from "../cluster/docker.ts";
-import { stackFile } from "./stack.ts";
+import { configName, stackFile } from "./stack.ts";
 
 type Svc = {
   environment: Record<string, string>;
   stop_grace_period: string;
-  healthcheck?: { interval: string; timeout: string; retries: number };
+  healthcheck?: { interval: string; timeout: string; retries: number; test?: unknown };
   ports?: { mode: string; published: number }[];
   deploy: {
     endpoint_mode: string;
@@ -23,6 +23,7 @@ type Svc = {
   cap_drop: string[];
 };
 
+const repoRoot = resolve(import.meta.dirname, "../..");
 const seconds = (d: string) => Number(/^(\d+)s$/.exec(d)?.[1] ?? NaN);
 
 describe.skipIf(!composeCommand())("Swarm stack file (infra/swarm/stack.ts)", () => {
@@ -55,6 +56,13 @@ describe.skipIf(!composeCommand())("Swarm stack file (infra/swarm/stack.ts)", ()
     }
   });
 
+  it("checks the app with the image's own HEALTHCHECK (probe.sh), not a copy of it", () => {
+    // No `test:` in docker-compose.yml or the stack: Docker takes the image's, and the stack sets timings only.
+    expect(services.app!.healthcheck).not.toHaveProperty("test");
+    const dockerfile = readFileSync(join(repoRoot, "services/app/Dockerfile"), "utf8");
+    expect(dockerfile).toMatch(/^HEALTHCHECK .*CMD \["bash", "\/app\/probe\.sh", "\/healthz"\]$/m);
+  });
+
   it("rolls the app start-first with rollback, uses DNS round-robin, publishes nginx in host mode", () => {
     const app = services.app!;
     expect(app.deploy.update_config).toMatchObject({ order: "start-first", failure_action: "rollback" });
@@ -66,5 +74,15 @@ describe.skipIf(!composeCommand())("Swarm stack file (infra/swarm/stack.ts)", ()
       expect(s.cap_drop).toEqual(["ALL"]);
     }
     expect(services.nginx!.ports).toEqual([{ target: 8080, published: 18000, protocol: "tcp", mode: "host" }]);
+  });
+
+  it("names every config within Swarm's 64 characters and distinct per stack, whatever the stack name", () => {
+    const valid = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}[a-zA-Z0-9]$/;
+    const names = ["esc-verify-concurrent-session-4yv4bo", "esc-verify-concurrent-session-9zq1xx", "esc"].map((stack) =>
+      configName(stack, "nginx_client_limits", "limit_req_zone ..."),
+    );
+    for (const n of names) expect(n).toMatch(valid);
+    expect(new Set(names).size).toBe(3);
+    expect(names[2]).toBe(`esc_nginx_client_limits_${names[2]!.slice(-10)}`);
   });
 });

@@ -55,10 +55,22 @@ async function composeConfig(env: Record<string, string>): Promise<ComposeConfig
   return parse(out) as ComposeConfig;
 }
 
-/** A config whose name carries its content's hash: Swarm configs are immutable, a changed file gets a new one. */
+const sha = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
+
+/**
+ * A config whose name carries its content's hash: Swarm configs are immutable, a changed file
+ * gets a new one. Swarm refuses a name past 64 characters: a long stack name is cut, with a
+ * hash of the whole name so two stacks still get different configs.
+ */
+export function configName(stack: string, key: string, content: string | Buffer): string {
+  const suffix = `_${key}_${sha(content).slice(0, 10)}`;
+  const name = `${stack}${suffix}`;
+  if (name.length <= 64) return name;
+  return `${stack.slice(0, 64 - suffix.length - 9)}-${sha(stack).slice(0, 8)}${suffix}`;
+}
+
 function config(stack: string, key: string, file: string): { name: string; file: string } {
-  const hash = createHash("sha256").update(readFileSync(file)).digest("hex").slice(0, 10);
-  return { name: `${stack}_${key}_${hash}`, file };
+  return { name: configName(stack, key, readFileSync(file)), file };
 }
 
 export async function stackFile(stack: string, opts: StackOptions): Promise<string> {
@@ -87,7 +99,9 @@ export async function stackFile(stack: string, opts: StackOptions): Promise<stri
       // slot would stay empty until the next update (the service under-replicated, and no
       // command short of `docker service update --force` of every task fills it); with `any`
       // Swarm replaces it as it replaces a crashed one, and `make start` waits for that.
-      restart_policy: { condition: "any", delay: "1s", window: "10s" },
+      // No delay before the replacement starts (the goal is a new task taking traffic within 10 s
+      // of a kill): a crash loop is still paced by the container's own start, 1-5 s here.
+      restart_policy: { condition: "any", delay: "0s", window: "10s" },
     };
     // DNS round-robin, no virtual IP: a VIP needs IPVS in the kernel (absent on some hosts,
     // this one included), and each service here has one task or is balanced by nginx.
@@ -134,12 +148,13 @@ export async function stackFile(stack: string, opts: StackOptions): Promise<stri
   const drainMs = Number(app.environment.SHUTDOWN_DRAIN_MS ?? 10_000);
   app.stop_grace_period = `${Math.ceil((Number(app.environment.SHUTDOWN_DELAY_MS) + drainMs) / 1000) + 5}s`;
   // In Swarm a failed health check is fatal: three in a row and Swarm stops the task, however
-  // well it serves. On this 2-core host at load 24-34 the app's check (`docker exec` of a node
-  // process) took 4-7.5 s with the cluster idle, and three in a row passed 10 s: Swarm stopped
-  // healthy replicas, two at once, and nginx had none left (Compose only marks them
-  // unhealthy). So a check may take 30 s before it counts as failed. The interval is short
-  // instead: a new task enters DNS (and nginx) at its first passing check, and Docker 20.10
-  // has no start_interval.
+  // well it serves. On this 2-core host at load 24-34 the app's check (then a `node` process)
+  // took 4-7.5 s with the cluster idle, and three in a row passed 10 s: Swarm stopped healthy
+  // replicas, two at once, and nginx had none left (Compose only marks them unhealthy). So a
+  // check may take 30 s before it counts as failed. The interval is short instead: a new task
+  // enters DNS (and nginx) at its first passing check, and Docker 20.10 has no start_interval.
+  // Not shorter: each check is a `docker exec` (runc), about 0.1 core-second even for the app's
+  // bash probe, so every second would take a tenth of a core per task.
   for (const svc of [redis, app, nginx])
     if (svc.healthcheck)
       svc.healthcheck = { ...(svc.healthcheck as Record<string, unknown>), interval: "2s", timeout: "30s" };
