@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium, type BrowserContext, type Page } from "playwright-core";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { LocalCluster } from "../infra/cluster/local-cluster.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -169,5 +169,94 @@ describe("the page at /", () => {
     await page.getByRole("button", { name: "Log out" }).click();
     await page.locator("#login-form").waitFor({ state: "visible" });
     expect(await page.locator("#error").textContent()).toBe("");
+  });
+});
+
+// A login whose answer is lost (Redis applied it after the app answered 503) is replayed only to the
+// old cookie with the same Idempotency-Key (docs/security.md, "A login whose answer was lost").
+// CLIENT PAUSE WRITE holds writes as a failover does; reads pass, so each attempt's rotation waits.
+describe("the page's login across a Redis write pause", () => {
+  afterEach(async () => {
+    await cluster.redisCommand("CLIENT", "UNPAUSE");
+  });
+  const loginText = () => page.locator("#error").textContent();
+  async function countTo3ThenFillName(name: string): Promise<void> {
+    await openPage();
+    for (let n = 1; n <= 3; n++) await increment(n);
+    await page.locator("#login-form").waitFor({ state: "visible" });
+    await page.getByLabel("Name").fill(name);
+  }
+  async function expectLoggedInWithCount3(name: string): Promise<void> {
+    const outcome = await page
+      .locator("#logged-in")
+      .waitFor({ state: "visible", timeout: 20_000 })
+      .then(
+        () => "logged in",
+        async () => `not logged in: ${await loginText()}`,
+      );
+    expect(outcome).toBe("logged in");
+    expect(await page.locator("#user-name").textContent()).toBe(name);
+    await page.getByRole("button", { name: "Refresh" }).click();
+    await waitForCount(3);
+  }
+  async function logInUntilAnError(): Promise<string> {
+    await page.getByRole("button", { name: "Log in" }).click();
+    await page.waitForFunction(() => (document.getElementById("error")?.textContent ?? "") !== "", undefined, {
+      timeout: 30_000,
+    });
+    return (await loginText())!;
+  }
+  /** Waits until Redis takes writes again (the paused rotation then runs): a write blocks until then. */
+  async function waitForWrites(): Promise<void> {
+    for (let i = 0; i < 6; i++) {
+      const answer = await cluster.redisCommand("SET", "page-test:pause-probe", "1", "PX", "1000").catch(() => "");
+      if (answer === "OK") return;
+    }
+    throw new Error("Redis still holds writes after 30 s");
+  }
+
+  it("logs in through a 6 s pause by retrying with the same key, and keeps the count", async () => {
+    await countTo3ThenFillName("ada");
+    await cluster.redisCommand("CLIENT", "PAUSE", "6000", "WRITE");
+    await page.getByRole("button", { name: "Log in" }).click();
+    await expectLoggedInWithCount3("ada");
+  });
+
+  it("replays a login Redis applied after the page stopped retrying when Log in is clicked again", async () => {
+    await countTo3ThenFillName("ada");
+    // Longer than the page retries a login (about 11 s): it gives up, then Redis applies the login.
+    await cluster.redisCommand("CLIENT", "PAUSE", "20000", "WRITE");
+    const gaveUp = await logInUntilAnError();
+    await waitForWrites();
+    await page.getByRole("button", { name: "Log in" }).click();
+    await expectLoggedInWithCount3("ada");
+    expect(gaveUp).toContain("log in again with the same name");
+  });
+
+  it("replays it after a reload too: the key is kept in the tab's sessionStorage", async () => {
+    await countTo3ThenFillName("grace");
+    await cluster.redisCommand("CLIENT", "PAUSE", "20000", "WRITE");
+    await logInUntilAnError();
+    await waitForWrites();
+    await page.reload();
+    await page.locator("#login-form").waitFor({ state: "visible" });
+    await page.getByLabel("Name").fill("grace");
+    await page.getByRole("button", { name: "Log in" }).click();
+    await expectLoggedInWithCount3("grace");
+  });
+
+  it("explains a login refused because an earlier login from this browser replaced the session", async () => {
+    await countTo3ThenFillName("ada");
+    // Another login with this browser's cookie whose answer the browser never saw.
+    const cookie = (await browser.cookies()).find((c) => c.httpOnly)!;
+    const elsewhere = await fetch(`${cluster.baseUrl()}/api/login`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Cookie: `${cookie.name}=${cookie.value}` },
+      body: JSON.stringify({ name: "ada" }),
+    });
+    expect(elsewhere.status).toBe(200);
+    await logInUntilAnError();
+    expect(await loginText()).toContain("An earlier login from this browser");
+    expect(await page.locator("#login-form").isVisible()).toBe(true);
   });
 });

@@ -3,6 +3,11 @@
 
 const STRIP_SIZE = 24;
 const RETRY_DELAYS_MS = [250, 500, 1000]; // then give up: 4 attempts in under 2 s
+// A login is retried for longer, to outlast a Redis failover (6 attempts in about 11 s when each gets a
+// 503 after the app's command timeout; under 60 s even if each waits out the 8 s fetch timeout).
+const LOGIN_RETRY_DELAYS_MS = [250, 500, 1000, 2000, 4000];
+// How long the server keeps the record that replays a login whose answer was lost (REPLACED_TTL_SECONDS).
+const LOGIN_RECORD_MS = 60_000;
 const WATCH_EVERY_MS = 1000;
 const WATCH_LIMIT = 120; // "Watch" stops by itself after two minutes
 
@@ -141,12 +146,15 @@ function renderLegend() {
   );
 }
 
+/** No answer (status 0), 502, 503 or 504: the request may or may not have been applied. */
+const indeterminate = (status) => status === 0 || status === 502 || status === 503 || status === 504;
+
 /**
  * One API call, recorded in the strip. With `retry`, a network error, timeout, 502, 503 or 504
- * is sent again with the same headers (so the same Idempotency-Key): the server applies a key
- * once, so the retry cannot count twice.
+ * is sent again with the same headers (so the same Idempotency-Key), after each of `delays`: the
+ * server applies a key once, so the retry cannot count twice.
  */
-async function call(method, path, { body, key, retry = false } = {}) {
+async function call(method, path, { body, key, retry = false, delays = RETRY_DELAYS_MS } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (key) headers["Idempotency-Key"] = key;
@@ -178,13 +186,12 @@ async function call(method, path, { body, key, retry = false } = {}) {
       requestId: res?.headers.get("X-Request-ID"),
       ms: performance.now() - started,
     });
-    const retryable = networkError !== undefined || status === 502 || status === 503 || status === 504;
-    if (retry && retryable && attempt <= RETRY_DELAYS_MS.length) {
+    if (retry && indeterminate(status) && attempt <= delays.length) {
       say(
         `${networkError ? "No answer" : `Got ${status}`}; retrying with the same Idempotency-Key (attempt ` +
           `${attempt + 1})…`,
       );
-      await sleep(RETRY_DELAYS_MS[attempt - 1]);
+      await sleep(delays[attempt - 1]);
       continue;
     }
     if (networkError)
@@ -286,15 +293,68 @@ async function account() {
   showAccount(res.ok && typeof name === "string" ? "in" : "out", name);
 }
 
+// A login whose answer was lost (Redis may have applied it after the app answered 503) is replayed
+// only to the old cookie with the same Idempotency-Key, for LOGIN_RECORD_MS: so its key is kept
+// until a definite answer, and the next login with the same name sends it again. Kept in the tab's
+// sessionStorage, not a variable, because reloading is what a user does after an error. It adds no
+// exposure: a script that can read it can already send requests with the (HttpOnly) cookie.
+const PENDING_LOGIN = "pending-login";
+
+function loginKeyFor(name) {
+  try {
+    const pending = JSON.parse(sessionStorage.getItem(PENDING_LOGIN) ?? "null");
+    if (pending?.name === name && Date.now() < pending.until) return pending;
+  } catch {
+    // No storage (blocked by the browser) or a value this page did not write: no pending login.
+  }
+  return { name, key: newKey(), until: Date.now() + LOGIN_RECORD_MS };
+}
+
+function keepLogin(pending) {
+  try {
+    if (pending) sessionStorage.setItem(PENDING_LOGIN, JSON.stringify(pending));
+    else sessionStorage.removeItem(PENDING_LOGIN);
+  } catch {
+    // Without storage the key is not kept: the next login is a new one.
+  }
+}
+
 async function login() {
   const name = ui.loginName.value.trim();
   if (!name) {
     ui.loginName.focus();
     return fail("Enter a name to log in.");
   }
-  // Keyed and retried: a login whose answer is lost (a 503 after Redis applied it) is replayed to
-  // this cookie with this key, so the retry gets the new session instead of a 409.
-  const { res, data } = await call("POST", "/api/login", { body: { name }, key: newKey(), retry: true });
+  // Another name makes another login: the key kept for the previous name is dropped.
+  const pending = loginKeyFor(name);
+  keepLogin(pending);
+  const maybeApplied = "The login may have gone through: log in again with the same name within a minute.";
+  let res;
+  let data;
+  try {
+    ({ res, data } = await call("POST", "/api/login", {
+      body: { name },
+      key: pending.key,
+      retry: true,
+      delays: LOGIN_RETRY_DELAYS_MS,
+    }));
+  } catch (err) {
+    throw new Error(`${err.message} ${maybeApplied}`, { cause: err });
+  }
+  if (indeterminate(res.status)) return fail(`${problem(res, data)} ${maybeApplied}`);
+  keepLogin(undefined);
+  if (res.status === 409 && data?.error === "session_replaced") {
+    // Another login from this browser replaced the session: another tab's (the browser now holds its
+    // cookie) or one whose answer was lost and whose key this page no longer has.
+    await account();
+    if (!ui.loggedIn.hidden)
+      return say(`Another login from this browser got there first: logged in as ${ui.userName.textContent}.`);
+    return fail(
+      "An earlier login from this browser went through but its answer was lost, and its session is reached " +
+        "only by logging in again from the same tab with the same name within a minute. Otherwise log in " +
+        "again after a minute: that starts a new session at 0.",
+    );
+  }
   if (!res.ok) return fail(problem(res, data));
   say(`Logged in as ${name}.`);
   await account();
