@@ -200,6 +200,28 @@ describe("checker", () => {
     expect(unsettled).toMatchObject({ ok: false, figures: { unsettled: 1, resent: 0 } });
   });
 
+  it("lets a drain on a reloading proxy resend only attempts whose connection closed unanswered", () => {
+    // run-scenario.ts on Swarm with nginx < 1.27.3: a reload resets idle keep-alive connections.
+    const relaxed = { noFailures: false, noFailedRequests: true, resendOnlyClosedConnections: true };
+    const reset = [
+      attempt(100, "indeterminate", { reason: "ECONNRESET", status: 0 }),
+      attempt(200, "ok", { count: 3 }),
+    ];
+    const ok = check(history(user(0, [...sequential(2), reset], 3), { keyed: true }), relaxed);
+    expect(ok.checks.find((c) => c.name === "no failures")?.ok).toBe(true);
+    // What no reload causes still fails it, resent or not.
+    for (const [reason, status] of [
+      ["store_timeout", 503],
+      ["no_replica", 502],
+    ] as const) {
+      const bad = [attempt(100, "indeterminate", { reason, status }), attempt(200, "ok", { count: 3 })];
+      const v = check(history(user(0, [...sequential(2), bad], 3), { keyed: true }), relaxed).checks.find(
+        (c) => c.name === "no failures",
+      );
+      expect(v?.ok, `${reason}: ${v?.summary}`).toBe(false);
+    }
+  });
+
   it("fails slow 503s and client timeouts where fast failures are promised", () => {
     const slow = [[attempt(10, "failed", { reason: "store_unavailable", t1: 4010 })]];
     const v = check(history(user(0, slow, 0)), { fastFailuresMs: 2000 });

@@ -12,6 +12,12 @@ export type Expectations = {
    * user saw succeed; such attempts are counted and reported by reason, not hidden.
    */
   noFailedRequests?: boolean;
+  /**
+   * With noFailedRequests: only attempts whose connection closed unanswered (a reset, no answer)
+   * may be resent; any answered failure (503, 502, 429...) still fails the check. For a drain on
+   * a platform whose proxy reloads close idle keep-alive connections.
+   */
+  resendOnlyClosedConnections?: boolean;
   /** Every failed answer must come within this many ms, and no request may time out (a Redis outage). */
   fastFailuresMs?: number;
   /**
@@ -310,6 +316,9 @@ export function checkFailures(h: History, expect: Expectations): Check {
   let requests = 0;
   let unsettled = 0;
   let resent = 0;
+  // Failed or unknown attempts the promise does not allow even when resent (resendOnlyClosedConnections).
+  let refused = 0;
+  const closedUnanswered = (a: Op["attempts"][number]) => a.status === 0 && a.reason !== "ETIMEDOUT";
   for (const op of h.ops) {
     if (op.kind === "increment") {
       requests++;
@@ -321,6 +330,7 @@ export function checkFailures(h: History, expect: Expectations): Check {
       if (a.outcome === "ok") continue;
       if (a.outcome === "failed") failed++;
       else indet++;
+      if (!closedUnanswered(a)) refused++;
       reasons.set(a.reason, (reasons.get(a.reason) ?? 0) + 1);
     }
   }
@@ -330,16 +340,19 @@ export function checkFailures(h: History, expect: Expectations): Check {
     .join(", ");
   const attempts = `${failed} failed, ${indet} indeterminate attempts${why ? ` (${why})` : ""}`;
   const figures = { failed, indeterminate: indet, requests, unsettled, resent };
-  if (expect.noFailedRequests === true && expect.noFailures !== true)
+  if (expect.noFailedRequests === true && expect.noFailures !== true) {
+    const strict = expect.resendOnlyClosedConnections === true;
     return {
       name: "no failures",
       consistency: false,
-      ok: unsettled === 0,
+      ok: unsettled === 0 && (!strict || refused === 0),
       summary:
         `${unsettled} of ${requests} increments not acknowledged (promised: 0); ${attempts}, ` +
-        `${resent} of them resent with their key and acknowledged`,
-      figures: { ...figures, promised: "requests" },
+        `${resent} of them resent with their key and acknowledged` +
+        (strict ? `; ${refused} answered or timed out (promised: 0, only closed connections may be resent)` : ""),
+      figures: { ...figures, promised: strict ? "requests, resending closed connections only" : "requests", refused },
     };
+  }
   const promised = expect.noFailures === true;
   return {
     name: "no failures",

@@ -254,11 +254,13 @@ export async function runScenario(s: Scenario, o: RunOptions): Promise<ScenarioR
     // On Swarm with nginx < 1.27.3, nginx follows a replaced task by reloading, and a reload
     // closes idle client keep-alive connections: a POST racing that close is reset unanswered,
     // and its user resends it with its Idempotency-Key (as in rolling-update). There a drain's
-    // promise holds for requests: every increment acknowledged, the resent attempts reported
-    // by reason. A scenario without faults (no task replaced, no reload) keeps the strict promise.
+    // promise holds for requests: every increment acknowledged, and only attempts whose
+    // connection closed unanswered resent (reported by reason); an answered 503 or 502 still
+    // fails it. A scenario without faults (no task replaced, no reload) keeps the strict promise.
     if (expect.noFailures && s.faults && keyed && (await reloadsToFollowTasks(cluster))) {
       expect.noFailures = false;
       expect.noFailedRequests = true;
+      expect.resendOnlyClosedConnections = true;
       log(`${tag} nginx follows the tasks by reloading: "no failures" counts requests, not attempts`);
     }
     const verdict = check(history, expect);
