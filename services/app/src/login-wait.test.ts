@@ -50,7 +50,7 @@ async function failOver(): Promise<TestApp> {
 
 /**
  * Runs `fn` with the replica frozen: still a connected replica to the primary, acknowledging nothing
- * new, as a lagging one. A WAIT then comes back short only if it waits for a write made since.
+ * new, as a lagging one: a WAIT for anything written since comes back short.
  */
 async function withReplicaFrozen(fn: () => Promise<void>): Promise<void> {
   const pid = Number(/process_id:(\d+)/.exec(await replica.admin.info("server"))?.[1]);
