@@ -112,7 +112,7 @@ const schema = z
     if (c.REDIS_WAIT_REPLICAS > 0 && c.REDIS_WAIT_TIMEOUT_MS >= c.REDIS_COMMAND_TIMEOUT_MS) {
       const message =
         `must be below REDIS_COMMAND_TIMEOUT_MS (${c.REDIS_COMMAND_TIMEOUT_MS}), ` +
-        "which bounds the increment and its WAIT";
+        "which bounds each write and its WAIT";
       ctx.addIssue({ code: "custom", path: ["REDIS_WAIT_TIMEOUT_MS"], message });
     }
     // A fault hook that kills the process must never reach a real deployment by accident.
@@ -179,7 +179,7 @@ export type Config = Readonly<{
           password: string | undefined;
         }>
       | undefined;
-    /** Replicas that must acknowledge an increment (WAIT) before it is answered; 0 = none. */
+    /** Replicas that must acknowledge an increment, login or logout (WAIT) before it is answered; 0 = none. */
     waitReplicas: number;
     waitTimeoutMs: number;
     commandTimeoutMs: number;

@@ -5,7 +5,7 @@ import type { Request } from "express";
 import type { SessionData } from "express-session";
 import type { RedisClient } from "./redis.ts";
 import type { Config } from "./config.ts";
-import { badRequest, conflict, HttpError, StoreUnavailableError, unprocessable } from "./errors.ts";
+import { badRequest, conflict, HttpError, unprocessable } from "./errors.ts";
 import { sigkillAfterIncrement, type AfterApplied } from "./fault.ts";
 import { type NewSessionGate } from "./new-sessions.ts";
 import {
@@ -18,7 +18,7 @@ import {
   SESSION_COUNT_LUA,
   sessionSerializer,
 } from "./session.ts";
-import { withStore } from "./redis.ts";
+import { execAndWait, replicaWait, withStore, type Pipeline, type ReplicaWait } from "./redis.ts";
 
 export type IncrementResult = { count: number; replayed: boolean };
 export type IncrementRequest = { by: number; idempotencyKey: string | undefined };
@@ -142,7 +142,7 @@ export class AtomicCounter implements Counter {
   readonly #absoluteMs: number;
   readonly #afterApplied: AfterApplied | undefined;
   readonly #legacy: boolean;
-  readonly #wait: { replicas: number; timeoutMs: number };
+  readonly #wait: ReplicaWait;
   constructor(redis: RedisClient, config: Config, gate: NewSessionGate) {
     this.#legacy = readsLegacyKeys(config);
     this.#redis = redis;
@@ -152,7 +152,7 @@ export class AtomicCounter implements Counter {
     this.#maxKeys = config.idempotencyMaxKeys;
     this.#absoluteMs = config.session.absoluteTimeoutSeconds * 1000;
     this.#afterApplied = sigkillAfterIncrement(config);
-    this.#wait = { replicas: config.redis.waitReplicas, timeoutMs: config.redis.waitTimeoutMs };
+    this.#wait = replicaWait(config);
     // defineCommand sends EVALSHA and falls back to EVAL once after a Redis restart.
     redis.defineCommand("counterIncrement", { lua: INCREMENT_LUA });
   }
@@ -222,31 +222,17 @@ export class AtomicCounter implements Counter {
   }
 
   /**
-   * The script, then WAIT for REDIS_WAIT_REPLICAS replicas, pipelined: one round trip, and the
-   * same connection, which WAIT needs (it waits for this client's own last write). An applied
-   * increment (or a replay, whose touch is a write too, so WAIT also covers the original) that
-   * too few replicas acknowledged in time is answered as a store_timeout: it is on the primary
+   * The script, then WAIT for REDIS_WAIT_REPLICAS replicas, pipelined (redis.ts execAndWait). An
+   * applied increment (or a replay, whose touch is a write too, so WAIT also covers the original)
+   * that too few replicas acknowledged in time is answered as a store_timeout: it is on the primary
    * and may or may not survive a failover, so the client retries with its key.
    */
-  // Only one Redis or Sentinel's primary gets here: config refuses REDIS_WAIT_REPLICAS with Redis
-  // Cluster, where ioredis would send the key-less WAIT to a random node, not the script's.
   async #incrementAndWait(args: (string | number)[]): Promise<[number, number]> {
-    const p = this.#redis.pipeline() as ReturnType<RedisClient["pipeline"]> & {
-      counterIncrement(...a: (string | number)[]): unknown;
-    };
-    p.counterIncrement(...args);
-    p.wait(this.#wait.replicas, this.#wait.timeoutMs);
-    const res = await p.exec();
-    if (res === null) throw new Error("Connection is closed.");
-    const [[scriptErr, result], [waitErr, acked]] = res as [[Error | null, unknown], [Error | null, unknown]];
-    if (scriptErr) throw scriptErr;
-    const [status, count] = result as [number, number];
-    if (status !== 0 && status !== 1) return [status, count];
-    if (waitErr) throw new StoreUnavailableError(waitErr, "unknown");
-    if (typeof acked !== "number" || acked < this.#wait.replicas) {
-      const why = `WAIT ${this.#wait.replicas} ${this.#wait.timeoutMs}: ${String(acked)} replicas acknowledged`;
-      throw new StoreUnavailableError(new Error(why), "unknown");
-    }
+    const { results, replicated } = await execAndWait(this.#redis, this.#wait, (p) => {
+      (p as Pipeline & { counterIncrement(...a: (string | number)[]): Pipeline }).counterIncrement(...args);
+    });
+    const [status, count] = results[0] as [number, number];
+    if (status === 0 || status === 1) replicated();
     return [status, count];
   }
 

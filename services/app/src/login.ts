@@ -10,7 +10,15 @@ import { keyFingerprint, parseIdempotencyKey } from "./counter.ts";
 import { badRequest, conflict, unprocessable } from "./errors.ts";
 import { sigkillAfterIncrement, type AfterApplied } from "./fault.ts";
 import type { NewSessionGate } from "./new-sessions.ts";
-import { toStoreError, withStore, type RedisClient } from "./redis.ts";
+import {
+  execAndWait,
+  replicaWait,
+  toStoreError,
+  withStore,
+  type Pipeline,
+  type RedisClient,
+  type ReplicaWait,
+} from "./redis.ts";
 import {
   foldLegacyLua,
   generateInSlotOf,
@@ -73,7 +81,8 @@ store(KEYS[1], join(ARGV[1], count), ARGV[2], false)
 return {1, count}
 `;
 
-type RotateFn = (numKeys: number, ...args: (string | number)[]) => Promise<[0, string | null, 0 | 1] | [1, number]>;
+type RotateResult = [0, string | null, 0 | 1] | [1, number];
+type RotateFn = (...args: (string | number)[]) => Promise<RotateResult>;
 
 /** A login's Idempotency-Key, and the fingerprint of what it asked for (the name). */
 export type LoginKey = { key: string; fingerprint: string };
@@ -109,7 +118,8 @@ export function loginFingerprint(name: string): string {
 const keyHash = (key: string): Buffer => createHash("sha256").update(key).digest();
 
 export class SessionRotator {
-  readonly #redis: (RedisClient & { sessionRotate?: RotateFn }) | undefined;
+  readonly #redis: RedisClient | undefined;
+  readonly #wait: ReplicaWait;
   readonly #ttlSeconds: number;
   readonly #gate: NewSessionGate;
   readonly #legacy: boolean;
@@ -124,6 +134,7 @@ export class SessionRotator {
     this.#secrets = config.session.secrets;
     this.#gate = gate;
     this.#afterApplied = sigkillAfterIncrement(config);
+    this.#wait = replicaWait(config);
     redis?.defineCommand("sessionRotate", { lua: ROTATE_LUA });
   }
 
@@ -163,12 +174,12 @@ export class SessionRotator {
           k.push(keys.separateCounter(oldId));
           if (this.#legacy) k.push(keys.legacy.counter(oldId), keys.legacy.idempotency(oldId));
         }
-        const fn = this.#redis.sessionRotate as RotateFn;
         const json = sessionSerializer.stringify(req.session as SessionData, false);
         const record = key && existed ? `${keyHash(key.key).toString("base64url")} ${key.fingerprint} ${id}` : "";
-        const result = await withStore(() =>
-          fn.call(this.#redis, k.length, ...k, json, this.#ttlSeconds, REPLACED_TTL_SECONDS, id, record),
-        );
+        const args = [k.length, ...k, json, this.#ttlSeconds, REPLACED_TTL_SECONDS, id, record];
+        // With REDIS_WAIT_REPLICAS, acknowledged only once replicas hold it, as an increment is: the
+        // client's new cookie must not name a session a failover loses (the count left on the old id).
+        const { result, replicated } = await withStore(() => this.#runRotate(args));
         if (result[0] === 0) {
           // A login with this cookie and key got there first (a retry overtaking its original).
           const replayed = key && (await this.#replay(req, result[1], key));
@@ -180,6 +191,7 @@ export class SessionRotator {
               )
             : conflict("session_expired", "The session was logged out or expired while logging in; log in again.");
         }
+        replicated();
         this.#afterApplied?.(key?.key);
         const value = result[1];
         if (value) req.session.count = value;
@@ -201,20 +213,40 @@ export class SessionRotator {
     }
   }
 
+  /** The rotation's script; with REDIS_WAIT_REPLICAS pipelined with its WAIT (redis.ts execAndWait). */
+  async #runRotate(args: (string | number)[]): Promise<{ result: RotateResult; replicated: () => void }> {
+    const redis = this.#redis as RedisClient & { sessionRotate: RotateFn };
+    if (this.#wait.replicas === 0) return { result: await redis.sessionRotate(...args), replicated: () => {} };
+    const { results, replicated } = await execAndWait(redis, this.#wait, (p) => {
+      (p as Pipeline & { sessionRotate(...a: (string | number)[]): Pipeline }).sessionRotate(...args);
+    });
+    return { result: results[0] as RotateResult, replicated };
+  }
+
   /**
    * For a logout sent with the cookie from before a login (its answer late or lost): deletes that
    * login's record, so no retry still queued in the client hands the session back, then destroys
    * through the store, which follows the replaced marker to the session the login made, so a late
    * answer's cookie names nothing either. Whoever holds the old cookie can so log out the session
-   * a login made from it, for the marker's 60 s (as a logout racing the login always could), and
-   * never obtain it.
+   * a login made from it, for the marker's 60 s, and never obtain it.
    */
   async logOutReplaced(req: Request): Promise<void> {
     const redis = this.#redis;
     if (!redis || req.session.createdAt !== undefined) return;
     const sid = signedSessionId(req, this.#cookieName, this.#secrets);
     if (sid === undefined || sid === req.sessionID) return;
-    await withStore(() => redis.del(keys.login(sid)));
+    if (this.#wait.replicas === 0) await withStore(() => redis.del(keys.login(sid)));
+    else {
+      // With REDIS_WAIT_REPLICAS, on the replicas before the logout is answered, as the destroy is.
+      // This is also a logout's retry after a 503 (its session is gone): a short-lived empty record
+      // (reads as no record) rather than a DEL, because a DEL of nothing writes nothing, and WAIT
+      // waits for this connection's last write. Written, it also covers the first try's deletions
+      // when another replica of the app, another connection, made them.
+      const { replicated } = await withStore(() =>
+        execAndWait(redis, this.#wait, (p) => void p.set(keys.login(sid), "", "EX", 1)),
+      );
+      replicated();
+    }
     await new Promise<void>((resolve, reject) =>
       req.sessionStore.destroy(sid, (err) => (err ? reject(toStoreError(err)) : resolve())),
     );
@@ -262,6 +294,20 @@ export class SessionRotator {
         "session_expired",
         "The session this login made has since been logged out or has expired; log in again.",
       );
+    }
+    // The rotation being replayed may have been made on another connection (another replica of the app)
+    // and answered 503 for want of replicas: a write here (a touch of the session) puts this connection's
+    // last write past it, so that WAIT covers it (it waits for that write on Redis 7.2+, for the last
+    // command on 7.0), and the replay is acknowledged only when the rotation would have been.
+    const redis = this.#redis;
+    if (redis && this.#wait.replicas > 0) {
+      const { replicated } = await withStore(() =>
+        execAndWait(redis, this.#wait, (p) => {
+          p.expire(keys.session(id), this.#ttlSeconds);
+          p.expire(keys.idempotency(id), this.#ttlSeconds);
+        }),
+      );
+      replicated();
     }
     req.sessionID = id;
     req.sessionStore.createSession(req, sess);

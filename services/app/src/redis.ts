@@ -272,6 +272,53 @@ export async function withStore<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** REDIS_WAIT_REPLICAS and REDIS_WAIT_TIMEOUT_MS: how many replicas must hold a write before it is answered. */
+export type ReplicaWait = { readonly replicas: number; readonly timeoutMs: number };
+export const replicaWait = (config: Config): ReplicaWait => ({
+  replicas: config.redis.waitReplicas,
+  timeoutMs: config.redis.waitTimeoutMs,
+});
+
+export type Pipeline = ReturnType<RedisClient["pipeline"]>;
+
+/**
+ * Runs the commands `queue` adds to a pipeline, followed by WAIT for `wait.replicas` replicas
+ * (none when it is 0): one round trip, and the same connection, which WAIT needs (it waits for
+ * this client's own last write; a WAIT sent apart could go out on a new connection after a
+ * reconnect and wait for nothing). Resolves to the commands' results (the first error a command
+ * got is thrown) and `replicated()`, which throws a 503 store_timeout when fewer replicas
+ * acknowledged in time: the writes are on the primary and may or may not survive a failover, so
+ * the client retries. The caller calls it when what it is about to acknowledge was written.
+ */
+// Only one Redis or Sentinel's primary gets a WAIT: config refuses REDIS_WAIT_REPLICAS with Redis
+// Cluster, where ioredis would send the key-less WAIT to a random node, not the one that wrote.
+export async function execAndWait(
+  redis: RedisClient,
+  wait: ReplicaWait,
+  queue: (p: Pipeline) => void,
+): Promise<{ results: unknown[]; replicated: () => void }> {
+  const p = redis.pipeline();
+  queue(p);
+  const n = p.length;
+  if (wait.replicas > 0) p.wait(wait.replicas, wait.timeoutMs);
+  const res = await p.exec();
+  if (res === null) throw new Error("Connection is closed.");
+  const results = res.slice(0, n).map(([err, value]) => {
+    if (err) throw err;
+    return value;
+  });
+  const replicated = () => {
+    if (wait.replicas === 0) return;
+    const [waitErr, acked] = res[n] as [Error | null, unknown];
+    if (waitErr) throw new StoreUnavailableError(waitErr, "unknown");
+    if (typeof acked !== "number" || acked < wait.replicas) {
+      const why = `WAIT ${wait.replicas} ${wait.timeoutMs}: ${String(acked)} replicas acknowledged`;
+      throw new StoreUnavailableError(new Error(why), "unknown");
+    }
+  };
+  return { results, replicated };
+}
+
 /**
  * Asks every Sentinel of REDIS_SENTINELS for the primary of REDIS_SENTINEL_NAME before the
  * replica starts. Returns the problems that make the topology wrong (no Sentinel answers, a

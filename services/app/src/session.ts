@@ -8,7 +8,7 @@ import { RedisStore } from "connect-redis";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { readCookie, unsignSessionId } from "./middleware/session-guard.ts";
-import { toStoreError, type RedisClient } from "./redis.ts";
+import { execAndWait, replicaWait, toStoreError, type RedisClient, type ReplicaWait } from "./redis.ts";
 import { newSessionId, sessionIdInSlotOf } from "./session-id.ts";
 
 declare module "express-session" {
@@ -208,20 +208,28 @@ type Cb = (err?: any, data?: any) => void;
 
 /**
  * connect-redis with the keys that live and die with a session: a touch extends the session and
- * its idempotency records; a destroy deletes both (and what older layouts kept beside them). With
- * `scriptOwnsCount` (COUNTER=atomic) a write keeps the count Redis holds (SET_KEEPING_COUNT_LUA).
+ * its idempotency records; a destroy deletes both (and what older layouts kept beside them), and with
+ * `wait` (REDIS_WAIT_REPLICAS) is acknowledged only once replicas hold it. With `scriptOwnsCount`
+ * (COUNTER=atomic) a write keeps the count Redis holds (SET_KEEPING_COUNT_LUA).
  */
 export class CounterTiedRedisStore extends RedisStore {
   readonly #redis: RedisClient & { sessionSetKeepingCount?: SetKeepingCountFn };
   readonly #ttlSeconds: number;
   readonly #legacy: boolean;
   readonly #scriptOwnsCount: boolean;
-  constructor(redis: RedisClient, ttlSeconds: number, legacyKeys: boolean, opts: { scriptOwnsCount?: boolean } = {}) {
+  readonly #wait: ReplicaWait;
+  constructor(
+    redis: RedisClient,
+    ttlSeconds: number,
+    legacyKeys: boolean,
+    opts: { scriptOwnsCount?: boolean; wait?: ReplicaWait } = {},
+  ) {
     super({ client: redis, prefix: "sess:", ttl: ttlSeconds, serializer: sessionSerializer });
     this.#redis = redis;
     this.#ttlSeconds = ttlSeconds;
     this.#legacy = legacyKeys;
     this.#scriptOwnsCount = opts.scriptOwnsCount ?? false;
+    this.#wait = opts.wait ?? { replicas: 0, timeoutMs: 0 };
     if (this.#scriptOwnsCount)
       redis.defineCommand("sessionSetKeepingCount", { numberOfKeys: 1, lua: SET_KEEPING_COUNT_LUA });
   }
@@ -258,18 +266,39 @@ export class CounterTiedRedisStore extends RedisStore {
     }
     cb();
   }
+  /**
+   * Deletes the session's keys and reads its replaced marker. With REDIS_WAIT_REPLICAS both are
+   * pipelined with WAIT (the WAIT after the GET covers the DEL before it); `replicated` throws a 503
+   * store_timeout when too few replicas acknowledged: a failover must not bring back a logged-out session.
+   */
+  async #deleteTied(id: string): Promise<{ next: string | null; replicated: () => void }> {
+    const tied = this.#tied(id);
+    if (this.#wait.replicas === 0) {
+      await this.#redis.del(...tied);
+      return { next: await this.#redis.get(keys.replaced(id)), replicated: () => {} };
+    }
+    const { results, replicated } = await execAndWait(this.#redis, this.#wait, (p) => {
+      p.del(...tied);
+      p.get(keys.replaced(id));
+    });
+    return { next: results[1] as string | null, replicated };
+  }
   override async destroy(sid: string, cb: Cb = () => {}) {
     try {
       // A login that replaced this session while the destroying request ran (a logout racing
       // it) left the new id in the replaced marker: destroy that one too, as if the logout came
       // second. Two steps suffice: a login cannot replace a session once it is deleted. A marker
       // from before it held an id holds "1", which names no session.
+      // Every step is taken before a short WAIT is reported: the retry a 503 asks for no longer finds
+      // this session, so it could not follow the marker again.
+      const steps: (() => void)[] = [];
       let id: string | null = sid;
       for (let hops = 0; id !== null && hops < 3; hops++) {
-        await this.#redis.del(...this.#tied(id));
-        const next: string | null = await this.#redis.get(keys.replaced(id));
+        const { next, replicated } = await this.#deleteTied(id);
+        steps.push(replicated);
         id = next === "1" ? null : next;
       }
+      for (const replicated of steps) replicated();
     } catch (err) {
       return cb(err);
     }
@@ -373,6 +402,7 @@ export function createStore(
   else
     inner = new CounterTiedRedisStore(redis, config.session.idleTimeoutSeconds, readsLegacyKeys(config), {
       scriptOwnsCount: config.counter === "atomic",
+      wait: replicaWait(config),
     });
   return new SessionStore(inner, { absoluteTimeoutSeconds: config.session.absoluteTimeoutSeconds, ...opts });
 }
