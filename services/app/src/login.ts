@@ -235,18 +235,7 @@ export class SessionRotator {
     if (!redis || req.session.createdAt !== undefined) return;
     const sid = signedSessionId(req, this.#cookieName, this.#secrets);
     if (sid === undefined || sid === req.sessionID) return;
-    if (this.#wait.replicas === 0) await withStore(() => redis.del(keys.login(sid)));
-    else {
-      // With REDIS_WAIT_REPLICAS, on the replicas before the logout is answered, as the destroy is.
-      // This is also a logout's retry after a 503 (its session is gone): a short-lived empty record
-      // (reads as no record) rather than a DEL, because a DEL of nothing writes nothing, and WAIT
-      // waits for this connection's last write. Written, it also covers the first try's deletions
-      // when another replica of the app, another connection, made them.
-      const { replicated } = await withStore(() =>
-        execAndWait(redis, this.#wait, (p) => void p.set(keys.login(sid), "", "EX", 1)),
-      );
-      replicated();
-    }
+    // The store's destroy empties this id's login record first, then follows the replaced marker.
     await new Promise<void>((resolve, reject) =>
       req.sessionStore.destroy(sid, (err) => (err ? reject(toStoreError(err)) : resolve())),
     );

@@ -271,17 +271,19 @@ export class CounterTiedRedisStore extends RedisStore {
    * pipelined with WAIT (the WAIT after the GET covers the DEL before it); `replicated` throws a 503
    * store_timeout when too few replicas acknowledged: a failover must not bring back a logged-out session.
    */
-  async #deleteTied(id: string): Promise<{ next: string | null; replicated: () => void }> {
+  async #deleteTied(id: string, first: boolean): Promise<{ next: string | null; replicated: () => void }> {
     const tied = this.#tied(id);
-    if (this.#wait.replicas === 0) {
-      await this.#redis.del(...tied);
-      return { next: await this.#redis.get(keys.replaced(id)), replicated: () => {} };
-    }
     const { results, replicated } = await execAndWait(this.#redis, this.#wait, (p) => {
+      // The first step always writes: the login record of a login from this id (a retry of it must
+      // not hand back the session being logged out) becomes a 1 s empty one. So WAIT, which on Redis
+      // 7.2+ waits for this connection's last write, covers deletions another connection made for
+      // a first try answered 503, even when this retry finds nothing left to delete.
+      if (first && this.#wait.replicas > 0) p.set(keys.login(id), "", "EX", 1);
+      else if (first) p.del(keys.login(id));
       p.del(...tied);
       p.get(keys.replaced(id));
     });
-    return { next: results[1] as string | null, replicated };
+    return { next: results.at(-1) as string | null, replicated };
   }
   override async destroy(sid: string, cb: Cb = () => {}) {
     try {
@@ -294,7 +296,7 @@ export class CounterTiedRedisStore extends RedisStore {
       const steps: (() => void)[] = [];
       let id: string | null = sid;
       for (let hops = 0; id !== null && hops < 3; hops++) {
-        const { next, replicated } = await this.#deleteTied(id);
+        const { next, replicated } = await this.#deleteTied(id, hops === 0);
         steps.push(replicated);
         id = next === "1" ? null : next;
       }
