@@ -184,6 +184,20 @@ describe("REDIS_WAIT_REPLICAS: a retry after a 503 writes what its WAIT covers",
     expect(await offset()).toBeGreaterThan(before);
   });
 
+  it("a login replayed on another app replica after its 503 writes (the touch)", async () => {
+    const v = await visitor(5);
+    const oldCookie = v.cookie!;
+    const key = randomUUID();
+    await withReplicaFrozen(async () => {
+      expect((await login(v, key)).json?.error).toBe("store_timeout");
+    });
+    await caughtUp();
+    const before = await offset();
+    const retry = await login(other.visitor(oldCookie), key);
+    expect(retry.headers.get("idempotent-replayed")).toBe("true");
+    expect(await offset()).toBeGreaterThan(before);
+  });
+
   it("DELETE /api/session retried on another app replica writes something too", async () => {
     const v = await visitor(1, true);
     const cookie = v.cookie;
