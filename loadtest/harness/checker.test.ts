@@ -222,6 +222,22 @@ describe("checker", () => {
     }
   });
 
+  it("review5: does not let a drain resend attempts that never reached the proxy or timed out", () => {
+    const relaxed = { noFailures: false, noFailedRequests: true, resendOnlyClosedConnections: true };
+    // A reload keeps nginx's listening sockets: a refused connection means the proxy was down, and the
+    // client's own deadline is no closed connection; neither is what a reload causes.
+    for (const [outcome, reason] of [
+      ["failed", "ECONNREFUSED"],
+      ["indeterminate", "ETIMEDOUT"],
+    ] as const) {
+      const bad = [attempt(100, outcome, { reason, status: 0 }), attempt(200, "ok", { count: 3 })];
+      const v = check(history(user(0, [...sequential(2), bad], 3), { keyed: true }), relaxed).checks.find(
+        (c) => c.name === "no failures",
+      );
+      expect(v?.ok, `${reason}: ${v?.summary}`).toBe(false);
+    }
+  });
+
   it("fails slow 503s and client timeouts where fast failures are promised", () => {
     const slow = [[attempt(10, "failed", { reason: "store_unavailable", t1: 4010 })]];
     const v = check(history(user(0, slow, 0)), { fastFailuresMs: 2000 });
