@@ -222,7 +222,7 @@ describe("checker", () => {
     }
   });
 
-  it("review5: does not let a drain resend attempts that never reached the proxy or timed out", () => {
+  it("does not let a drain resend attempts that never reached the proxy or timed out", () => {
     const relaxed = { noFailures: false, noFailedRequests: true, resendOnlyClosedConnections: true };
     // A reload keeps nginx's listening sockets: a refused connection means the proxy was down, and the
     // client's own deadline is no closed connection; neither is what a reload causes.

@@ -318,7 +318,9 @@ export function checkFailures(h: History, expect: Expectations): Check {
   let resent = 0;
   // Failed or unknown attempts the promise does not allow even when resent (resendOnlyClosedConnections).
   let refused = 0;
-  const closedUnanswered = (a: Op["attempts"][number]) => a.status === 0 && a.reason !== "ETIMEDOUT";
+  // A connection that closed unanswered (a reset): not a refused one (the proxy down) nor a client timeout.
+  const closedUnanswered = (a: Op["attempts"][number]) =>
+    a.outcome === "indeterminate" && a.status === 0 && a.reason !== "ETIMEDOUT";
   for (const op of h.ops) {
     if (op.kind === "increment") {
       requests++;

@@ -156,7 +156,7 @@ describe("REDIS_WAIT_REPLICAS and logins", () => {
   });
 });
 
-// Review (review5): on Redis >= 7.2 WAIT waits for this connection's last write that propagated
+// On Redis >= 7.2 WAIT waits for this connection's last write that propagated
 // (server.c call(): c->woff is set only when master_repl_offset moved); on the 7.0 these tests run on,
 // any command moves it, so a retry that writes nothing still waits here and the tests above pass
 // whatever the retry writes. What decides 7.2+ is whether the retry writes: measured here as the
