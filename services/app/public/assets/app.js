@@ -296,14 +296,17 @@ async function account() {
 // A login whose answer was lost (Redis may have applied it after the app answered 503) is replayed
 // only to the old cookie with the same Idempotency-Key, for LOGIN_RECORD_MS: so its key is kept
 // until a definite answer, and the next login with the same name sends it again. Kept in the tab's
-// sessionStorage, not a variable, because reloading is what a user does after an error. It adds no
-// exposure: a script that can read it can already send requests with the (HttpOnly) cookie.
+// sessionStorage, not a variable, because reloading is what a user does after an error. Only an
+// entry this page could have written is used (its key's format, at most LOGIN_RECORD_MS to go), so
+// a script injected once cannot plant a key that waits for the next login.
 const PENDING_LOGIN = "pending-login";
+const KEY_FORMAT = /^[0-9a-f]{32}$/;
 
 function loginKeyFor(name) {
   try {
     const pending = JSON.parse(sessionStorage.getItem(PENDING_LOGIN) ?? "null");
-    if (pending?.name === name && Date.now() < pending.until) return pending;
+    const left = pending?.until - Date.now();
+    if (pending?.name === name && KEY_FORMAT.test(pending.key) && left > 0 && left <= LOGIN_RECORD_MS) return pending;
   } catch {
     // No storage (blocked by the browser) or a value this page did not write: no pending login.
   }
@@ -342,7 +345,9 @@ async function login() {
     throw new Error(`${err.message} ${maybeApplied}`, { cause: err });
   }
   if (indeterminate(res.status)) return fail(`${problem(res, data)} ${maybeApplied}`);
-  keepLogin(undefined);
+  // Only an answer about this login ends it: applied (2xx), or refused because of the session or
+  // the key (409, 422). A 429, a 500 or a 400 says nothing of an earlier attempt: the key is kept.
+  if (res.ok || res.status === 409 || res.status === 422) keepLogin(undefined);
   if (res.status === 409 && data?.error === "session_replaced") {
     // Another login from this browser replaced the session: another tab's (the browser now holds its
     // cookie) or one whose answer was lost and whose key this page no longer has.
@@ -351,8 +356,8 @@ async function login() {
       return say(`Another login from this browser got there first: logged in as ${ui.userName.textContent}.`);
     return fail(
       "An earlier login from this browser went through but its answer was lost, and its session is reached " +
-        "only by logging in again from the same tab with the same name within a minute. Otherwise log in " +
-        "again after a minute: that starts a new session at 0.",
+        "only by logging in again from the tab that sent it, with the same name, within a minute. Otherwise " +
+        "log in again after a minute: that starts a new session at 0.",
     );
   }
   if (!res.ok) return fail(problem(res, data));
