@@ -57,6 +57,18 @@ function argvs(c: Container): string[][] {
 /** A password given to a program as an argument, which `ps` shows to every user of the node. */
 const PASSWORD_FLAG = /(?:^|\s)(?:-a|--pass|--requirepass|--masterauth|--sentinel-pass|--auth-pass)(?:[\s=]|$)/;
 
+/** The Secrets and ConfigMaps a volume takes its files from, directly or projected. */
+function volumeSources(v: Volume): { kind: string; ref: Ref }[] {
+  return [
+    ...(v.secret ? [{ kind: "Secret", ref: { name: v.secret.secretName, items: v.secret.items } }] : []),
+    ...(v.configMap ? [{ kind: "ConfigMap", ref: v.configMap }] : []),
+    ...(v.projected?.sources ?? []).flatMap((s) => [
+      ...(s.secret ? [{ kind: "Secret", ref: s.secret }] : []),
+      ...(s.configMap ? [{ kind: "ConfigMap", ref: s.configMap }] : []),
+    ]),
+  ];
+}
+
 /**
  * The files a container sees under each mount of a Secret or ConfigMap volume: path -> [kind, name, key].
  * A projected source or volume without `items` shows every key of its object under the key's name.
@@ -70,15 +82,7 @@ function mountedFiles(
   for (const m of c.volumeMounts ?? []) {
     const v = volumes.find((x) => x.name === m.name);
     if (v === undefined) continue;
-    const sources: { kind: string; ref: Ref }[] = [
-      ...(v.secret ? [{ kind: "Secret", ref: { name: v.secret.secretName, items: v.secret.items } }] : []),
-      ...(v.configMap ? [{ kind: "ConfigMap", ref: v.configMap }] : []),
-      ...(v.projected?.sources ?? []).flatMap((s) => [
-        ...(s.secret ? [{ kind: "Secret", ref: s.secret }] : []),
-        ...(s.configMap ? [{ kind: "ConfigMap", ref: s.configMap }] : []),
-      ]),
-    ];
-    for (const { kind, ref } of sources) {
+    for (const { kind, ref } of volumeSources(v)) {
       const keys =
         ref.items ??
         [...contents(objects.get(`${kind}/${ref.name}`) ?? ({} as Data)).keys()].map((k) => ({
@@ -146,15 +150,7 @@ export function policyProblems(objects: readonly K8sObject[]): string[] {
   for (const w of objects.filter((o): o is Workload => workloadKinds.has(o.kind))) {
     const volumes = w.spec.template.spec.volumes ?? [];
     for (const v of volumes) {
-      const refs: { kind: string; ref: Ref }[] = [
-        ...(v.secret ? [{ kind: "Secret", ref: { name: v.secret.secretName, items: v.secret.items } }] : []),
-        ...(v.configMap ? [{ kind: "ConfigMap", ref: v.configMap }] : []),
-        ...(v.projected?.sources ?? []).flatMap((s) => [
-          ...(s.secret ? [{ kind: "Secret", ref: s.secret }] : []),
-          ...(s.configMap ? [{ kind: "ConfigMap", ref: s.configMap }] : []),
-        ]),
-      ];
-      for (const { kind, ref } of refs) {
+      for (const { kind, ref } of volumeSources(v)) {
         const target = byId.get(`${kind}/${ref.name}`);
         const where = `${w.kind}/${w.metadata.name}: volume ${v.name}`;
         if (target === undefined) {

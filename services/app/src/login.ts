@@ -216,7 +216,6 @@ export class SessionRotator {
   /** The rotation's script; with REDIS_WAIT_REPLICAS pipelined with its WAIT (redis.ts execAndWait). */
   async #runRotate(args: (string | number)[]): Promise<{ result: RotateResult; replicated: () => void }> {
     const redis = this.#redis as RedisClient & { sessionRotate: RotateFn };
-    if (this.#wait.replicas === 0) return { result: await redis.sessionRotate(...args), replicated: () => {} };
     const { results, replicated } = await execAndWait(redis, this.#wait, (p) => {
       (p as Pipeline & { sessionRotate(...a: (string | number)[]): Pipeline }).sessionRotate(...args);
     });
