@@ -1,10 +1,23 @@
 // Baseline B1 of `make bench`: the bare Express 5 hello-world, one process, nothing else.
 // Prints "listening <port>" once it accepts connections.
+import { randomBytes } from "node:crypto";
 import express from "express";
 
 const app = express();
 app.get("/", (_req, res) => {
   res.send("Hello World!");
+});
+// The exactly-once request's own shape, for the ceiling of that request (bench.ts): the app's
+// JSON answer, and a cookie as long as a signed session cookie for a request that has none.
+// No session, no Redis: what nginx and the load generator cost for this request, with the
+// cheapest Express behind it.
+app.post("/api/counter", (req, res) => {
+  if (req.headers.cookie === undefined)
+    res.cookie("sid", `s:${randomBytes(24).toString("base64url")}.${randomBytes(32).toString("base64url")}`, {
+      httpOnly: true,
+      sameSite: "lax",
+    });
+  res.json({ count: 1, replica: "hello", session: "0123456789ab" });
 });
 const server = app.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
   const addr = server.address();
