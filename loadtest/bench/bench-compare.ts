@@ -23,6 +23,7 @@ const REPLICAS = Number(process.env.REPLICAS ?? 3);
 // shared box the CPU per request is then compared at the same batching (requests per event-loop
 // turn), which throughput-bound runs do not give when the two sides' rates differ.
 const RATE = Number(process.env.RATE ?? 0);
+const WARMUP_FRESH = Number(process.env.BENCH_WARMUP_FRESH ?? 30);
 // VIA=direct loads replica 1 without nginx; PATHNAME=/counter uses the seed's GET.
 const VIA = process.env.VIA === "direct" ? "direct" : "nginx";
 const REQUEST: BenchRequest =
@@ -103,7 +104,8 @@ async function main(): Promise<void> {
           visitors: VISITORS,
           connections: CONNECTIONS,
           seconds: SECONDS,
-          warmupSeconds: round === 1 ? 2 : 0,
+          // Each side's cluster is fresh before its first run: warm it as make bench does.
+          warmupSeconds: round === 1 ? WARMUP_FRESH : 0,
           ...(RATE > 0 && { rate: RATE }),
         },
         s.components,

@@ -159,8 +159,11 @@ function progress(label: string, r: LoadResult, extra = ""): void {
 type Def = Omit<ScenarioResult, "result" | "cpuUsPerReq" | "redisPerReq" | "ratioB1" | "ratioB0">;
 
 // Fresh Node processes run slower for their first seconds (JIT, heap sizing), so a cluster's
-// first measurement gets a longer warm-up.
-const WARMUP_FRESH = QUICK ? 0 : 8;
+// first measurement gets a longer warm-up. A fresh 3-replica cluster under the exactly-once load,
+// in back-to-back 5 s runs (2026-11-30): 3437, 4311, 5502, 5375, 5483, 5818, 5753, 5867, 6083
+// req/s, node CPU per request 345 falling to 167-176 µs from the 30th second on. 8 s measured
+// the goal scenario while it was still warming, at about 0.8x of its own steady speed.
+const WARMUP_FRESH = QUICK ? 0 : Number(process.env.BENCH_WARMUP_FRESH ?? 30);
 const warmed = new WeakSet<object>();
 
 async function measure(
@@ -760,7 +763,7 @@ async function profileReplica(
       visitors,
       connections: CONNECTIONS,
       seconds: SECONDS,
-      warmupSeconds: WARMUP,
+      warmupSeconds: WARMUP_FRESH,
     },
     c.components,
   );
