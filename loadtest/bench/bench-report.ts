@@ -22,7 +22,8 @@ export function renderMarkdown(r: Report): string {
   out.push(`${when(r)}.`);
   out.push(
     `c=${r.meta.connections} connections, ${r.meta.secondsPerScenario} s per ` +
-      `scenario${r.meta.warmupSeconds ? ` after a ${r.meta.warmupSeconds} s warm-up` : ""}, ` +
+      `scenario${r.meta.warmupSeconds ? ` after a ${r.meta.warmupSeconds} s warm-up` : ""}` +
+      `${r.meta.warmupFreshSeconds ? ` (${r.meta.warmupFreshSeconds} s on freshly started processes)` : ""}, ` +
       `${r.meta.seconds} s in all. Load average ${r.meta.loadAverage.start.map(f2).join(" ")} at the start, ` +
       `${r.meta.loadAverage.end.map(f2).join(" ")} at the end.`,
   );

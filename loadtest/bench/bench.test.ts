@@ -98,6 +98,10 @@ describe("make bench QUICK=1", { timeout: 240_000 }, () => {
     // Goals 1 and 3 each come with the most any app could reach on this box, from the same run.
     const bounds = report.goals.filter((g) => g && g.met === null && g.goal.includes("upper bound"));
     expect(bounds).toHaveLength(2);
+    // The goal scenario also ran in turns with the ceiling (QUICK: one round), and goal 1 says so.
+    expect(report.paired).toHaveLength(1);
+    for (const part of ["ceiling", "shape", "goal"] as const) expect(report.paired[0]![part].rps).toBeGreaterThan(0);
+    expect(report.goals[0]!.measured).toContain("taking turns with the ceiling");
     for (const p of [report.profile, report.profileNewVisitors]) {
       const profile = p as { top?: unknown[]; error?: string };
       expect(profile.error).toBeUndefined();
