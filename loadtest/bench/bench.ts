@@ -42,7 +42,7 @@ const GROWTH_SMALL = 1_000;
 const GROWTH_LARGE = QUICK ? 20_000 : 1_000_000;
 const GROWTH_PAIRS = QUICK ? 1 : 2;
 // BENCH_ONLY=atomic,profile runs a subset (the baselines always run): for iterating on one
-// optimization without the full six minutes.
+// optimization without the full run.
 const ONLY = new Set(
   (process.env.BENCH_ONLY ?? "")
     .split(",")
@@ -162,7 +162,7 @@ type Def = Omit<ScenarioResult, "result" | "cpuUsPerReq" | "redisPerReq" | "rati
 // first measurement gets a longer warm-up. A fresh 3-replica cluster under the exactly-once load,
 // in back-to-back 5 s runs (2026-11-30): 3437, 4311, 5502, 5375, 5483, 5818, 5753, 5867, 6083
 // req/s, node CPU per request 345 falling to 167-176 µs from the 30th second on. 8 s measured
-// the goal scenario while it was still warming, at about 0.8x of its own steady speed.
+// the goal scenario while it was still warming, at about 0.9x of its later speed (one series).
 const WARMUP_FRESH = QUICK ? 0 : Number(process.env.BENCH_WARMUP_FRESH ?? 30);
 const warmed = new WeakSet<object>();
 
@@ -239,42 +239,54 @@ function measureKeyed3(
 }
 
 type Ceiling = { url: string; components: Component[] };
-/** One turn of pairWithCeiling: each run's req/s and CPU µs per request. */
-export type PairedRound = Record<"ceiling" | "shape" | "goal", { rps: number; cpuUsPerReq: Record<string, number> }>;
+type Turn = "ceiling" | "shape" | "goal" | "b1" | "shapeNew" | "goalNew";
+/** One round of takeTurns: each run's req/s, CPU µs per request, and whether it had errors or non-2xx. */
+export type PairedRound = Record<Turn, { rps: number; cpuUsPerReq: Record<string, number>; clean: boolean }>;
 const PAIR_ROUNDS = QUICK ? 1 : 3;
 const PAIR_SECONDS = QUICK ? 1 : 5;
 
 /**
- * The goal scenario (exactly-once, nginx + 3 replicas of `c`, already warm) in turns with the
- * ceiling (GET / over the hello-worlds) and the ceiling of the exactly-once request: a few short
- * rounds, the order rotating each round, so that the goal's ratio to the ceiling compares runs
- * seconds apart. This host's speed drifts by tens of percent over minutes (B1 13260 and 22045
- * req/s at the start and the end of one run), more than the goal's distance to its bound.
+ * Goals 1 and 3 measured against their references seconds apart: a few short rounds, the order
+ * rotating, of the goal scenario (exactly-once, nginx + 3 replicas of `c`, already warm), the
+ * ceiling (GET / over the hello-worlds), the ceiling of the exactly-once request, B1, and the same
+ * three for new visitors. This host's speed drifts by tens of percent over minutes (B1 13260 and
+ * 22045 req/s at the start and the end of one run), more than a goal's distance to its estimate.
  */
-async function pairWithCeiling(ceiling: Ceiling, c: RunningCluster): Promise<PairedRound[]> {
+async function takeTurns(ceiling: Ceiling, hello: Baseline, c: RunningCluster): Promise<PairedRound[]> {
+  const app = c.cluster.baseUrl();
   const specs = {
     ceiling: { url: ceiling.url, request: { method: "GET", path: "/" }, visitors: "new" },
     shape: { url: ceiling.url, ...keyed, visitors: "returning" },
-    goal: { url: c.cluster.baseUrl(), ...keyed, visitors: "returning" },
+    goal: { url: app, ...keyed, visitors: "returning" },
+    b1: { url: hello.url, request: { method: "GET", path: "/" }, visitors: "new" },
+    shapeNew: { url: ceiling.url, ...keyed, visitors: "new" },
+    goalNew: { url: app, ...keyed, visitors: "new" },
   } as const;
+  const components = (name: Turn) =>
+    name.startsWith("goal") ? c.components : name === "b1" ? [{ name: "node", pids: hello.pids }] : ceiling.components;
+  const order = Object.keys(specs) as Turn[];
   const rounds: PairedRound[] = [];
   for (let i = 0; i < PAIR_ROUNDS; i++) {
-    const names = (["ceiling", "shape", "goal"] as const).map((_, k, a) => a[(k + i) % a.length]!);
     const round: Partial<PairedRound> = {};
-    for (const name of names) {
+    for (const name of order.map((_, k) => order[(k + i) % order.length]!)) {
       const r = await loadRun(
         { ...specs[name], connections: CONNECTIONS, seconds: PAIR_SECONDS, warmupSeconds: 0 },
-        name === "goal" ? c.components : ceiling.components,
+        components(name),
       );
-      round[name] = { rps: r.rps, cpuUsPerReq: perReq(r.cpuMs, r.requests) };
+      round[name] = {
+        rps: r.rps,
+        cpuUsPerReq: perReq(r.cpuMs, r.requests),
+        clean: r.errors === 0 && r.non2xx === 0,
+      };
     }
     const x = round as PairedRound;
     rounds.push(x);
     step++;
     console.log(
-      `[${String(step).padStart(2)}] ${`goal and ceiling in turns, round ${i + 1}`.padEnd(52)} ` +
-        `goal ${x.goal.rps.toFixed(0)}, ceiling ${x.ceiling.rps.toFixed(0)}, ceiling of its request ` +
-        `${x.shape.rps.toFixed(0)} req/s: ${(x.goal.rps / x.ceiling.rps).toFixed(2)}x the ceiling`,
+      `[${String(step).padStart(2)}] ${`goals in turns with their references, round ${i + 1}`.padEnd(52)} ` +
+        `exactly-once ${(x.goal.rps / x.ceiling.rps).toFixed(2)}x the ceiling (${x.goal.rps.toFixed(0)} vs ` +
+        `${x.ceiling.rps.toFixed(0)} req/s), new visitors ${(x.goalNew.rps / x.b1.rps).toFixed(2)}x B1 ` +
+        `(${x.goalNew.rps.toFixed(0)} vs ${x.b1.rps.toFixed(0)} req/s)`,
     );
   }
   return rounds;
@@ -293,7 +305,8 @@ async function baselines(nginx200: Baseline, hello: Baseline, round: number): Pr
         visitors: "new",
         connections: CONNECTIONS,
         seconds: SECONDS,
-        warmupSeconds: WARMUP,
+        // B1's process is fresh for its first round; nginx has no JIT to warm.
+        warmupSeconds: kind === "B1" && round === 1 ? WARMUP_FRESH : WARMUP,
       },
       comps,
     );
@@ -367,7 +380,7 @@ async function main(): Promise<void> {
 
   // The ceiling of the topology: the load balancer's nginx over 3 bare hello-worlds. No app
   // behind this nginx on this box can beat it, whatever it does per request. It stays up until
-  // the goal scenario has been measured in turns with it (pairWithCeiling).
+  // the goal scenario has been measured in turns with it (takeTurns).
   const lb = await startNginxOverHello(join(workDir, "ceiling"), await freePort(), 3);
   cleanups.add(lb.stop);
   const ceiling: Ceiling = {
@@ -397,7 +410,7 @@ async function main(): Promise<void> {
     // The same, for the exactly-once request itself (POST, Idempotency-Key, cookie, JSON
     // answer): what nginx and the load generator spend on that request with the cheapest
     // Express behind it. The goals' bounds (buildReport) start from these two rows.
-    for (const visitors of ["returning", "new"] as const)
+    for (const visitors of only("atomic") ? (["returning", "new"] as const) : [])
       await measure(
         {
           ...base,
@@ -478,7 +491,7 @@ async function main(): Promise<void> {
     } as const;
     if (only("atomic")) {
       await measureKeyed3(c, { id: "nginx3-keyed", label: "nginx + 3 replicas, exactly-once (POST + key)" });
-      paired = await pairWithCeiling(ceiling, c);
+      paired = await takeTurns(ceiling, hello, c);
       await stopCeiling();
       await measure(
         {
@@ -861,38 +874,76 @@ function buildReport(x: {
   const b1NodeUs = mean(b1Runs.map((r) => ((r.cpuMs.node ?? Number.NaN) * 1000) / r.requests));
   const load = (s: ScenarioResult) => `load ${s.result.loadAverage1m.toFixed(1)}`;
   const viaNginx = results.filter((s) => s.group === "nginx" && !s.id.startsWith("nginx3-hello"));
-  // The most any app could serve of a request on this box: no more than hello-worlds serve of
-  // it behind the same nginx (`shape`), and with every part at least as costly as with
-  // hello-worlds, plus the Redis CPU the app's path measured, no more than the cores give.
   const cores = cpus().length;
-  // `shape`: the hello-worlds' run of the request; `redisUs`: the app path's Redis CPU per request.
-  const bound = (shape: { rps: number; cpuUsPerReq: Record<string, number> }, redisUs: number) => {
-    const shapeUs = ["node", "nginx", "loadgen"].reduce((sum, k) => sum + (shape.cpuUsPerReq[k] ?? 0), 0);
-    const rps = Math.min(shape.rps, (cores * 1e6) / (shapeUs + redisUs));
-    const us = (k: string) => (shape.cpuUsPerReq[k] ?? Number.NaN).toFixed(0);
+  // An estimate of the most an Express app on this Redis path could serve of a request here,
+  // driven by this load generator: no more than hello-worlds serve of it behind the same nginx
+  // (`shape`), and no more than the cores give when node costs what the hello-worlds' costs, nginx
+  // and the load generator what the cheaper of the two runs measured, and Redis the least per
+  // request the app's path measured in this run (it falls as the rate rises). Undefined when a
+  // figure is missing or the hello-worlds' run had errors.
+  type Run = { rps: number; cpuUsPerReq: Record<string, number>; clean: boolean };
+  const asRun = (s: ScenarioResult): Run => ({
+    rps: s.result.rps,
+    cpuUsPerReq: s.cpuUsPerReq,
+    clean: s.result.errors === 0 && s.result.non2xx === 0,
+  });
+  const estimate = (shape: Run, app: Run, redisUs: number) => {
+    const cheaper = (k: string) => Math.min(shape.cpuUsPerReq[k] ?? Number.NaN, app.cpuUsPerReq[k] ?? Number.NaN);
+    const parts = { node: shape.cpuUsPerReq.node ?? Number.NaN, nginx: cheaper("nginx"), loadgen: cheaper("loadgen") };
+    const sum = parts.node + parts.nginx + parts.loadgen + redisUs;
+    if (!shape.clean || ![...Object.values(parts), redisUs].every((v) => Number.isFinite(v) && v > 0)) return undefined;
+    const rps = Math.min(shape.rps, (cores * 1e6) / sum);
     const why =
-      `hello-worlds behind this nginx serve ${shape.rps.toFixed(0)} req/s of this request at ` +
-      `${shapeUs.toFixed(0)} µs of CPU each (node ${us("node")}, nginx ${us("nginx")}, ` +
-      `load generator ${us("loadgen")}); with the app's Redis ${redisUs.toFixed(0)} µs on top, ${cores} cores ` +
-      `give at most ${rps.toFixed(0)} req/s`;
+      `hello-worlds behind this nginx serve ${shape.rps.toFixed(0)} req/s of this request; per request node ` +
+      `${parts.node.toFixed(0)} (hello-worlds), nginx ${parts.nginx.toFixed(0)}, load generator ` +
+      `${parts.loadgen.toFixed(0)}, Redis ${redisUs.toFixed(0)} µs (the app's least in this run) = ` +
+      `${sum.toFixed(0)} µs on ${cores} cores: at most ${rps.toFixed(0)} req/s`;
     return { rps, why };
   };
-  const scenarioBound = (shape: ScenarioResult | undefined, app: ScenarioResult | undefined) =>
-    shape && app && bound({ rps: shape.result.rps, cpuUsPerReq: shape.cpuUsPerReq }, app.cpuUsPerReq.redis ?? 0);
-  // The goal in turns with the ceiling: the geometric mean of each round's ratio, and the rounds.
-  const inTurns = (f: (r: PairedRound) => number) => {
+  // Redis CPU per request, the least over this run's runs of the path (returning or new visitors).
+  const leastRedis = (ids: string[], turns: Run[]) =>
+    Math.min(
+      ...[...results.filter((s) => ids.includes(s.id)).map(asRun), ...turns].map(
+        (r) => r.cpuUsPerReq.redis ?? Number.POSITIVE_INFINITY,
+      ),
+    );
+  const redisReturning = leastRedis(
+    ["nginx3-keyed", "nginx2-keyed", "nginx1-keyed"],
+    x.paired.map((r) => r.goal),
+  );
+  const redisNew = leastRedis(
+    ["nginx3-keyed-new"],
+    x.paired.map((r) => r.goalNew),
+  );
+  // A goal and its estimate in turns (takeTurns): each round's ratio, and their geometric mean.
+  const inTurns = (f: (r: PairedRound) => number | undefined) => {
     const ratios = x.paired.map(f);
-    return ratios.length
-      ? { ratio: geometricMean(ratios), each: ratios.map((v) => v.toFixed(2)).join(", ") }
-      : undefined;
+    if (!ratios.length || ratios.some((v) => v === undefined)) return undefined;
+    const each = ratios as number[];
+    return { ratio: geometricMean(each), each };
   };
+  const turnsText = (t: { ratio: number; each: number[] }, unit: string) =>
+    `; in ${t.each.length} rounds of ${PAIR_SECONDS} s taking turns with it: **${t.ratio.toFixed(2)}x ${unit}** ` +
+    `(${t.each.map((v) => v.toFixed(2)).join(", ")})`;
   const turns = inTurns((r) => r.goal.rps / r.ceiling.rps);
-  const turnsBound = inTurns((r) => bound(r.shape, r.goal.cpuUsPerReq.redis ?? 0).rps / r.ceiling.rps);
-  const turnsText = (t: { ratio: number; each: string }) =>
-    `; in ${x.paired.length} rounds of ${PAIR_SECONDS} s taking turns with the ceiling: **${t.ratio.toFixed(2)}x** ` +
-    `(${t.each})`;
-  const goalBound = scenarioBound(byId("nginx3-hello-keyed"), goal);
-  const newBound = scenarioBound(byId("nginx3-hello-keyed-new"), newVisitors);
+  const turnsNew = inTurns((r) => r.goalNew.rps / r.b1.rps);
+  const turnsEstimate = inTurns((r) => {
+    const e = estimate(r.shape, r.goal, redisReturning);
+    return e && e.rps / r.ceiling.rps;
+  });
+  const turnsEstimateNew = inTurns((r) => {
+    const e = estimate(r.shapeNew, r.goalNew, redisNew);
+    return e && e.rps / r.b1.rps;
+  });
+  const shape = byId("nginx3-hello-keyed");
+  const shapeNew = byId("nginx3-hello-keyed-new");
+  const goalEstimate = shape && goal && estimate(asRun(shape), asRun(goal), redisReturning);
+  const newEstimate = shapeNew && newVisitors && estimate(asRun(shapeNew), asRun(newVisitors), redisNew);
+  // Where the app served more than its estimate, the estimate was wrong in that run: say so.
+  const beaten = (t: { each: number[] } | undefined, app: { each: number[] } | undefined) =>
+    t && app && app.each.some((v, i) => v > t.each[i]!)
+      ? "; **the app beat this estimate in a round: it does not hold in this run**"
+      : "";
   const socketErrors = viaNginx.reduce((n, s) => n + s.result.errors, 0);
   const goals = [
     goal &&
@@ -901,7 +952,7 @@ function buildReport(x: {
         measured:
           `${(goal.result.rps / ceilingRun.result.rps).toFixed(2)}x (${goal.result.rps.toFixed(0)} vs ` +
           `${ceilingRun.result.rps.toFixed(0)} req/s; ${goal.ratioB1.toFixed(2)}x B1; ${load(goal)})` +
-          (turns ? turnsText(turns) : ""),
+          (turns ? turnsText(turns, "the ceiling") : ""),
         met: (turns?.ratio ?? goal.result.rps / ceilingRun.result.rps) >= 0.7,
       },
     goal && {
@@ -914,12 +965,13 @@ function buildReport(x: {
       measured: `${goal.result.errors} errors, ${goal.result.non2xx} non-2xx`,
       met: goal.result.errors === 0 && goal.result.non2xx === 0,
     },
-    goalBound &&
+    goalEstimate &&
       ceilingRun && {
-        goal: "... the most any app could reach on this box (upper bound from the same run)",
+        goal: "... estimate: the most an Express app on this Redis path could reach here, with this load generator",
         measured:
-          `${(goalBound.rps / ceilingRun.result.rps).toFixed(2)}x the ceiling: ${goalBound.why}` +
-          (turnsBound ? turnsText(turnsBound) : ""),
+          `${(goalEstimate.rps / ceilingRun.result.rps).toFixed(2)}x the ceiling: ${goalEstimate.why}` +
+          (turnsEstimate ? turnsText(turnsEstimate, "the ceiling") : "") +
+          beaten(turnsEstimate, turns),
         met: null,
       },
     viaNginx.length > 0 && {
@@ -944,12 +996,16 @@ function buildReport(x: {
     newVisitors && {
       goal: "exactly-once, new visitors, nginx + 3 replicas: >= 0.25x B1",
       measured:
-        `${newVisitors.ratioB1.toFixed(2)}x B1 ` + `(${newVisitors.result.rps.toFixed(0)} req/s; ${load(newVisitors)})`,
-      met: newVisitors.ratioB1 >= 0.25,
+        `${newVisitors.ratioB1.toFixed(2)}x B1 (${newVisitors.result.rps.toFixed(0)} req/s; ${load(newVisitors)})` +
+        (turnsNew ? turnsText(turnsNew, "B1") : ""),
+      met: (turnsNew?.ratio ?? newVisitors.ratioB1) >= 0.25,
     },
-    newBound && {
-      goal: "... the most any app could reach on this box (upper bound from the same run)",
-      measured: `${(newBound.rps / b1()).toFixed(2)}x B1: ${newBound.why}`,
+    newEstimate && {
+      goal: "... estimate: the most an Express app on this Redis path could reach here, with this load generator",
+      measured:
+        `${(newEstimate.rps / b1()).toFixed(2)}x B1: ${newEstimate.why}` +
+        (turnsEstimateNew ? turnsText(turnsEstimateNew, "B1") : "") +
+        beaten(turnsEstimateNew, turnsNew),
       met: null,
     },
     g.memory && {
@@ -1006,6 +1062,10 @@ function buildReport(x: {
     profile: x.profile,
     profileNewVisitors: x.profileNewVisitors,
     paired: x.paired,
+    estimates: {
+      exactlyOnce: goalEstimate && { rps: goalEstimate.rps, redisUs: redisReturning, inTurns: turnsEstimate },
+      newVisitors: newEstimate && { rps: newEstimate.rps, redisUs: redisNew, inTurns: turnsEstimateNew },
+    },
     goals,
   };
 }

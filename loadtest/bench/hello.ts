@@ -1,6 +1,7 @@
-// Baseline B1 of `make bench`: the bare Express 5 hello-world, one process, nothing else.
-// Prints "listening <port>" once it accepts connections.
-import { randomBytes } from "node:crypto";
+// Baseline B1 of `make bench`: the bare Express 5 hello-world, one process (GET /). The
+// ceilings run three of them behind the cluster's nginx. Prints "listening <port>" once it
+// accepts connections.
+import { randomBytes, randomUUID } from "node:crypto";
 import express from "express";
 
 const app = express();
@@ -8,16 +9,18 @@ app.get("/", (_req, res) => {
   res.send("Hello World!");
 });
 // The exactly-once request's own shape, for the ceiling of that request (bench.ts): the app's
-// JSON answer, and a cookie as long as a signed session cookie for a request that has none.
-// No session, no Redis: what nginx and the load generator cost for this request, with the
-// cheapest Express behind it.
+// headers and JSON answer (no ETag, as the app sets none), and a cookie as long as a signed
+// session cookie (the app's default name) for a request that has none. No session, no Redis:
+// what nginx and the load generator cost for this request, with a bare Express behind it.
 app.post("/api/counter", (req, res) => {
   if (req.headers.cookie === undefined)
     res.cookie("sid", `s:${randomBytes(24).toString("base64url")}.${randomBytes(32).toString("base64url")}`, {
       httpOnly: true,
       sameSite: "lax",
     });
-  res.json({ count: 1, replica: "hello", session: "0123456789ab" });
+  res.removeHeader("X-Powered-By");
+  res.set({ "Cache-Control": "no-store", "X-Replica": "hello-1", "X-Request-ID": randomUUID() });
+  res.type("json").end(JSON.stringify({ count: 1, replica: "hello-1", session: "0123456789ab" }));
 });
 const server = app.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
   const addr = server.address();
