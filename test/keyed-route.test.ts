@@ -120,6 +120,34 @@ describe("a replica that freezes (SIGSTOP) holding a request", () => {
   });
 });
 
+describe("a keyed request's path", () => {
+  it("reaches the app as the client spelled it, as an unkeyed one does: the same 404 for each", async () => {
+    const v = new Visitor(cluster.baseUrl());
+    expect((await v.startSession()).status).toBe(201);
+    const spellings = ["/api//counter", "/api/%63ounter", "/api/./counter", "/api/x/../counter", "/api//login"];
+    for (const path of spellings) {
+      const body = path.endsWith("login") ? JSON.stringify({ name: "ada" }) : undefined;
+      const plain = await v.post(path, { body });
+      const keyed = await v.post(path, { body, headers: { "Idempotency-Key": randomUUID() } });
+      expect({ path, plain: [plain.status, plain.json?.error], keyed: [keyed.status, keyed.json?.error] }).toEqual({
+        path,
+        plain: [404, "not_found"],
+        keyed: [404, "not_found"],
+      });
+    }
+    // None of them counted or logged in.
+    expect((await v.get("/api/session")).json?.count).toBe(0);
+    expect((await v.get("/api/me")).status).toBe(401);
+
+    // The route's own spelling, with a query string, still counts through the keyed route, once.
+    const key = randomUUID();
+    const withQuery = await v.post("/api/counter?from=test", { headers: { "Idempotency-Key": key } });
+    expect([withQuery.status, withQuery.json?.count]).toEqual([200, 1]);
+    const again = await v.increment(key);
+    expect([again.status, again.json?.count, again.headers.get("idempotent-replayed")]).toEqual([200, 1, "true"]);
+  });
+});
+
 describe("the retry budgets in nginx/proxy.conf and the /_keyed/ location", () => {
   const read = (f: string) => readFileSync(join(import.meta.dirname, "..", "nginx", f), "utf8");
   const seconds = (conf: string, directive: string) => {
