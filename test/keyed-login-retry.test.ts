@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalCluster } from "../infra/cluster/local-cluster.ts";
 import { Visitor, type Reply } from "../loadtest/client/visitor.ts";
 import { keys } from "../services/app/src/session.ts";
+import { upstreamsOf } from "./nginx-access-log.ts";
 import { sessionIdOf } from "./session-cookie.ts";
 
 const FAULT_PREFIX = "sigkill-";
@@ -49,20 +50,6 @@ const login = (v: Visitor, key?: string) =>
     body: JSON.stringify({ name: "ada" }),
     headers: key === undefined ? {} : { "Idempotency-Key": key },
   });
-
-/** The replicas nginx sent a request to, in order, from its access log line (found by request id). */
-async function upstreamsOf(requestId: string | undefined): Promise<string[]> {
-  expect(requestId).toBeTruthy();
-  const file = join(cluster.dir, "logs", "nginx-access.log");
-  for (let i = 0; i < 50; i++) {
-    const line = readFileSync(file, "utf8")
-      .split("\n")
-      .find((l) => l.includes(`"request_id":"${requestId}"`));
-    if (line) return (JSON.parse(line) as { upstream_addr: string }).upstream_addr.split(", ");
-    await sleep(100);
-  }
-  throw new Error(`no access log line for request ${requestId}`);
-}
 
 /** Whether a request waits, unread, on a connection to `port` (Linux's /proc/net/tcp rx_queue). */
 function requestQueuedOn(port: number): boolean {
@@ -129,7 +116,7 @@ describe("a keyed login whose replica dies while holding it", () => {
       // The replica that rotated the session died before answering; the next one replayed its login.
       expect((await cluster.replicas()).filter((x) => x.running)).toHaveLength(running - 1);
       expect(r.headers.get("idempotent-replayed")).toBe("true");
-      expect(await upstreamsOf(r.requestId)).toHaveLength(2);
+      expect(await upstreamsOf(cluster, r.requestId)).toHaveLength(2);
       // One new session: the one the first attempt made (the id it marked the old one replaced by).
       expect(sessionIdOf(v.cookie)).toBe(await cluster.redisCommand("GET", keys.replaced(oldId)));
       expect(await cluster.redisCommand("EXISTS", keys.session(oldId))).toBe("0");
@@ -144,7 +131,7 @@ describe("a keyed login whose replica dies while holding it", () => {
     const [r, v] = await loginHeldByKilledReplica(() => randomUUID());
     expect(r.status, JSON.stringify(r.json)).toBe(200);
     expect(r.json).toMatchObject({ user: { name: "ada" }, count: 3 });
-    expect(await upstreamsOf(r.requestId)).toHaveLength(2);
+    expect(await upstreamsOf(cluster, r.requestId)).toHaveLength(2);
     expect((await v.get("/api/me")).json).toMatchObject({ user: { name: "ada" }, count: 3 });
     expect((await v.increment()).json?.count).toBe(4);
   });
@@ -155,7 +142,7 @@ describe("a login without a key whose replica dies while holding it", () => {
     const [r, v] = await loginHeldByKilledReplica(() => undefined);
     expect(r.status).toBe(502);
     expect(r.json?.error).toBe("no_replica");
-    expect(await upstreamsOf(r.requestId)).toHaveLength(1);
+    expect(await upstreamsOf(cluster, r.requestId)).toHaveLength(1);
     // No replica logged it in: the old session is there, not logged in, with its count.
     expect((await v.get("/api/me")).status).toBe(401);
     expect((await v.get("/api/session")).json?.count).toBe(3);

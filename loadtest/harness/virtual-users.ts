@@ -16,7 +16,11 @@ export type LoadOptions = {
   keyed: boolean;
   /** Upper bound on increments per user (the duration bounds the run too). */
   opsPerUser: number;
-  /** Client deadline per request; longer than nginx's own retry budget (3 s) and read timeout (5 s). */
+  /**
+   * Client deadline per request; longer than an unkeyed request can take in nginx (5 s read timeout,
+   * never resent after it). A keyed one nginx resends after a read timeout can take up to 13 s; a
+   * client that gives up first resends it with its key.
+   */
   timeoutMs?: number;
   /** How long a keyed increment (or a session start, or the final read) keeps retrying. */
   retryBudgetMs?: number;
