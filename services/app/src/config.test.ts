@@ -1,6 +1,7 @@
-import { writeFileSync, mkdtempSync } from "node:fs";
+import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { parseEnv } from "node:util";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "./config.ts";
 
@@ -156,5 +157,46 @@ describe("loadConfig", () => {
     expect(problemsOf({ REDIS_SENTINEL_NAME: "sessions" })).toEqual([
       expect.stringMatching(/^REDIS_SENTINEL_NAME: set only with REDIS_SENTINELS/),
     ]);
+  });
+
+  it("reads a blank (whitespace-only) value as unset, so the default applies, not 0", () => {
+    const c = loadConfig({ NEW_SESSION_LIMIT: " ", IDEMPOTENCY_MAX_KEYS: "\t", PORT: "  " });
+    expect(c).toMatchObject({
+      port: 3000,
+      idempotencyMaxKeys: 100,
+      newSessions: { limit: 60 },
+    });
+    expect(loadConfig({ PORT: " 3001 " }).port).toBe(3001);
+  });
+
+  it("takes integers in plain decimal digits only, naming every key written otherwise", () => {
+    const problems = problemsOf({
+      PORT: "0x10",
+      OPS_PORT: "1e3",
+      NEW_SESSION_LIMIT: "+5",
+      IDEMPOTENCY_MAX_KEYS: "1.0",
+      LOG_FLUSH_MS: "-1",
+      SHUTDOWN_DRAIN_MS: "1_000",
+    });
+    expect(problems).toEqual([
+      "PORT: must be a whole number from 0 to 65535, in decimal digits",
+      "OPS_PORT: must be a whole number from 0 to 65535, in decimal digits",
+      "LOG_FLUSH_MS: must be a whole number from 0 to 10000, in decimal digits",
+      "IDEMPOTENCY_MAX_KEYS: must be a whole number from 0 to 1000, in decimal digits",
+      "NEW_SESSION_LIMIT: must be a whole number from 0 to 1000000, in decimal digits",
+      "SHUTDOWN_DRAIN_MS: must be a whole number from 100 to 120000, in decimal digits",
+    ]);
+    expect(problemsOf({ IDEMPOTENCY_MAX_KEYS: "1001" })).toEqual([
+      "IDEMPOTENCY_MAX_KEYS: must be a whole number from 0 to 1000, in decimal digits",
+    ]);
+    expect(loadConfig({ NEW_SESSION_LIMIT: "007", IDEMPOTENCY_MAX_KEYS: "0" })).toMatchObject({
+      newSessions: { limit: 7 },
+      idempotencyMaxKeys: 0,
+    });
+  });
+
+  it("accepts every value .env.example sets", () => {
+    const example = parseEnv(readFileSync(resolve(import.meta.dirname, "../../../.env.example"), "utf8"));
+    expect(problemsOf(example as Record<string, string>)).toEqual([]);
   });
 });

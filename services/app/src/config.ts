@@ -6,7 +6,17 @@ import { z } from "zod";
 
 const DEV_SECRET = "dev-only-secret-change-me-0123456789abcdef";
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+// Decimal digits only: z.coerce.number() would read " " as 0 (which turns a limit off), "0x10" as 16
+// and "1e3" as 1000. Surrounding whitespace is trimmed; a blank value is unset (loadConfig).
+const int = (min: number, max: number) => {
+  const message = `must be a whole number from ${min} to ${max}, in decimal digits`;
+  return z
+    .string()
+    .trim()
+    .regex(/^\d+$/, message)
+    .transform(Number)
+    .pipe(z.number().min(min, message).max(max, message));
+};
 
 const schema = z
   .object({
@@ -249,8 +259,8 @@ function parseTrustProxy(value: string): string | number | boolean {
 
 export function loadConfig(rawEnv: Env = process.env): Config {
   const problems: string[] = [];
-  // Empty strings mean "unset", as in most .env tooling.
-  const cleaned: Env = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== ""));
+  // Empty and blank (whitespace-only) strings mean "unset", as in most .env tooling: the default applies.
+  const cleaned: Env = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== undefined && v.trim() !== ""));
   const env = resolveFiles(cleaned, FILE_KEYS, problems);
   const parsed = schema.safeParse(env);
   if (!parsed.success) {
