@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../../infra/cluster/wait.ts";
 import { startApp, type TestApp } from "../../../test/app-fixture.ts";
 import { sessionIdOf } from "../../../test/session-cookie.ts";
-import type { Reply } from "../../../loadtest/client/visitor.ts";
+import type { Reply, RequestOptions } from "../../../loadtest/client/visitor.ts";
 import { sessionSerializer } from "./session.ts";
 
 const json = (value: unknown) => ({ body: JSON.stringify(value) });
@@ -162,6 +162,95 @@ describe("4xx answers", () => {
     const v = seed.visitor();
     expectError(await v.increment("k1"), 400, "idempotency_unsupported");
     expect((await v.increment()).json?.count).toBe(1);
+  });
+});
+
+describe("the one body guard: every state-changing /api route takes JSON of at most 1 KiB, or no body", () => {
+  // Its own app without the new-session limit: every case below makes a session of its own.
+  let guarded: TestApp;
+  beforeAll(async () => {
+    guarded = await startApp({ env: { NEW_SESSION_LIMIT: "0" }, redis: app.redis });
+  });
+  afterAll(() => guarded?.close());
+
+  const typed = (type: string, body: string): RequestOptions => ({ body, headers: { "content-type": type } });
+  const BODIES: [string, RequestOptions, number, string][] = [
+    [
+      "a 15 KB form",
+      typed("application/x-www-form-urlencoded", `x=${"a".repeat(15 * 1024)}`),
+      415,
+      "unsupported_media_type",
+    ],
+    [
+      "a multipart body",
+      typed("multipart/form-data; boundary=b", '--b\r\nContent-Disposition: form-data; name="x"\r\n\r\n1\r\n--b--\r\n'),
+      415,
+      "unsupported_media_type",
+    ],
+    ["a text/plain body", typed("text/plain", "{}"), 415, "unsupported_media_type"],
+    ["JSON over 1 KiB", json({ pad: "x".repeat(2000) }), 413, "body_too_large"],
+    ["an unknown JSON field", json({ admin: true }), 400, "invalid_body"],
+  ];
+  const ROUTES = [
+    ["POST", "/api/logout"],
+    ["POST", "/api/session"],
+    ["DELETE", "/api/session"],
+    ["POST", "/api/counter"], // a returning visitor's: the one-round-trip path
+  ];
+  const sessionKeys = async () => (await app.redis!.admin.keys("sess:*")).length;
+
+  it.each(ROUTES.flatMap(([method, path]) => BODIES.map((b) => [method!, path!, ...b] as const)))(
+    "refuses %s %s with %s, and the logged-in session keeps its user, count and cookie",
+    async (method, path, _what, opts, status, error) => {
+      const v = guarded.visitor();
+      expect((await v.post("/api/login", json({ name: "ada" }))).status).toBe(200);
+      expect((await v.increment()).json?.count).toBe(1);
+      const cookie = v.cookie;
+      const r = await v.request(path, { ...opts, method });
+      expectError(r, status, error);
+      expect(r.headers.getSetCookie()).toEqual([]);
+      expect(v.cookie).toBe(cookie);
+      expect((await v.get("/api/me")).json).toMatchObject({ user: { name: "ada" }, count: 1 });
+    },
+  );
+
+  it.each(BODIES)("refuses a new visitor's POST /api/session with %s, and stores no session", async (...c) => {
+    const [, opts, status, error] = c;
+    const before = await sessionKeys();
+    const v = guarded.visitor();
+    expectError(await v.post("/api/session", opts), status, error);
+    expect(v.cookie).toBeUndefined();
+    expect(await sessionKeys()).toBe(before);
+  });
+
+  it("still takes no body, an empty one, or {} on the routes that need none", async () => {
+    const v = guarded.visitor();
+    expect((await v.post("/api/session", json({}))).status).toBe(201);
+    expect((await v.post("/api/session")).status).toBe(200);
+    expect((await v.post("/api/logout", json({}))).json).toMatchObject({ loggedOut: true });
+    expect((await v.post("/api/session", typed("application/json", ""))).status).toBe(201);
+    expect((await v.request("/api/session", { method: "DELETE", ...json({}) })).json).toMatchObject({
+      destroyed: true,
+    });
+  });
+
+  it("guards a path no route answers yet the same way (a route added later is covered)", async () => {
+    const v = guarded.visitor();
+    expectError(await v.post("/api/nope", BODIES[0]![1]), 415, "unsupported_media_type");
+    expectError(await v.request("/api/later", { method: "PATCH", ...BODIES[3]![1] }), 413, "body_too_large");
+    expectError(await v.post("/api/nope"), 404, "not_found");
+  });
+
+  it("leaves GET routes alone, the page and the tutorial's included, whatever body they carry", async () => {
+    const v = guarded.visitor();
+    const form = BODIES[0]![1];
+    expect((await v.get("/counter", form)).text).toBe("count is 1");
+    expect((await v.get("/redis-store-counter", typed("text/plain", "x"))).text).toBe("count is 2");
+    const page = await v.get("/", form);
+    expect(page.status).toBe(200);
+    expect(page.headers.get("content-type")).toMatch(/^text\/html/);
+    expect((await v.get("/api/session", form)).json?.count).toBe(2);
+    expect((await v.get("/session-destroy", form)).text).toBe("session destroyed");
   });
 });
 

@@ -10,6 +10,7 @@ import { createMetrics, type Metrics } from "./metrics.ts";
 import { NewSessionGate } from "./new-sessions.ts";
 import { refuseCrossSite } from "./middleware/cross-site.ts";
 import { errorHandler, unknownRoute } from "./middleware/errors.ts";
+import { stateChangingBody } from "./middleware/json-body.ts";
 import { noStore } from "./middleware/no-store.ts";
 import { replicaHeader } from "./middleware/replica.ts";
 import { sessionGuard } from "./middleware/session-guard.ts";
@@ -58,6 +59,8 @@ export function createApp({ config, logger, redis, lifecycle, ...deps }: AppDeps
   app.use(refuseCrossSite({ publicOrigins: config.publicOrigins }));
   app.use(pageRoutes());
   app.use(memoryStoreCounterRoutes({ config, gate }));
+  // Every body the API takes, on every state-changing /api route: JSON of at most 1 KiB, or none.
+  app.use("/api", stateChangingBody());
   // A returning visitor's increment in one Redis round trip; anything else falls through.
   if (counter.incrementStored && config.store === "redis") {
     app.use(

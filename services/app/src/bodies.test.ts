@@ -2,7 +2,7 @@
 import type { Request } from "express";
 import { describe, expect, it } from "vitest";
 import { HttpError } from "./errors.ts";
-import { parseBy, parseName } from "./bodies.ts";
+import { parseBy, parseName, parseNoBody } from "./bodies.ts";
 
 const req = (body: unknown) => ({ body }) as Request;
 function refusal(fn: () => unknown): { status: number; code: string; message: string } {
@@ -60,5 +60,22 @@ describe("parseName", () => {
     expect(refusal(() => parseName(req({ name: "ada", role: "admin" }))).message).toBe(
       'Unknown field(s): role. Only "name" is accepted.',
     );
+  });
+});
+
+describe("parseNoBody", () => {
+  it("takes no body or {}", () => {
+    expect(() => parseNoBody(req(undefined))).not.toThrow();
+    expect(() => parseNoBody(req({}))).not.toThrow();
+  });
+
+  it("refuses any field, and anything but an object, with a 400 invalid_body that says to send none", () => {
+    expect(refusal(() => parseNoBody(req({ admin: true, by: 2 })))).toEqual({
+      status: 400,
+      code: "invalid_body",
+      message: "Unknown field(s): admin, by. This route takes no fields: send no body, or {}.",
+    });
+    for (const body of [[], null, "x", 1])
+      expect(refusal(() => parseNoBody(req(body))).message).toBe("This route takes no body: send none, or {}.");
   });
 });

@@ -59,3 +59,21 @@ export const loginBody = bodyObject(
 export function parseName(req: Request): string {
   return parseBody(loginBody, req).name;
 }
+
+// POST /api/logout, POST and DELETE /api/session: nothing to send; an empty body, or {}.
+export const noBody = z
+  .strictObject(
+    {},
+    {
+      error: (iss) =>
+        iss.code === "unrecognized_keys"
+          ? `Unknown field(s): ${iss.keys.join(", ")}. This route takes no fields: send no body, or {}.`
+          : "This route takes no body: send none, or {}.",
+    },
+  )
+  .optional();
+
+/** Throws the 400 when the request carried anything but no body or {}. */
+export function parseNoBody(req: Request): void {
+  parseBody(noBody, req);
+}

@@ -1,6 +1,8 @@
-import { writeFileSync, mkdtempSync } from "node:fs";
+import { readFileSync, writeFileSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
+import { parseEnv } from "node:util";
+import express from "express";
 import { describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "./config.ts";
 
@@ -156,5 +158,71 @@ describe("loadConfig", () => {
     expect(problemsOf({ REDIS_SENTINEL_NAME: "sessions" })).toEqual([
       expect.stringMatching(/^REDIS_SENTINEL_NAME: set only with REDIS_SENTINELS/),
     ]);
+  });
+
+  it("reads a blank (whitespace-only) value as unset, so the default applies, not 0", () => {
+    const c = loadConfig({ NEW_SESSION_LIMIT: " ", IDEMPOTENCY_MAX_KEYS: "\t", PORT: "  ", TRUST_PROXY: " " });
+    expect(c).toMatchObject({
+      port: 3000,
+      idempotencyMaxKeys: 100,
+      newSessions: { limit: 60 },
+      trustProxy: 1,
+    });
+    expect(loadConfig({ PORT: " 3001 " }).port).toBe(3001);
+  });
+
+  it("takes integers in plain decimal digits only, naming every key written otherwise", () => {
+    const problems = problemsOf({
+      PORT: "0x10",
+      OPS_PORT: "1e3",
+      NEW_SESSION_LIMIT: "+5",
+      IDEMPOTENCY_MAX_KEYS: "1.0",
+      LOG_FLUSH_MS: "-1",
+      SHUTDOWN_DRAIN_MS: "1_000",
+    });
+    expect(problems).toEqual([
+      "PORT: must be a whole number from 0 to 65535, in decimal digits",
+      "OPS_PORT: must be a whole number from 0 to 65535, in decimal digits",
+      "LOG_FLUSH_MS: must be a whole number from 0 to 10000, in decimal digits",
+      "IDEMPOTENCY_MAX_KEYS: must be a whole number from 0 to 1000, in decimal digits",
+      "NEW_SESSION_LIMIT: must be a whole number from 0 to 1000000, in decimal digits",
+      "SHUTDOWN_DRAIN_MS: must be a whole number from 100 to 120000, in decimal digits",
+    ]);
+    expect(problemsOf({ IDEMPOTENCY_MAX_KEYS: "1001" })).toEqual([
+      "IDEMPOTENCY_MAX_KEYS: must be a whole number from 0 to 1000, in decimal digits",
+    ]);
+    expect(loadConfig({ NEW_SESSION_LIMIT: "007", IDEMPOTENCY_MAX_KEYS: "0" })).toMatchObject({
+      newSessions: { limit: 7 },
+      idempotencyMaxKeys: 0,
+    });
+  });
+
+  it.each([
+    ["1", 1],
+    ["0", 0],
+    ["true", true],
+    ["false", false],
+    ["loopback", "loopback"],
+    ["loopback, 10.0.0.0/8 ,fd00::/8", "loopback, 10.0.0.0/8 ,fd00::/8"],
+    ["172.16.0.1/255.240.0.0", "172.16.0.1/255.240.0.0"],
+  ])("takes TRUST_PROXY=%s as Express's trust proxy setting", (value, setting) => {
+    const c = loadConfig({ TRUST_PROXY: value });
+    expect(c.trustProxy).toEqual(setting);
+    expect(() => express().set("trust proxy", c.trustProxy)).not.toThrow();
+  });
+
+  it.each(["banana", "loopback,", "10.0.0.0/33", "-1", "TRUE", "localhost"])(
+    "refuses TRUST_PROXY=%s, which Express would throw on, and names it with the other wrong keys",
+    (value) => {
+      expect(() => express().set("trust proxy", value)).toThrow(TypeError);
+      const problems = problemsOf({ TRUST_PROXY: value, LOG_LEVEL: "loud" });
+      expect(problems.map((p) => p.split(":")[0])).toEqual(["LOG_LEVEL", "TRUST_PROXY"]);
+      expect(problems[1]).toContain(`"${value}" is not a trust proxy setting`);
+    },
+  );
+
+  it("accepts every value .env.example sets", () => {
+    const example = parseEnv(readFileSync(resolve(import.meta.dirname, "../../../.env.example"), "utf8"));
+    expect(problemsOf(example as Record<string, string>)).toEqual([]);
   });
 });

@@ -2,11 +2,22 @@
 // Every problem is collected, so one failed start names every wrong key.
 import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
+import proxyAddr from "proxy-addr";
 import { z } from "zod";
 
 const DEV_SECRET = "dev-only-secret-change-me-0123456789abcdef";
 
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+// Decimal digits only: z.coerce.number() would read " " as 0 (which turns a limit off), "0x10" as 16
+// and "1e3" as 1000. Surrounding whitespace is trimmed; a blank value is unset (loadConfig).
+const int = (min: number, max: number) => {
+  const message = `must be a whole number from ${min} to ${max}, in decimal digits`;
+  return z
+    .string()
+    .trim()
+    .regex(/^\d+$/, message)
+    .transform(Number)
+    .pipe(z.number().min(min, message).max(max, message));
+};
 
 const schema = z
   .object({
@@ -61,7 +72,14 @@ const schema = z
     IDEMPOTENCY_MAX_KEYS: int(0, 1000).default(100),
     NEW_SESSION_LIMIT: int(0, 1_000_000).default(60),
     NEW_SESSION_WINDOW_SECONDS: int(1, 86400).default(60),
-    TRUST_PROXY: z.string().default("1"),
+    TRUST_PROXY: z
+      .string()
+      .trim()
+      .superRefine((value, ctx) => {
+        const problem = trustProxyProblem(value);
+        if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+      })
+      .default("1"),
     KEEP_ALIVE_TIMEOUT_MS: int(1000, 600_000).default(65_000),
     SHUTDOWN_DELAY_MS: int(0, 60_000).default(300),
     SHUTDOWN_DRAIN_MS: int(100, 120_000).default(10_000),
@@ -247,10 +265,30 @@ function parseTrustProxy(value: string): string | number | boolean {
   return value;
 }
 
+/**
+ * Why Express would refuse `value` as its "trust proxy" setting, or undefined. Express splits a
+ * string on commas, trims each entry and hands the list to proxy-addr's compile(), which throws
+ * at app.set() on anything else: checked here with the same call, so a replica exits 78 naming
+ * the key instead of crashing on a TypeError after start.
+ */
+function trustProxyProblem(value: string): string | undefined {
+  const setting = parseTrustProxy(value);
+  if (typeof setting !== "string") return undefined;
+  try {
+    proxyAddr.compile(setting.split(",").map((s) => s.trim()));
+    return undefined;
+  } catch (err) {
+    return (
+      `"${value}" is not a trust proxy setting (${(err as Error).message}): use true, false, a hop count, ` +
+      "or comma-separated addresses, CIDR ranges or the names loopback, linklocal, uniquelocal"
+    );
+  }
+}
+
 export function loadConfig(rawEnv: Env = process.env): Config {
   const problems: string[] = [];
-  // Empty strings mean "unset", as in most .env tooling.
-  const cleaned: Env = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== ""));
+  // Empty and blank (whitespace-only) strings mean "unset", as in most .env tooling: the default applies.
+  const cleaned: Env = Object.fromEntries(Object.entries(rawEnv).filter(([, v]) => v !== undefined && v.trim() !== ""));
   const env = resolveFiles(cleaned, FILE_KEYS, problems);
   const parsed = schema.safeParse(env);
   if (!parsed.success) {

@@ -1,5 +1,6 @@
 // The one way the API reads a body: empty, or JSON of at most 1 KiB. Anything else is a 4xx
-// before a handler runs, so a bad body can never change what is stored.
+// before a handler runs, so a bad body can never change what is stored. Mounted once for all
+// of /api (app.ts), so a state-changing route added later is guarded without asking.
 import { json, type RequestHandler } from "express";
 import { HttpError } from "../errors.ts";
 
@@ -30,6 +31,20 @@ export function jsonBody(): RequestHandler {
     }
     parse(req, res, (err?: unknown) => next(err === undefined ? undefined : bodyError(err)));
   };
+}
+
+/** Methods that change nothing: their body, if any, is neither read nor refused. */
+const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+
+/**
+ * jsonBody() for every method but GET, HEAD and OPTIONS, whatever the route (one that does not
+ * exist included): mounted before the one-round-trip path and express-session, a refused body
+ * loads, stores and counts nothing. body-parser skips a body already read, so a route may still
+ * parse again.
+ */
+export function stateChangingBody(): RequestHandler {
+  const guard = jsonBody();
+  return (req, res, next) => (SAFE_METHODS.has(req.method) ? next() : guard(req, res, next));
 }
 
 type ParserError = Error & { type?: string; status?: number };

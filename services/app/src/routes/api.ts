@@ -1,9 +1,9 @@
 // The JSON API: POST /api/counter (optionally with Idempotency-Key), GET and DELETE /api/session.
+// Bodies arrive read and checked (JSON of at most 1 KiB, or none): stateChangingBody in app.ts.
 import { Router, type Request } from "express";
 import { parseIdempotencyKey, type Counter } from "../counter.ts";
-import { parseBy } from "../bodies.ts";
+import { parseBy, parseNoBody } from "../bodies.ts";
 import { methodNotAllowed } from "../errors.ts";
-import { jsonBody } from "../middleware/json-body.ts";
 import { startSession, type NewSessionGate } from "../new-sessions.ts";
 import { destroySession, sessionLabel } from "../session.ts";
 import { sendIncrement } from "./answers.ts";
@@ -22,7 +22,7 @@ export function apiRoutes(opts: {
   const label = (req: Request) => (req.session.createdAt === undefined ? null : sessionLabel(req.sessionID));
 
   r.route("/counter")
-    .post(jsonBody(), async (req, res) => {
+    .post(async (req, res) => {
       const idempotencyKey = parseIdempotencyKey(req.get("Idempotency-Key"));
       const by = parseBy(req);
       const result = await counter.increment(req, { by, idempotencyKey });
@@ -35,6 +35,7 @@ export function apiRoutes(opts: {
     // that must know their session before the first increment (the load harness) call it
     // first; retrying it is harmless, a lost answer only leaves an empty session to expire.
     .post(async (req, res) => {
+      parseNoBody(req);
       const created = req.session.createdAt === undefined;
       if (created) await startSession(req, gate);
       const count = await counter.read(req);
@@ -45,6 +46,7 @@ export function apiRoutes(opts: {
       res.json({ count, replica: replicaId, session: label(req) });
     })
     .delete(async (req, res) => {
+      parseNoBody(req);
       const existed = req.session.createdAt !== undefined;
       await destroySession(req);
       res.clearCookie(opts.cookieName, { path: "/" });

@@ -3,10 +3,9 @@
 // copy what happens to the session around it.
 import { Router } from "express";
 import type { Counter } from "../counter.ts";
-import { parseName } from "../bodies.ts";
+import { parseName, parseNoBody } from "../bodies.ts";
 import { HttpError, methodNotAllowed } from "../errors.ts";
 import { loginFingerprint, parseLoginKey, type SessionRotator } from "../login.ts";
-import { jsonBody } from "../middleware/json-body.ts";
 import { destroySession, sessionLabel } from "../session.ts";
 
 export { parseName };
@@ -21,7 +20,7 @@ export function authRoutes(opts: {
   const r = Router({ strict: true, caseSensitive: true });
 
   r.route("/login")
-    .post(jsonBody(), async (req, res) => {
+    .post(async (req, res) => {
       const name = parseName(req);
       const key = parseLoginKey(req.get("Idempotency-Key"));
       const { count, replayed } = await rotator.rotate(
@@ -39,6 +38,7 @@ export function authRoutes(opts: {
   // finds no session and starts an empty one.
   r.route("/logout")
     .post(async (req, res) => {
+      parseNoBody(req);
       const existed = req.session.createdAt !== undefined;
       await rotator.logOutReplaced(req);
       await destroySession(req);

@@ -6,10 +6,10 @@
 // Anything this path cannot answer exactly as the full path would, it hands on unchanged
 // (next()): no cookie, a cookie whose signature matches no secret, a session that is not
 // stored or is past its absolute timeout, a bad Idempotency-Key or amount (the full path
-// gives the 400). A body that cannot be read at all gets its 4xx here, as it would there.
+// gives the 400). The body is read before this path (stateChangingBody in app.ts), so one that
+// cannot be read gets the same 4xx on both paths.
 import { Router, type Request, type RequestHandler, type Response } from "express";
 import { parseIdempotencyKey, type Counter, type IncrementRequest, type IncrementResult } from "../counter.ts";
-import { jsonBody } from "../middleware/json-body.ts";
 import { VerifiedCookies, type VerifiedSession } from "../middleware/session-guard.ts";
 import { COUNTER_TEXT_PATHS, sendCountText, sendIncrement } from "./answers.ts";
 import { parseBy } from "./api.ts";
@@ -61,9 +61,6 @@ export function storedCounterRoutes(opts: {
   r.route("/api/counter")
     .post(
       signed,
-      // A body that cannot be read gets its 4xx here (same status and JSON as the full path):
-      // once read, a body cannot be handed on to be read again.
-      jsonBody(),
       route(
         (req) => ({ by: parseBy(req), idempotencyKey: parseIdempotencyKey(req.get("Idempotency-Key")) }),
         (res, result, { label }) => sendIncrement(res, result, replicaId, label),
