@@ -97,6 +97,15 @@ describe("a replica that freezes (SIGSTOP) holding a request", () => {
     expect((await v.get("/api/session")).json?.count).toBe(others.length + 1);
   });
 
+  it('takes "Idempotency-Key: 0" as a key too (nginx\'s if() reads a bare "0" as false)', async () => {
+    const v = new Visitor(cluster.baseUrl());
+    expect((await v.startSession()).status).toBe(201);
+    // The first applies the key, every later one replays it: the same count, whoever answers.
+    const { others, held } = await sendUntilFrozenHoldsOne(() => v.increment("0", { timeoutMs: 30_000 }));
+    expect([...others, held].map((r) => [r.status, r.json?.count])).toEqual([...others, held].map(() => [200, 1]));
+    expect((await attemptsOf(cluster, held.requestId)).statuses).toEqual(["504", "200"]);
+  });
+
   it("does not resend an unkeyed GET /counter after a read timeout: 504, counted once when it wakes", async () => {
     const v = new Visitor(cluster.baseUrl());
     expect((await v.get("/counter")).text).toBe("count is 1");
