@@ -68,6 +68,15 @@ describe("loadConfig", () => {
     ]);
   });
 
+  it("trims HOST and OPS_HOST and takes an IP address or a host name, naming anything else", () => {
+    expect(loadConfig({ HOST: " 127.0.0.1 ", OPS_HOST: "\tlocalhost" })).toMatchObject({
+      host: "127.0.0.1",
+      opsHost: "localhost",
+    });
+    expect(loadConfig({ HOST: "fe80::1%eth0" }).host).toBe("fe80::1%eth0");
+    expect(problemsOf({ HOST: "x y", OPS_HOST: "[::1]" }).map((p) => p.split(":")[0])).toEqual(["HOST", "OPS_HOST"]);
+  });
+
   it("reads PUBLIC_ORIGINS as a list of origins and names any entry that is not one", () => {
     expect(loadConfig({}).publicOrigins).toEqual([]);
     expect(loadConfig({ PUBLIC_ORIGINS: "https://counter.example, http://127.0.0.1:8080/" }).publicOrigins).toEqual([

@@ -1,6 +1,7 @@
 // Parses the environment once at boot into a frozen, typed config.
 // Every problem is collected, so one failed start names every wrong key.
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { hostname } from "node:os";
 import proxyAddr from "proxy-addr";
 import { z } from "zod";
@@ -19,12 +20,21 @@ const int = (min: number, max: number) => {
     .pipe(z.number().min(min, message).max(max, message));
 };
 
+// An address to listen on: an IP address (IPv6 bare, as node's listen() takes it) or a host name.
+// A name that does not resolve is the listener's error at start (server.ts).
+const listenHost = z
+  .string()
+  .trim()
+  .refine((h) => isIP(h) !== 0 || z.hostname().safeParse(h).success, {
+    message: "an IP address or a host name (e.g. 0.0.0.0, ::, 127.0.0.1, localhost)",
+  });
+
 const schema = z
   .object({
     NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
-    HOST: z.string().min(1).default("0.0.0.0"),
+    HOST: listenHost.default("0.0.0.0"),
     PORT: int(0, 65535).default(3000),
-    OPS_HOST: z.string().min(1).optional(),
+    OPS_HOST: listenHost.optional(),
     OPS_PORT: int(0, 65535).default(9091),
     PUBLIC_ORIGINS: z.string().optional(),
     REPLICA_ID: z

@@ -96,6 +96,26 @@ describe("server start-up", () => {
     expect(r.stdout).not.toContain("listening");
   });
 
+  it("exits 1 with one line naming PORT / HOST when the public listener cannot start, not a stack", async () => {
+    const r = await runServer({
+      PATH: process.env.PATH!,
+      STORE: "memory",
+      HOST: "no-such-host.invalid",
+      PORT: "0",
+      OPS_HOST: "127.0.0.1",
+      OPS_PORT: "0",
+    });
+    expect(r.code).toBe(1);
+    const failed = r.stdout
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { event?: string; msg?: string; host?: string })
+      .find((l) => l.event === "listen_failed");
+    expect(failed?.host).toBe("no-such-host.invalid");
+    expect(failed?.msg).toContain("PORT / HOST");
+    expect(r.stderr).not.toContain("Unhandled 'error' event");
+  });
+
   it("drains and exits 0 on SIGTERM", async () => {
     const server = spawnServer({});
     await server.logged("listening");

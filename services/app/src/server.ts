@@ -91,13 +91,25 @@ server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex) => {
 // open through a drain, so /readyz answers 503 "draining" until the process exits.
 const opsServer = createServer(createOpsApp({ replicaId: config.replicaId, logger, redis, lifecycle, metrics }));
 opsServer.keepAliveTimeout = 5000;
-opsServer.on("error", (err) => {
-  const where = { host: config.opsHost, port: config.opsPort };
-  const message = "the operator listener could not start; check OPS_PORT / OPS_HOST";
-  logger.fatal({ event: "ops_listen_failed", err: err.message, ...where }, message);
-  logger.flush();
-  process.exit(1);
-});
+/** A listener that cannot start (port taken, address not here, a host name that does not resolve): one line, exit 1. */
+function exitOnListenError(event: string, what: string, keys: string, where: { host: string; port: number }) {
+  return (err: Error) => {
+    logger.fatal({ event, err: err.message, ...where }, `the ${what} could not start; check ${keys}`);
+    logger.flush();
+    process.exit(1);
+  };
+}
+opsServer.on(
+  "error",
+  exitOnListenError("ops_listen_failed", "operator listener", "OPS_PORT / OPS_HOST (HOST when unset)", {
+    host: config.opsHost,
+    port: config.opsPort,
+  }),
+);
+server.on(
+  "error",
+  exitOnListenError("listen_failed", "public listener", "PORT / HOST", { host: config.host, port: config.port }),
+);
 opsServer.listen(config.opsPort, config.opsHost);
 
 /** Resolves true once the Redis client is ready, false after `ms`. */
