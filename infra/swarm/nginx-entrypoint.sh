@@ -5,8 +5,8 @@
 #   second (resolver valid=1s) and keeps the upstream's keep-alive pool, zone and max_fails.
 # - older nginx (Debian's 1.22 in the offline stand-in): a watcher loop queries `tasks.app`
 #   every second and, when the set of addresses changed, runs `nginx -s reload`: a graceful
-#   swap of workers that re-resolves the name. A resolver with a variable proxy_pass would
-#   need no watcher, but a variable proxy_pass bypasses the upstream block, so every request
+#   swap of workers that re-resolves the name. A resolver with a variable proxy_pass host would
+#   need no watcher, but a proxy_pass whose host is a variable bypasses the upstream block, so every request
 #   would pay a new TCP connection to a replica (no keep-alive pool) and lose max_fails.
 # Only shell built-ins plus getent and sleep: the stand-in image has nothing else.
 set -u

@@ -25,7 +25,8 @@ export function createMetrics(opts: { replicaId: string; redis: RedisClient | un
     name: "http_requests_total",
     help:
       'HTTP requests answered, by method, route template and status; route is "unmatched" when no route ' +
-      "handled the request (a 404, or a session express-session failed to load).",
+      "handled the request (a 404, a body the /api guard refused before routing, or a session express-session " +
+      "failed to load).",
     labelNames: ["method", "route", "status"] as const,
     registers: [registry],
   });
