@@ -96,15 +96,14 @@ describe("make bench QUICK=1", { timeout: 240_000 }, () => {
     expect(Number.isFinite(growth.p99.ratio)).toBe(true);
     expect(report.goals.length).toBeGreaterThanOrEqual(5);
     // Goals 1 and 3 each come with an estimate of the most an Express app on this path could reach
-    // here: a positive req/s no higher than the hello-worlds served of the same request.
+    // here: a positive req/s, from a Redis figure the run measured.
     const estimates = report.goals.filter((g) => g.met === null && g.goal.includes("estimate"));
     expect(estimates).toHaveLength(2);
     const shapes = { exactlyOnce: "nginx3-hello-keyed", newVisitors: "nginx3-hello-keyed-new" } as const;
     for (const [name, id] of Object.entries(shapes)) {
       const e = report.estimates[name as keyof typeof shapes];
-      const shape = report.scenarios.find((s) => s.id === id)!;
+      expect(report.scenarios.find((s) => s.id === id)?.result.non2xx, id).toBe(0);
       expect(e?.rps, name).toBeGreaterThan(0);
-      expect(e!.rps, name).toBeLessThanOrEqual(shape.result.rps);
       expect(e!.redisUs, name).toBeGreaterThan(0);
     }
     // The goals also ran in turns with their references (QUICK: one round), and goals 1 and 3 say so.

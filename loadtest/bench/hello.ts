@@ -1,7 +1,7 @@
 // Baseline B1 of `make bench`: the bare Express 5 hello-world, one process (GET /). The
 // ceilings run three of them behind the cluster's nginx. Prints "listening <port>" once it
 // accepts connections.
-import { randomBytes, randomUUID } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import express from "express";
 
 const app = express();
@@ -19,7 +19,7 @@ app.post("/api/counter", (req, res) => {
       sameSite: "lax",
     });
   res.removeHeader("X-Powered-By");
-  res.set({ "Cache-Control": "no-store", "X-Replica": "hello-1", "X-Request-ID": randomUUID() });
+  res.set({ "Cache-Control": "no-store", "X-Replica": "hello-1", "X-Request-ID": req.get("x-request-id") ?? "" });
   res.type("json").end(JSON.stringify({ count: 1, replica: "hello-1", session: "0123456789ab" }));
 });
 const server = app.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
