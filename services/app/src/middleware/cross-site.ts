@@ -17,7 +17,8 @@ export const STATE_CHANGING_GETS: readonly string[] = [
   "/redis-store-counter",
 ];
 
-const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
+/** Methods that change nothing: no cross-site check, and no body read (json-body.ts). */
+export const SAFE_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
 const ONLY_GET = "Use GET; this route changes state, so HEAD and OPTIONS are refused.";
 
 /**

@@ -3,6 +3,7 @@
 // of /api (app.ts), so a state-changing route added later is guarded without asking.
 import { json, type RequestHandler } from "express";
 import { HttpError } from "../errors.ts";
+import { SAFE_METHODS } from "./cross-site.ts";
 
 export const BODY_LIMIT_BYTES = 1024;
 
@@ -16,7 +17,7 @@ function hasBody(headers: { "transfer-encoding"?: string; "content-length"?: str
 
 // express.json() skips a body whose type is not JSON and leaves req.body undefined, which a
 // handler would read as "no body": a form post to /api/counter would count. Refuse it instead.
-export function jsonBody(): RequestHandler {
+function jsonBody(): RequestHandler {
   const parse = json({ limit: BODY_LIMIT_BYTES, strict: true });
   return (req, res, next) => {
     if (hasBody(req.headers) && !req.is("application/json")) {
@@ -32,9 +33,6 @@ export function jsonBody(): RequestHandler {
     parse(req, res, (err?: unknown) => next(err === undefined ? undefined : bodyError(err)));
   };
 }
-
-/** Methods that change nothing: their body, if any, is neither read nor refused. */
-const SAFE_METHODS = new Set(["GET", "HEAD", "OPTIONS"]);
 
 /**
  * jsonBody() for every method but GET, HEAD and OPTIONS, whatever the route (one that does not
