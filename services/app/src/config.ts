@@ -3,7 +3,7 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { hostname } from "node:os";
-import proxyAddr from "proxy-addr";
+import express from "express";
 import { z } from "zod";
 
 const DEV_SECRET = "dev-only-secret-change-me-0123456789abcdef";
@@ -276,16 +276,13 @@ function parseTrustProxy(value: string): string | number | boolean {
 }
 
 /**
- * Why Express would refuse `value` as its "trust proxy" setting, or undefined. Express splits a
- * string on commas, trims each entry and hands the list to proxy-addr's compile(), which throws
- * at app.set() on anything else: checked here with the same call, so a replica exits 78 naming
- * the key instead of crashing on a TypeError after start.
+ * Why Express would refuse `value` as its "trust proxy" setting, or undefined: Express itself is
+ * asked (app.set compiles the setting and throws on anything it cannot read), so a replica exits
+ * 78 naming the key instead of crashing on a TypeError after start.
  */
 function trustProxyProblem(value: string): string | undefined {
-  const setting = parseTrustProxy(value);
-  if (typeof setting !== "string") return undefined;
   try {
-    proxyAddr.compile(setting.split(",").map((s) => s.trim()));
+    express().set("trust proxy", parseTrustProxy(value));
     return undefined;
   } catch (err) {
     return (
