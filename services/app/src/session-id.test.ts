@@ -3,8 +3,9 @@ import { keySlot, newSessionId, sessionIdInSlotOf } from "./session-id.ts";
 
 describe("session ids", () => {
   it("makes express-session's kind of id: 32 base64url characters, a different one each time", () => {
-    const ids = new Set(Array.from({ length: 200 }, newSessionId));
-    expect(ids.size).toBe(200);
+    // 1000 ids: several refills of the pool of random bytes they are drawn from.
+    const ids = new Set(Array.from({ length: 1000 }, newSessionId));
+    expect(ids.size).toBe(1000);
     for (const id of ids) expect(id).toMatch(/^[A-Za-z0-9_-]{32}$/);
   });
 
