@@ -8,6 +8,7 @@ import { waitFor, httpStatus } from "../../infra/cluster/wait.ts";
 import { run } from "../lib/process.ts";
 import { findProcesses } from "./procs.ts";
 import { loadBalancerHttp, localNginxConf } from "../../infra/cluster/local-cluster.ts";
+import { redisConf } from "../../infra/cluster/redis-conf.ts";
 
 export type Baseline = { url: string; pids: () => number[]; stop: () => Promise<void> };
 
@@ -69,14 +70,16 @@ export function startNginx200(dir: string, port: number): Promise<Baseline> {
 
 /**
  * The topology's own ceiling: the cluster's nginx config (same proxy.conf, locations.conf,
- * upstream keep-alive) in front of `replicas` bare hello-world processes instead of the app.
+ * upstream keep-alive) in front of `replicas` bare hello-world processes instead of the app,
+ * whose exactly-once request makes one round trip to the Redis on `redisPort` when given.
  */
 export async function startNginxOverHello(
   dir: string,
   port: number,
   replicas: number,
+  redisPort?: number,
 ): Promise<Baseline & { nodePids: () => number[] }> {
-  const hellos = await Promise.all(Array.from({ length: replicas }, () => startHello()));
+  const hellos = await Promise.all(Array.from({ length: replicas }, () => startHello(redisPort)));
   const ports = hellos.map((h) => Number(new URL(h.url).port));
   try {
     const nginx = await startNginx(
@@ -100,10 +103,10 @@ export async function startNginxOverHello(
   }
 }
 
-export async function startHello(): Promise<Baseline> {
+export async function startHello(redisPort?: number): Promise<Baseline> {
   const child = spawn(process.execPath, [join(import.meta.dirname, "hello.ts")], {
     stdio: ["ignore", "pipe", "inherit"],
-    env: { PATH: process.env.PATH, NODE_ENV: "production" },
+    env: { PATH: process.env.PATH, NODE_ENV: "production", HELLO_REDIS_PORT: String(redisPort ?? "") },
   });
   const port = await new Promise<number>((ok, fail) => {
     const timer = setTimeout(() => fail(new Error("hello-world did not start within 10 s")), 10_000);
@@ -117,4 +120,33 @@ export async function startHello(): Promise<Baseline> {
     child.once("exit", (code) => fail(new Error(`hello-world exited with ${code}`)));
   });
   return { url: `http://127.0.0.1:${port}`, pids: () => (child.pid ? [child.pid] : []), stop: () => stopChild(child) };
+}
+
+/**
+ * A Redis for the hello-worlds' round trip, persisting as the cluster's does (redisConf: AOF,
+ * fsync every second), with one user, the default, allowed everything and no password.
+ */
+export async function startRedis(
+  dir: string,
+  port: number,
+): Promise<Baseline & { port: number; redisCommand(...args: string[]): Promise<string> }> {
+  const d = resolve(dir);
+  mkdirSync(d, { recursive: true });
+  const aclfile = join(d, "users.acl");
+  writeFileSync(aclfile, "user default on nopass ~* &* +@all\n");
+  const conf = join(d, "redis.conf");
+  writeFileSync(conf, redisConf({ port, bind: "127.0.0.1", dir: d, aclfile, maxmemory: "256mb" }));
+  const child = spawn("redis-server", [conf], { stdio: "ignore" });
+  const ping = () => run("redis-cli", ["-p", String(port), "PING"], { timeoutMs: 2000 }).catch(() => "");
+  await waitFor(`the hello-worlds' redis on port ${port}`, async () => (await ping()).trim() === "PONG", 10_000);
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    redisCommand: async (...args: string[]) => (await run("redis-cli", ["-p", String(port), ...args])).trim(),
+    pids: () => (child.pid ? [child.pid] : []),
+    stop: async () => {
+      await stopChild(child);
+      rmSync(d, { recursive: true, force: true });
+    },
+  };
 }

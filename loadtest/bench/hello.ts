@@ -3,6 +3,16 @@
 // accepts connections.
 import { randomBytes } from "node:crypto";
 import express from "express";
+import { Redis } from "ioredis";
+
+// HELLO_REDIS_PORT: the exactly-once request below first makes one Redis round trip (a script
+// that increments one key) on this Redis, as the app's one-round-trip path does, with the app's
+// client settings that matter for it (auto-pipelining). GET / never touches Redis.
+const redisPort = Number(process.env.HELLO_REDIS_PORT || 0);
+const redis = redisPort ? new Redis({ host: "127.0.0.1", port: redisPort, enableAutoPipelining: true }) : undefined;
+redis?.defineCommand("helloIncrement", { numberOfKeys: 1, lua: "return redis.call('INCR', KEYS[1])" });
+type WithIncrement = { helloIncrement(key: string): Promise<number> };
+const increment = (key: string) => (redis as unknown as WithIncrement).helloIncrement(key);
 
 const app = express();
 app.get("/", (_req, res) => {
@@ -10,9 +20,11 @@ app.get("/", (_req, res) => {
 });
 // The exactly-once request's own shape, for the ceiling of that request (bench.ts): the app's
 // headers and JSON answer (no ETag, as the app sets none), and a cookie as long as a signed
-// session cookie (the app's default name) for a request that has none. No session, no Redis:
-// what nginx and the load generator cost for this request, with a bare Express behind it.
-app.post("/api/counter", (req, res) => {
+// session cookie (the app's default name) for a request that has none. No session: what nginx,
+// the load generator and (with HELLO_REDIS_PORT) one Redis round trip cost for this request,
+// with a bare Express behind it.
+app.post("/api/counter", async (req, res) => {
+  const count = redis ? await increment("hello:count") : 1;
   if (req.headers.cookie === undefined)
     res.cookie("sid", `s:${randomBytes(24).toString("base64url")}.${randomBytes(32).toString("base64url")}`, {
       httpOnly: true,
@@ -20,7 +32,7 @@ app.post("/api/counter", (req, res) => {
     });
   res.removeHeader("X-Powered-By");
   res.set({ "Cache-Control": "no-store", "X-Replica": "hello-1", "X-Request-ID": req.get("x-request-id") ?? "" });
-  res.type("json").end(JSON.stringify({ count: 1, replica: "hello-1", session: "0123456789ab" }));
+  res.type("json").end(JSON.stringify({ count, replica: "hello-1", session: "0123456789ab" }));
 });
 const server = app.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
   const addr = server.address();

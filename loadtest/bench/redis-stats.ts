@@ -14,7 +14,7 @@ export async function info(cluster: Pick<Cluster, "redisCommand">, section: stri
 }
 
 /** Calls per command since Redis started (commands a Lua script runs count too). */
-export async function commandCalls(cluster: Cluster): Promise<Record<string, number>> {
+export async function commandCalls(cluster: Pick<Cluster, "redisCommand">): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const [k, v] of Object.entries(await info(cluster, "commandstats"))) {
     const calls = /calls=(\d+)/.exec(v);
