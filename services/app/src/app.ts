@@ -57,6 +57,8 @@ export function createApp({ config, logger, redis, lifecycle, ...deps }: AppDeps
   app.use(requestLog(logger));
   // /healthz, /readyz and /metrics are on the operator listener only (ops.ts): a 404 here.
   app.use(refuseCrossSite({ publicOrigins: config.publicOrigins }));
+  app.use(pageRoutes());
+  app.use(memoryStoreCounterRoutes({ config, gate }));
   // Every body the API takes, on every state-changing /api route: JSON of at most 1 KiB, or none.
   app.use("/api", stateChangingBody());
   // A returning visitor's increment in one Redis round trip; anything else falls through.
@@ -70,10 +72,6 @@ export function createApp({ config, logger, redis, lifecycle, ...deps }: AppDeps
       }),
     );
   }
-  // After the one-round-trip path, which they would only slow down, and before express-session:
-  // a page view costs no Redis call.
-  app.use(pageRoutes());
-  app.use(memoryStoreCounterRoutes({ config, gate }));
   app.use(
     sessionMiddleware(config, store),
     sessionGuard({ cookieName: config.session.cookieName, secrets: config.session.secrets }),
