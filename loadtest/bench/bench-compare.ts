@@ -95,7 +95,9 @@ async function main(): Promise<void> {
   for (let round = 1; round <= ROUNDS; round++) {
     // Alternate who goes first, so neither side always follows the other's leftovers.
     for (const s of round % 2 ? [a, b] : [b, a]) {
-      const before = await commandCalls(s.cluster);
+      // Counted around the measured part only (loadRun's hooks), not the warm-up.
+      let before: Record<string, number> = {};
+      let after: Record<string, number> = {};
       const r = await loadRun(
         {
           url: s.url,
@@ -109,10 +111,13 @@ async function main(): Promise<void> {
           ...(RATE > 0 && { rate: RATE }),
         },
         s.components,
+        {
+          before: async () => void (before = await commandCalls(s.cluster)),
+          after: async () => void (after = await commandCalls(s.cluster)),
+        },
       );
       s.runs.push(r);
-      for (const [cmd, n] of Object.entries(perRequest(before, await commandCalls(s.cluster), 1)))
-        s.redis[cmd] = (s.redis[cmd] ?? 0) + n;
+      for (const [cmd, n] of Object.entries(perRequest(before, after, 1))) s.redis[cmd] = (s.redis[cmd] ?? 0) + n;
       console.log(
         `round ${round} ${s.name}: ${r.rps.toFixed(0).padStart(6)} req/s  p50 ` +
           `${r.latencyMs.p50.toFixed(1)}  p99 ${r.latencyMs.p99.toFixed(1)} ms  node ` +
