@@ -137,8 +137,22 @@ export async function startRedis(
   const conf = join(d, "redis.conf");
   writeFileSync(conf, redisConf({ port, bind: "127.0.0.1", dir: d, aclfile, maxmemory: "256mb" }));
   const child = spawn("redis-server", [conf], { stdio: "ignore" });
+  let failed: Error | undefined;
+  child.once("error", (err) => (failed = err)); // no redis-server on PATH: the wait below says so
   const ping = () => run("redis-cli", ["-p", String(port), "PING"], { timeoutMs: 2000 }).catch(() => "");
-  await waitFor(`the hello-worlds' redis on port ${port}`, async () => (await ping()).trim() === "PONG", 10_000);
+  try {
+    await waitFor(
+      `the hello-worlds' redis on port ${port}`,
+      async () => {
+        if (failed) throw failed;
+        return (await ping()).trim() === "PONG";
+      },
+      15_000,
+    );
+  } catch (err) {
+    await stopChild(child);
+    throw err;
+  }
   return {
     url: `redis://127.0.0.1:${port}`,
     port,

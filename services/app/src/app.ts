@@ -76,8 +76,8 @@ export function createApp({ config, logger, redis, lifecycle, ...deps }: AppDeps
     sessionMiddleware(config, store),
     sessionGuard({ cookieName: config.session.cookieName, secrets: config.session.secrets }),
   );
-  // The API's counter first: the busiest route (every new visitor's first increment) walks no other
-  // router. No two of these routers share a path, so their order changes no answer.
+  // The API's routes first, so that a new visitor's first increment does not walk the auth and seed
+  // routers. No two of these routers share a path, so their order changes no answer.
   app.use("/api", metrics.mounted("/api"));
   app.use("/api", apiRoutes({ counter, gate, replicaId: config.replicaId, cookieName: config.session.cookieName }));
   app.use(
