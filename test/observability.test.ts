@@ -177,6 +177,29 @@ describe("request ids through nginx", () => {
     expect((await cluster.logs(200)).includes("client-chosen-id")).toBe(false);
   });
 
+  it("logs the method the client sent for an answer nginx makes itself", async () => {
+    // nginx refuses PROPFIND itself (405, its error page), and error_page turns $request_method into GET.
+    const r = await fetch(`${cluster.baseUrl()}/api/counter`, { method: "PROPFIND" });
+    expect(r.status).toBe(405);
+    expect(r.headers.get("x-replica")).toBeNull();
+    const id = r.headers.get("x-request-id")!;
+    let line: string | undefined;
+    await waitFor(
+      `nginx's log line of request ${id}`,
+      async () => {
+        line = (await cluster.logs(200)).split("\n").find((l) => l.startsWith("nginx-access") && l.includes(id));
+        return line !== undefined;
+      },
+      5000,
+    );
+    expect(JSON.parse(line!.slice(line!.indexOf(" | ") + 3))).toMatchObject({
+      request_id: id,
+      method: "PROPFIND",
+      uri: "/api/counter",
+      status: 405,
+    });
+  });
+
   it("puts a request id on answers nginx makes itself", async () => {
     const r = await new Visitor(cluster.baseUrl()).get("/metrics");
     expect(r.status).toBe(404);
