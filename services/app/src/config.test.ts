@@ -123,6 +123,15 @@ describe("loadConfig", () => {
     expect(problemsOf({ SESSION_SECRET_FILE: join(dir, "missing") })[0]).toMatch(/^SESSION_SECRET_FILE: cannot read/);
   });
 
+  it("refuses a *_FILE that holds nothing (a secret mount that came up empty), naming the file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    writeFileSync(join(dir, "blank"), " \n");
+    for (const key of ["SESSION_SECRET", "REDIS_PASSWORD"])
+      expect(problemsOf({ [`${key}_FILE`]: join(dir, "blank") })).toEqual([
+        `${key}_FILE: ${join(dir, "blank")} is empty`,
+      ]);
+  });
+
   it("rejects the atomic counter without Redis", () => {
     expect(problemsOf({ STORE: "memory", COUNTER: "atomic" })[0]).toMatch(/^COUNTER:/);
   });

@@ -260,7 +260,11 @@ function resolveFiles(env: Env, keys: string[], problems: string[]): Env {
       continue;
     }
     try {
-      out[key] = readFileSync(file, "utf8").trim();
+      const value = readFileSync(file, "utf8").trim();
+      // Not "unset", as a blank variable is: an empty secret file is a mount gone wrong, and unset
+      // would mean the development secret, or a Redis login without its password.
+      if (value === "") problems.push(`${key}_FILE: ${file} is empty`);
+      else out[key] = value;
     } catch (err) {
       problems.push(`${key}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
     }
