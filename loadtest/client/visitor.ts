@@ -18,7 +18,8 @@ export type Reply = {
 export type RequestOptions = {
   method?: string;
   headers?: Record<string, string>;
-  body?: string;
+  /** Sent as is: a string as UTF-8, bytes for another encoding. */
+  body?: string | Uint8Array;
   timeoutMs?: number;
 };
 

@@ -92,6 +92,21 @@ describe("4xx answers", () => {
       "unsupported_encoding",
     ],
     [
+      "a UTF-16 body (body-parser would decode it)",
+      {
+        body: Buffer.from('\ufeff{"by":3}', "utf16le"),
+        headers: { "content-type": "application/json; charset=utf-16" },
+      },
+      415,
+      "unsupported_encoding",
+    ],
+    [
+      "a utf-32 charset",
+      { body: "{}", headers: { "content-type": "application/json; charset=utf-32" } },
+      415,
+      "unsupported_encoding",
+    ],
+    [
       "an unknown Content-Encoding",
       { body: "{}", headers: { "content-encoding": "x-unknown" } },
       415,

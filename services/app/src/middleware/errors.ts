@@ -2,6 +2,7 @@
 import { STATUS_CODES } from "node:http";
 import type { ErrorRequestHandler, RequestHandler } from "express";
 import { HttpError, notFound, StoreUnavailableError } from "../errors.ts";
+import { NOT_UTF8 } from "./json-body.ts";
 import { toStoreError } from "../redis.ts";
 import { markSaved, markTouched } from "../session.ts";
 
@@ -19,8 +20,13 @@ function classify(err: unknown): HttpError | undefined {
     case "entity.too.large":
       return new HttpError(413, "body_too_large", "The request body is larger than this API accepts (1 KiB).");
     case "encoding.unsupported":
+      return new HttpError(
+        415,
+        "unsupported_encoding",
+        "This Content-Encoding is not accepted: send the body uncompressed, or as gzip, deflate, br or zstd.",
+      );
     case "charset.unsupported":
-      return new HttpError(415, "unsupported_encoding", "Send the body as UTF-8 JSON.");
+      return new HttpError(415, "unsupported_encoding", NOT_UTF8);
   }
   // Other http-errors the client caused (express.static's 416 for a Range past the end of a
   // file, 412 for a failed If-Match): their own status and message, not a logged 500.

@@ -1,7 +1,8 @@
 // The one way the API reads a body: empty, or JSON of at most 1 KiB. Anything else is a 4xx
 // before a handler runs, so a bad body can never change what is stored. Mounted once for all
 // of /api (app.ts), so a state-changing route added later is guarded without asking.
-import { json, type RequestHandler } from "express";
+import { parse as parseContentType } from "content-type";
+import { json, type Request, type RequestHandler } from "express";
 import { HttpError } from "../errors.ts";
 import { SAFE_METHODS } from "./cross-site.ts";
 
@@ -15,8 +16,21 @@ function hasBody(headers: { "transfer-encoding"?: string; "content-length"?: str
   );
 }
 
+/** The charset parameter of the request's Content-Type, lower case; undefined when none (or unparsable). */
+function charsetOf(req: Request): string | undefined {
+  try {
+    return parseContentType(req.headers["content-type"] ?? "").parameters.charset?.toLowerCase();
+  } catch {
+    return undefined; // body-parser reads the same header and answers it
+  }
+}
+
+/** What the API answers to a body in another charset than UTF-8 (body-parser's refusal included). */
+export const NOT_UTF8 = "Send the body as UTF-8 JSON: charset=utf-8, or no charset.";
+
 // express.json() skips a body whose type is not JSON and leaves req.body undefined, which a
 // handler would read as "no body": a form post to /api/counter would count. Refuse it instead.
+// It also decodes any "utf-*" charset, UTF-16 and UTF-32 included; the API reads UTF-8 only.
 function jsonBody(): RequestHandler {
   const parse = json({ limit: BODY_LIMIT_BYTES, strict: true });
   return (req, res, next) => {
@@ -28,6 +42,11 @@ function jsonBody(): RequestHandler {
           "Send the body as application/json (Content-Type: application/json), or send none.",
         ),
       );
+      return;
+    }
+    const charset = hasBody(req.headers) ? charsetOf(req) : undefined;
+    if (charset !== undefined && charset !== "utf-8") {
+      next(new HttpError(415, "unsupported_encoding", NOT_UTF8));
       return;
     }
     parse(req, res, (err?: unknown) => next(err === undefined ? undefined : bodyError(err)));
