@@ -58,6 +58,19 @@ describe("4xx answers", () => {
     expect(r.headers.get("allow")).toBe(allow);
   });
 
+  it.each([
+    ["POST", "/COUNTER"],
+    ["HEAD", "/counter/"],
+    ["OPTIONS", "/Session-Destroy"],
+    ["DELETE", "/memory-store-counter/"],
+  ])("answers %s %s, no route in another spelling, with 404 as its GET gets, not a 405", async (method, path) => {
+    const v = app.visitor();
+    const r = await v.request(path, { method });
+    expect({ status: r.status, allow: r.headers.get("allow") }).toEqual({ status: 404, allow: null });
+    if (method !== "HEAD") expectError(r, 404, "not_found");
+    expect((await v.request(path)).status).toBe(404);
+  });
+
   it("answers 405 to a returning visitor's PUT and OPTIONS on /api/counter (the stored path passes them)", async () => {
     const v = app.visitor();
     expect((await v.increment()).status).toBe(200);

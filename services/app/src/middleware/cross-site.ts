@@ -3,7 +3,7 @@
 // cookies still ride a cross-site top-level GET (a link to /counter) and a body-less
 // cross-site POST needs no CORS preflight, so the cookie's attribute alone does not stop either.
 import type { Request, RequestHandler } from "express";
-import { HttpError } from "../errors.ts";
+import { HttpError, notFound } from "../errors.ts";
 
 /**
  * The tutorial's GET routes that change state. Matched by path, not by router, so aliases
@@ -59,8 +59,12 @@ export function refuseCrossSite(opts: { publicOrigins: readonly string[] }): Req
     if (gets.has(path)) {
       // HEAD would run the GET handler (Express does that) and count or destroy; OPTIONS has
       // nothing to offer. 405 rather than a bodiless 200: a 200 would promise the headers a
-      // GET gives (Set-Cookie, the count's length) without running what produces them.
-      if (req.method !== "GET") return next(new HttpError(405, "method_not_allowed", ONLY_GET, { Allow: "GET" }));
+      // GET gives (Set-Cookie, the count's length) without running what produces them. Another
+      // spelling (/COUNTER, /counter/) is no route, so a 404, as its GET gets from the router.
+      if (req.method !== "GET")
+        return next(
+          path === req.path ? new HttpError(405, "method_not_allowed", ONLY_GET, { Allow: "GET" }) : notFound(),
+        );
     } else if (!(path === "/api" || path.startsWith("/api/")) || SAFE_METHODS.has(req.method)) {
       return next();
     }
