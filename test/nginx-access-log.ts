@@ -7,21 +7,27 @@ import type { LocalCluster } from "../infra/cluster/local-cluster.ts";
 
 export type Attempts = { addrs: string[]; statuses: string[] };
 
-/** The upstream attempts of request `requestId`, from its access log line (waits up to 5 s for it). */
-export async function attemptsOf(cluster: LocalCluster, requestId: string | undefined): Promise<Attempts> {
+/** The access log line of request `requestId`, parsed (waits up to 5 s for it). */
+export async function accessLogLine(
+  cluster: LocalCluster,
+  requestId: string | undefined | null,
+): Promise<Record<string, unknown>> {
   if (!requestId) throw new Error("the reply carries no X-Request-ID");
   const file = join(cluster.dir, "logs", "nginx-access.log");
   for (let i = 0; i < 50; i++) {
     const line = readFileSync(file, "utf8")
       .split("\n")
       .find((l) => l.includes(`"request_id":"${requestId}"`));
-    if (line) {
-      const { upstream_addr, upstream_status } = JSON.parse(line) as { upstream_addr: string; upstream_status: string };
-      return { addrs: upstream_addr.split(", "), statuses: upstream_status.split(", ") };
-    }
+    if (line) return JSON.parse(line) as Record<string, unknown>;
     await sleep(100);
   }
   throw new Error(`no access log line for request ${requestId}`);
+}
+
+/** The upstream attempts of request `requestId`, from its access log line (waits up to 5 s for it). */
+export async function attemptsOf(cluster: LocalCluster, requestId: string | undefined): Promise<Attempts> {
+  const line = (await accessLogLine(cluster, requestId)) as { upstream_addr: string; upstream_status: string };
+  return { addrs: line.upstream_addr.split(", "), statuses: line.upstream_status.split(", ") };
 }
 
 /** The replicas nginx sent request `requestId` to, in order. */

@@ -8,6 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalCluster } from "../infra/cluster/local-cluster.ts";
 import { waitFor } from "../infra/cluster/wait.ts";
 import { Visitor } from "../loadtest/client/visitor.ts";
+import { accessLogLine } from "./nginx-access-log.ts";
+import { rawRequest } from "./raw-http.ts";
 import { parsePrometheus, sum, type Sample } from "./prometheus-text.ts";
 
 let cluster: LocalCluster;
@@ -182,22 +184,20 @@ describe("request ids through nginx", () => {
     const r = await fetch(`${cluster.baseUrl()}/api/counter`, { method: "PROPFIND" });
     expect(r.status).toBe(405);
     expect(r.headers.get("x-replica")).toBeNull();
-    const id = r.headers.get("x-request-id")!;
-    let line: string | undefined;
-    await waitFor(
-      `nginx's log line of request ${id}`,
-      async () => {
-        line = (await cluster.logs(200)).split("\n").find((l) => l.startsWith("nginx-access") && l.includes(id));
-        return line !== undefined;
-      },
-      5000,
-    );
-    expect(JSON.parse(line!.slice(line!.indexOf(" | ") + 3))).toMatchObject({
+    const id = r.headers.get("x-request-id");
+    expect(await accessLogLine(cluster, id)).toMatchObject({
       request_id: id,
       method: "PROPFIND",
       uri: "/api/counter",
       status: 405,
     });
+  });
+
+  it("logs no method for a request line nginx cannot parse", async () => {
+    const r = await rawRequest(Number(new URL(cluster.baseUrl()).port), "G@T /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    expect(r.status).toBe(400);
+    const id = /^x-request-id: (\S+)/im.exec(r.headers)?.[1];
+    expect(await accessLogLine(cluster, id)).toMatchObject({ request_id: id, method: "", status: 400 });
   });
 
   it("puts a request id on answers nginx makes itself", async () => {

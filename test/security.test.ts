@@ -2,13 +2,13 @@
 // against real redis-server, nginx and Node replicas (LocalCluster).
 import { createHmac, randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LocalCluster } from "../infra/cluster/local-cluster.ts";
 import { appLogLines, type AppLogLine } from "./app-logs.ts";
+import { rawRequest } from "./raw-http.ts";
 import { waitFor } from "../infra/cluster/wait.ts";
 import { Visitor, type Reply, type RequestOptions } from "../loadtest/client/visitor.ts";
 import { sessionLabel, sessionSerializer } from "../services/app/src/session.ts";
@@ -68,22 +68,6 @@ const storedCount = async (cluster: LocalCluster, id: string) => {
 const redisExists = async (cluster: LocalCluster, ...keys: string[]) =>
   Number(await cluster.redisCommand("EXISTS", ...keys));
 const dbsize = async (cluster: LocalCluster) => Number(await cluster.redisCommand("DBSIZE"));
-
-/** One raw HTTP exchange, for requests fetch refuses to send (bad request lines, TRACE, control bytes). */
-function rawRequest(port: number, text: string): Promise<{ status: number; headers: string; body: string }> {
-  return new Promise((resolve, reject) => {
-    // Written, not ended: nginx takes a half-closed client for one that gave up (499).
-    const socket = connect(port, "127.0.0.1", () => socket.write(Buffer.from(text, "latin1")));
-    let data = "";
-    socket.setTimeout(5000, () => socket.destroy(new Error("no answer within 5 s")));
-    socket.on("data", (d) => (data += d.toString()));
-    socket.on("error", reject);
-    socket.on("close", () => {
-      const [head = "", body = ""] = data.split("\r\n\r\n");
-      resolve({ status: Number(head.split(" ")[1]), headers: head, body });
-    });
-  });
-}
 
 describe("sessions and security, through nginx (local processes, 3 replicas)", () => {
   let cluster: LocalCluster;

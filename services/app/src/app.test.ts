@@ -114,6 +114,12 @@ describe("4xx answers", () => {
       "unsupported_encoding",
     ],
     [
+      "a utf-16 charset and an empty body (Content-Length: 0), as a latin1 one gets",
+      { body: "", headers: { "content-type": "application/json; charset=utf-16" } },
+      415,
+      "unsupported_encoding",
+    ],
+    [
       "a utf-32 charset",
       { body: "{}", headers: { "content-type": "application/json; charset=utf-32" } },
       415,

@@ -16,14 +16,9 @@ function hasBody(headers: { "transfer-encoding"?: string; "content-length"?: str
   );
 }
 
-/** The charset parameter of the request's Content-Type, lower case; undefined when none (or unparsable). */
-function charsetOf(req: Request): string | undefined {
-  try {
-    return parseContentType(req.headers["content-type"] ?? "").parameters.charset?.toLowerCase();
-  } catch {
-    return undefined; // body-parser reads the same header and answers it
-  }
-}
+/** The charset parameter of the request's Content-Type, lower case; undefined when none. */
+const charsetOf = (req: Request): string | undefined =>
+  parseContentType(req.headers["content-type"] ?? "").parameters.charset?.toLowerCase();
 
 /** What the API answers to a body in another charset than UTF-8 (body-parser's refusal included). */
 export const NOT_UTF8 = "Send the body as UTF-8 JSON: charset=utf-8, or no charset.";
@@ -44,7 +39,10 @@ function jsonBody(): RequestHandler {
       );
       return;
     }
-    const charset = hasBody(req.headers) ? charsetOf(req) : undefined;
+    // Whenever body-parser reads the body (a JSON type, and a Content-Length, 0 included, or chunked),
+    // so that no charset gets another answer than any other.
+    const read = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
+    const charset = read && req.is("application/json") ? charsetOf(req) : undefined;
     if (charset !== undefined && charset !== "utf-8") {
       next(new HttpError(415, "unsupported_encoding", NOT_UTF8));
       return;
