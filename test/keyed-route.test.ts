@@ -22,12 +22,7 @@ beforeAll(async () => {
     clientLimits: false,
     appEnv: { NODE_ENV: "test" },
   });
-  try {
-    await cluster.start();
-  } catch (err) {
-    await cluster.stop().catch(() => {});
-    throw err;
-  }
+  await cluster.start(); // stops what it started if it fails
 });
 afterAll(async () => {
   await cluster?.stop();

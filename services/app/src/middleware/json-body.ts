@@ -29,7 +29,9 @@ export const NOT_UTF8 = "Send the body as UTF-8 JSON: charset=utf-8, or no chars
 function jsonBody(): RequestHandler {
   const parse = json({ limit: BODY_LIMIT_BYTES, strict: true });
   return (req, res, next) => {
-    if (hasBody(req.headers) && !req.is("application/json")) {
+    // Falsy also when the request has no body headers at all (type-is), so body-parser reads it exactly when truthy.
+    const isJson = req.is("application/json");
+    if (hasBody(req.headers) && !isJson) {
       next(
         new HttpError(
           415,
@@ -39,10 +41,9 @@ function jsonBody(): RequestHandler {
       );
       return;
     }
-    // Whenever body-parser reads the body (a JSON type, and a Content-Length, 0 included, or chunked),
-    // so that no charset gets another answer than any other.
-    const read = req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
-    const charset = read && req.is("application/json") ? charsetOf(req) : undefined;
+    // Wherever body-parser reads the body (a Content-Length, 0 included, or chunked), so that no charset
+    // gets another answer than any other.
+    const charset = isJson ? charsetOf(req) : undefined;
     if (charset !== undefined && charset !== "utf-8") {
       next(new HttpError(415, "unsupported_encoding", NOT_UTF8));
       return;
