@@ -179,6 +179,38 @@ describe("request ids through nginx", () => {
     expect((await cluster.logs(200)).includes("client-chosen-id")).toBe(false);
   });
 
+  it("writes no cookie, credential, query string or body to any log line", async () => {
+    const base = cluster.baseUrl();
+    const v = new Visitor(base);
+    const first = await v.increment();
+    const issued = v.cookie!;
+    const asked = await v.get("/api/session?token=query-secret-7c1", {
+      headers: { Authorization: "Bearer auth-secret-5e2" },
+    });
+    const login = await v.post("/api/login", { body: JSON.stringify({ name: "body-secret-9a4" }) });
+    const forged = `${issued.slice(0, -4)}AAAA`;
+    const tampered = await new Visitor(base, forged).get("/api/session");
+    const replies = [first, asked, login, tampered];
+    expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    expect(v.cookie).not.toBe(issued);
+
+    // Every reply's line is written (a tampered cookie's adds a warn line): then read them all.
+    let logs = "";
+    await waitFor(
+      "the replicas' lines for these requests",
+      async () => {
+        logs = await cluster.logs(500);
+        return replies.every((r) => logs.split("\n").some((l) => l.startsWith(r.replica!) && l.includes(r.requestId!)));
+      },
+      5000,
+    );
+    expect(logs).toContain("session_cookie_rejected");
+    const secrets = [issued, v.cookie!, forged, "query-secret-7c1", "auth-secret-5e2", "body-secret-9a4"];
+    for (const cookie of [issued, v.cookie!, forged])
+      secrets.push(decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1)));
+    for (const s of secrets) expect(logs).not.toContain(s);
+  });
+
   it("logs the method the client sent for an answer nginx makes itself", async () => {
     // nginx refuses PROPFIND itself (405, its error page), and error_page turns $request_method into GET.
     const r = await fetch(`${cluster.baseUrl()}/api/counter`, { method: "PROPFIND" });
