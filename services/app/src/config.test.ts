@@ -132,6 +132,15 @@ describe("loadConfig", () => {
       ]);
   });
 
+  it("refuses secrets that are only separators, in every environment, from a variable or a file", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+    writeFileSync(join(dir, "commas"), ", ,\n");
+    expect(problemsOf({ SESSION_SECRETS: "," })).toEqual(["SESSION_SECRETS: holds no secret, only commas and spaces"]);
+    expect(problemsOf({ SESSION_SECRET_FILE: join(dir, "commas") })).toEqual([
+      "SESSION_SECRET: holds no secret, only commas and spaces",
+    ]);
+  });
+
   it("rejects the atomic counter without Redis", () => {
     expect(problemsOf({ STORE: "memory", COUNTER: "atomic" })[0]).toMatch(/^COUNTER:/);
   });

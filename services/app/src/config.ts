@@ -314,6 +314,10 @@ export function loadConfig(rawEnv: Env = process.env): Config {
   const nodeEnv = parsed.success ? parsed.data.NODE_ENV : env.NODE_ENV;
   if (env.SESSION_SECRETS !== undefined && env.SESSION_SECRET !== undefined) {
     problems.push("SESSION_SECRETS: set either SESSION_SECRET or SESSION_SECRETS (new,old), not both");
+  } else if (secretsRaw !== undefined && secrets.length === 0) {
+    // Set, yet nothing in it: never fall back to the development secret as if it were unset.
+    const key = env.SESSION_SECRETS !== undefined ? "SESSION_SECRETS" : "SESSION_SECRET";
+    problems.push(`${key}: holds no secret, only commas and spaces`);
   }
   // One topology at a time: a replica that silently picked one of two would split the sessions.
   if (env.REDIS_CLUSTER_NODES !== undefined) {
@@ -329,7 +333,7 @@ export function loadConfig(rawEnv: Env = process.env): Config {
     problems.push("REDIS_URL: set either REDIS_URL (one server) or REDIS_SENTINELS (Sentinel), not both");
   }
   if (nodeEnv === "production") {
-    if (secrets.length === 0) problems.push("SESSION_SECRET: required when NODE_ENV=production");
+    if (secretsRaw === undefined) problems.push("SESSION_SECRET: required when NODE_ENV=production");
     for (const [i, s] of secrets.entries()) {
       if (Buffer.byteLength(s) < 32)
         problems.push(
