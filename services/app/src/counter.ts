@@ -1,6 +1,6 @@
 // The two counters: "atomic" (default; one Lua script per increment, exactly-once with an
 // Idempotency-Key) and "session" (the seed's req.session.count++, kept to show what it loses).
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { Request } from "express";
 import type { SessionData } from "express-session";
 import type { RedisClient } from "./redis.ts";
@@ -306,7 +306,7 @@ export class SessionCounter implements Counter {
 // same text as before the stored-session path existed, so that stored keys still match.
 /** What an Idempotency-Key is bound to, for any keyed operation: a hash of what it asked for. */
 export function keyFingerprint(operation: string): string {
-  return createHash("sha256").update(operation).digest("base64url").slice(0, 22);
+  return hash("sha256", operation, "base64url").slice(0, 22);
 }
 const fingerprints = new Map<number, string>();
 function fingerprint(by: number): string {

@@ -2,7 +2,7 @@
 // an attacker planted before login is worthless after it), carrying the count and the
 // Idempotency-Key records over; a login sent with an Idempotency-Key can be replayed by the
 // client that sent it (the old cookie and the key), when its answer was lost.
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 import type { Request } from "express";
 import type { SessionData } from "express-session";
 import type { Config } from "./config.ts";
@@ -115,7 +115,7 @@ export function loginFingerprint(name: string): string {
 
 // The key is stored hashed: the record names the logged-in session, and only a request carrying
 // both the old cookie (the record's address) and the key (what it is checked against) may have it.
-const keyHash = (key: string): Buffer => createHash("sha256").update(key).digest();
+const keyHash = (key: string): Buffer => hash("sha256", key, "buffer");
 
 export class SessionRotator {
   readonly #redis: RedisClient | undefined;

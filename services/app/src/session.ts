@@ -1,7 +1,7 @@
 // Session middleware and its store: express-session + connect-redis 8.1 (the last connect-redis
 // that accepts an ioredis client), and SessionStore, the one decorator in front of it that
 // times every operation, maps store failures to 503s and enforces the absolute timeout.
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { Request, RequestHandler } from "express";
 import session, { MemoryStore, Store } from "express-session";
 import { RedisStore } from "connect-redis";
@@ -143,7 +143,7 @@ export const readsLegacyKeys = (config: Config): boolean => config.redis.cluster
 
 /** A short, non-reversible label for a session id: safe to log and to return to clients. */
 export function sessionLabel(sid: string): string {
-  return createHash("sha256").update(sid).digest("base64url").slice(0, 12);
+  return hash("sha256", sid, "base64url").slice(0, 12);
 }
 
 /** The session id of the request's session cookie when one of `secrets` signed it (as express-session reads it). */
