@@ -137,7 +137,7 @@ describe("loadConfig", () => {
     writeFileSync(join(dir, "commas"), ", ,\n");
     expect(problemsOf({ SESSION_SECRETS: "," })).toEqual(["SESSION_SECRETS: holds no secret, only commas and spaces"]);
     expect(problemsOf({ SESSION_SECRET_FILE: join(dir, "commas") })).toEqual([
-      "SESSION_SECRET: holds no secret, only commas and spaces",
+      `SESSION_SECRET_FILE: ${join(dir, "commas")} holds no secret, only commas and spaces`,
     ]);
   });
 

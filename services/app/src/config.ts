@@ -317,7 +317,8 @@ export function loadConfig(rawEnv: Env = process.env): Config {
   } else if (secretsRaw !== undefined && secrets.length === 0) {
     // Set, yet nothing in it: never fall back to the development secret as if it were unset.
     const key = env.SESSION_SECRETS !== undefined ? "SESSION_SECRETS" : "SESSION_SECRET";
-    problems.push(`${key}: holds no secret, only commas and spaces`);
+    const file = env[`${key}_FILE`];
+    problems.push(`${file ? `${key}_FILE: ${file}` : `${key}:`} holds no secret, only commas and spaces`);
   }
   // One topology at a time: a replica that silently picked one of two would split the sessions.
   if (env.REDIS_CLUSTER_NODES !== undefined) {
