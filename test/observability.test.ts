@@ -179,8 +179,9 @@ describe("request ids through nginx", () => {
     expect((await cluster.logs(200)).includes("client-chosen-id")).toBe(false);
   });
 
-  it("writes no cookie, credential, query string or body to any log line", async () => {
+  it("writes no cookie, session id, credential, query string or body to any log line, errors included", async () => {
     const base = cluster.baseUrl();
+    const idOf = (cookie: string) => /^sid=s%3A([^.]+)\./.exec(cookie)![1]!;
     const v = new Visitor(base);
     const first = await v.increment();
     const issued = v.cookie!;
@@ -188,10 +189,17 @@ describe("request ids through nginx", () => {
       headers: { Authorization: "Bearer auth-secret-5e2" },
     });
     const login = await v.post("/api/login", { body: JSON.stringify({ name: "body-secret-9a4" }) });
-    const forged = `${issued.slice(0, -4)}AAAA`;
+    // The same session id under a signature that fails its check.
+    const signed = decodeURIComponent(issued.slice("sid=".length));
+    const forged = `sid=${encodeURIComponent(`${signed.slice(0, -4)}${signed.endsWith("AAAA") ? "BBBB" : "AAAA"}`)}`;
     const tampered = await new Visitor(base, forged).get("/api/session");
-    const replies = [first, asked, login, tampered];
-    expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200]);
+    // A Redis error the app does not expect (the session's key turned into a hash): a 500, an error line.
+    const current = idOf(v.cookie!);
+    await cluster.redisCommand("DEL", `sess:${current}`);
+    await cluster.redisCommand("HSET", `sess:${current}`, "user", "body-secret-9a4");
+    const failed = await v.increment("key-secret-3b8");
+    const replies = [first, asked, login, tampered, failed];
+    expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200, 500]);
     expect(v.cookie).not.toBe(issued);
 
     // Every reply's line is written (a tampered cookie's adds a warn line): then read them all.
@@ -205,9 +213,9 @@ describe("request ids through nginx", () => {
       5000,
     );
     expect(logs).toContain("session_cookie_rejected");
+    expect(logs).toMatch(/"err":\{"type":"ReplyError","message":"[^"]*WRONGTYPE/);
     const secrets = [issued, v.cookie!, forged, "query-secret-7c1", "auth-secret-5e2", "body-secret-9a4"];
-    for (const cookie of [issued, v.cookie!, forged])
-      secrets.push(decodeURIComponent(cookie.slice(cookie.indexOf("=") + 1)));
+    secrets.push("key-secret-3b8", idOf(issued), current, signed);
     for (const s of secrets) expect(logs).not.toContain(s);
   });
 

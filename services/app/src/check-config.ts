@@ -2,12 +2,20 @@
 // result (secrets masked) or every problem, with the same exit code (78) a replica uses.
 import { ConfigError, loadConfig } from "./config.ts";
 
+/** A Redis URL with any password in it masked (redis://user:pass@host). */
+function withoutPassword(url: string): string {
+  const u = new URL(url);
+  if (u.password) u.password = "(set)";
+  return u.href;
+}
+
 try {
   const c = loadConfig();
   const masked = {
     ...c,
     redis: {
       ...c.redis,
+      url: withoutPassword(c.redis.url),
       password: c.redis.password ? "(set)" : "(none)",
       ...(c.redis.sentinel
         ? { sentinel: { ...c.redis.sentinel, password: c.redis.sentinel.password ? "(set)" : "(none)" } }

@@ -1,11 +1,33 @@
-// One pino logger per process: JSON lines on stdout. No cookie, header, query string or body
-// reaches a line: the request log's serializers (middleware/request-log.ts) keep only the request
-// id, method, path and status, and no other line logs a request. No path redaction on top: pino's
-// redactor ran on every line and request (5% of a replica's CPU) and only ever found fields those
-// serializers had already dropped.
+// One pino logger per process: JSON lines on stdout. No cookie, query string or body reaches a
+// line: the request log's serializers (middleware/request-log.ts) keep only the request id, method,
+// path and status, and an error keeps only its type, message, code and stack (errorFields). No path
+// redaction on top: pino's redactor ran on every line and request (5% of a replica's CPU) and only
+// ever found fields those serializers had already dropped.
 import { pino, type Logger } from "pino";
 
 const ERROR = 50;
+
+type ErrorLike = Error & { code?: unknown; previousErrors?: unknown[] };
+
+/**
+ * An error as logged: its type, message, code and stack, and the messages of the errors a Redis
+ * transaction was aborted for. Never its other fields: ioredis puts the command and its arguments
+ * (session ids, a session's contents, Idempotency-Keys) on every reply error. A string stays as is.
+ */
+export function errorFields(err: unknown): unknown {
+  if (typeof err === "string") return err;
+  if (!(err instanceof Error)) return { type: typeof err, message: String(err) };
+  const { code, previousErrors } = err as ErrorLike;
+  return {
+    type: err.constructor.name,
+    message: err.message,
+    ...(typeof code === "string" || typeof code === "number" ? { code } : {}),
+    stack: err.stack,
+    ...(Array.isArray(previousErrors)
+      ? { previous: previousErrors.map((e) => (e instanceof Error ? e.message : String(e))) }
+      : {}),
+  };
+}
 // Past this, a stdout that does not drain (a stuck log collector) costs dropped lines, not
 // the replica's memory.
 const MAX_BUFFER_BYTES = 16 * 1024 * 1024;
@@ -35,6 +57,7 @@ export function createLogger(opts: { level: string; replicaId: string; flushMs: 
     {
       level: opts.level,
       base: { replica: opts.replicaId },
+      serializers: { err: errorFields },
       hooks: buffered
         ? {
             logMethod(args, method, level) {

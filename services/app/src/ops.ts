@@ -27,7 +27,12 @@ export function createOpsApp({ replicaId, logger, redis, lifecycle, metrics }: O
   app.set("strict routing", true);
   app.set("case sensitive routing", true);
   app.use(noStore);
-  // No request log and no HTTP metrics: probes and scrapes every few seconds would drown both.
+  // No request log and no HTTP metrics: probes and scrapes every few seconds would drown both. The
+  // logger itself, for the error handler's line about a failure here.
+  app.use((req, _res, next) => {
+    req.log = logger;
+    next();
+  });
   app.use(healthRoutes({ replicaId, lifecycle, redis, logger }));
   app.get("/metrics", metrics.handler);
   app.use(unknownRoute);

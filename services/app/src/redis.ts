@@ -238,17 +238,21 @@ export function toStoreError(err: unknown): unknown {
   // OOM: Redis is at maxmemory with noeviction and refused the write.
   // CLUSTERDOWN: the slot has no primary right now (a failover); Redis ran nothing.
   // READONLY: a demoted primary (or a replica) refused the write. NOREPLICAS: min-replicas-to-write
-  // refused it, too few replicas are connected. Neither ran the write.
+  // refused it, too few replicas are connected. MISCONF: persistence is failing (a full disk) and
+  // Redis refuses writes. BUSY: a script has run past busy-reply-threshold. MASTERDOWN: a replica
+  // that lost its primary and serves no stale data. None ran the command.
   if (
     m.includes("enableOfflineQueue") ||
-    m.startsWith("LOADING") ||
-    m.startsWith("OOM") ||
-    m.startsWith("CLUSTERDOWN") ||
-    m.includes("Last error: CLUSTERDOWN") ||
-    m.startsWith("READONLY") ||
-    m.startsWith("NOREPLICAS")
+    /^(LOADING|OOM|CLUSTERDOWN|READONLY|NOREPLICAS|MISCONF|BUSY|MASTERDOWN)\b/.test(m) ||
+    m.includes("Last error: CLUSTERDOWN")
   )
     return new StoreUnavailableError(err, "no");
+  // A MULTI that Redis discarded for an error while queueing (a READONLY during a failover): none
+  // of it ran. Mapped as its first refused command is.
+  if (m.startsWith("EXECABORT")) {
+    const first = toStoreError((err as Error & { previousErrors?: unknown[] }).previousErrors?.[0]);
+    if (first instanceof StoreUnavailableError) return new StoreUnavailableError(err, "no");
+  }
   // Sent, then the connection dropped or timed out: Redis may have run it.
   // "Too many Cluster redirections" after anything but CLUSTERDOWN: a command that may have run.
   if (

@@ -41,7 +41,10 @@ export function crossSiteReason(req: Request, publicOrigins: readonly string[]):
   // top-level GET carries no Origin). "none" is the user's own action (typed URL, bookmark).
   // "same-site" is refused too: a sibling subdomain is another application.
   const site = req.get("Sec-Fetch-Site");
-  if (site !== undefined) return site === "same-origin" || site === "none" ? undefined : `Sec-Fetch-Site is "${site}"`;
+  if (site !== undefined)
+    return site === "same-origin" || site === "none"
+      ? undefined
+      : `Sec-Fetch-Site is ${JSON.stringify(site.slice(0, 40))}`;
   // Browsers without Fetch Metadata still send Origin on a cross-origin POST (and "null" from
   // sandboxed frames and some redirects). Compared with the configured public origins, or
   // with the request's own scheme and host as nginx forwarded them (trust proxy).

@@ -40,19 +40,22 @@ function classify(err: unknown): HttpError | undefined {
 
 export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
   const known = classify(err);
-  if (known instanceof StoreUnavailableError) {
+  if (known instanceof StoreUnavailableError)
     req.log?.warn({ err: (known.cause as Error)?.message, applied: known.applied }, "store unavailable");
-    // Nothing more for this request's session: express-session's save or touch at the end of the
-    // answer would hold the 503 for another command timeout on a stalled Redis, and the client is
-    // told to retry, so a change the failed handler left in req.session must not be stored either.
-    if (req.session) {
-      markSaved(req);
-      markTouched(req);
-    }
-  } else if (!known) req.log?.error({ err }, "unhandled error");
+  else if (!known) req.log?.error({ err }, "unhandled error");
+  // An error answer writes nothing to the session after it: a change the failed handler left in
+  // req.session is not stored, and no touch follows. On a stalled Redis either would hold a 503 for
+  // another command timeout; and a failure of theirs would reach Express's default handler, which
+  // writes to stderr, since this handler has already run.
+  if (req.session) {
+    markSaved(req);
+    markTouched(req);
+  }
   const status = known?.status ?? 500;
   if (res.headersSent) {
-    res.destroy();
+    // Mid-answer, the client must not take a cut body for a whole one; a store error that express-session
+    // reports after a finished answer (its touch) leaves the connection alone.
+    if (!res.writableEnded) res.destroy();
     return;
   }
   for (const [k, v] of Object.entries(known?.headers ?? {})) res.setHeader(k, v);
