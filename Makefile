@@ -2,7 +2,7 @@
 # Node 24 (from npm when the machine's node is older than 22.12), npm packages, and
 # redis-server/nginx (apt-get when root on Debian, otherwise the command to run).
 # CLUSTER=auto (default): Docker Compose when a Docker engine answers, else local processes, for up, verify and
-# compare-counters alike; CLUSTER=compose or CLUSTER=local picks one. (make bench always runs local processes.)
+# compare-counters alike; CLUSTER=compose, local or swarm picks one. (make bench always runs local processes.)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
