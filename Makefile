@@ -1,6 +1,6 @@
 # Every command the README shows is a target here. Each target bootstraps what it needs:
 # Node 24 (from npm when the machine's node is older than 22.12), npm packages, and
-# redis-server/nginx (apt-get when root on Debian, otherwise the command to run).
+# redis-server, redis-tools, nginx and wrk (apt-get when root on Debian, otherwise the command to run).
 # CLUSTER=auto (default): Docker Compose when a Docker engine answers, else local processes, for up, verify and
 # compare-counters alike; CLUSTER=compose, local or swarm picks one. (make bench always runs local processes.)
 SHELL := /bin/bash
