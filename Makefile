@@ -1,8 +1,8 @@
 # Every command the README shows is a target here. Each target bootstraps what it needs:
 # Node 24 (from npm when the machine's node is older than 22.12), npm packages, and
-# redis-server/nginx (apt-get when root on Debian, otherwise the command to run).
+# redis-server, redis-tools, nginx and wrk (apt-get when root on Debian, otherwise the command to run).
 # CLUSTER=auto (default): Docker Compose when a Docker engine answers, else local processes, for up, verify and
-# compare-counters alike; CLUSTER=compose or CLUSTER=local picks one. (make bench always runs local processes.)
+# compare-counters alike; CLUSTER=compose, local or swarm picks one. (make bench always runs local processes.)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -35,7 +35,7 @@ DURATION ?= 10
   config verify compare-counters bench bench-compare k8s-validate k8s-secrets typecheck test
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
