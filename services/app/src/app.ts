@@ -49,6 +49,7 @@ export function createApp({ config, logger, redis, lifecycle, ...deps }: AppDeps
   const counter: Counter = metrics.instrumentCounter(
     config.counter === "atomic" && redis ? new AtomicCounter(redis, config, gate) : new SessionCounter(gate),
   );
+  const rotator = new SessionRotator(redis, config, gate);
   const store = createStore(config, redis, { observe: metrics.observeStore, log: logger });
 
   app.use(noStore);
@@ -79,17 +80,20 @@ export function createApp({ config, logger, redis, lifecycle, ...deps }: AppDeps
   // The API's routes first, so that a new visitor's first increment does not walk the auth and seed
   // routers. No two of these routers share a path, so their order changes no answer.
   app.use("/api", metrics.mounted("/api"));
-  app.use("/api", apiRoutes({ counter, gate, replicaId: config.replicaId, cookieName: config.session.cookieName }));
+  app.use(
+    "/api",
+    apiRoutes({ counter, gate, rotator, replicaId: config.replicaId, cookieName: config.session.cookieName }),
+  );
   app.use(
     "/api",
     authRoutes({
       counter,
-      rotator: new SessionRotator(redis, config, gate),
+      rotator,
       replicaId: config.replicaId,
       cookieName: config.session.cookieName,
     }),
   );
-  app.use(seedRoutes(counter));
+  app.use(seedRoutes(counter, rotator));
   app.use(unknownRoute);
   app.use(errorHandler);
   return app;

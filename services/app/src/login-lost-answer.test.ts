@@ -241,3 +241,21 @@ describe("a keyed login's replay after what the user did next", () => {
     expect(setCookie(r)).toBeUndefined();
   });
 });
+
+describe("a login, seen from another tab that still holds the old cookie", () => {
+  it.each([
+    ["DELETE /api/session", (v: Visitor) => v.request("/api/session", { method: "DELETE" })],
+    ["GET /session-destroy", (v: Visitor) => v.get("/session-destroy")],
+  ])("ends with %s sent with the old cookie, as with a logout", async (_route, end) => {
+    const v = await visitorWithCount(5);
+    const oldCookie = v.cookie!;
+    // Another tab still holds the old cookie when this one logs in.
+    const done = await login(v, "ada");
+    expect(done.status).toBe(200);
+    const newCookie = v.cookie!;
+    expect((await end(app.visitor(oldCookie))).status).toBe(200);
+    // The browser's cookie was cleared: the session it named must not live on.
+    expect((await app.visitor(newCookie).get("/api/me")).status).toBe(401);
+    expect(await app.redis!.admin.exists(keys.session(sessionIdOf(newCookie)))).toBe(0);
+  });
+});

@@ -20,6 +20,7 @@ import {
   type ReplicaWait,
 } from "./redis.ts";
 import {
+  destroySession,
   foldLegacyLua,
   generateInSlotOf,
   keys,
@@ -223,13 +224,22 @@ export class SessionRotator {
   }
 
   /**
-   * For a logout sent with the cookie from before a login (its answer late or lost): deletes that
-   * login's record, so no retry still queued in the client hands the session back, then destroys
-   * through the store, which follows the replaced marker to the session the login made, so a late
-   * answer's cookie names nothing either. Whoever holds the old cookie can so log out the session
-   * a login made from it, for the marker's 60 s, and never obtain it.
+   * Ends the request's session (logout, DELETE /api/session, /session-destroy). Sent with the cookie
+   * from before a login (another tab, or the login's answer late or lost), it also ends the session
+   * that login made: whoever holds the old cookie can so log out the session a login made from it,
+   * for the marker's 60 s, and never obtain it.
    */
-  async logOutReplaced(req: Request): Promise<void> {
+  async destroy(req: Request): Promise<void> {
+    await this.#destroyReplaced(req);
+    await destroySession(req);
+  }
+
+  /**
+   * For the cookie from before a login: deletes that login's record, so no retry still queued in the
+   * client hands the session back, then destroys through the store, which follows the replaced marker
+   * to the session the login made, so a late answer's cookie names nothing either.
+   */
+  async #destroyReplaced(req: Request): Promise<void> {
     const redis = this.#redis;
     if (!redis || req.session.createdAt !== undefined) return;
     const sid = signedSessionId(req, this.#cookieName, this.#secrets);

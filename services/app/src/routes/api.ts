@@ -4,8 +4,9 @@ import { Router, type Request } from "express";
 import { parseIdempotencyKey, type Counter } from "../counter.ts";
 import { parseBy, parseNoBody } from "../bodies.ts";
 import { methodNotAllowed } from "../errors.ts";
+import type { SessionRotator } from "../login.ts";
 import { startSession, type NewSessionGate } from "../new-sessions.ts";
-import { destroySession, sessionLabel } from "../session.ts";
+import { sessionLabel } from "../session.ts";
 import { sendIncrement } from "./answers.ts";
 
 // The body schema lives in bodies.ts; re-exported for the routes that import it from here.
@@ -14,6 +15,7 @@ export { parseBy };
 export function apiRoutes(opts: {
   counter: Counter;
   gate: NewSessionGate;
+  rotator: Pick<SessionRotator, "destroy">;
   replicaId: string;
   cookieName: string;
 }): Router {
@@ -48,7 +50,7 @@ export function apiRoutes(opts: {
     .delete(async (req, res) => {
       parseNoBody(req);
       const existed = req.session.createdAt !== undefined;
-      await destroySession(req);
+      await opts.rotator.destroy(req);
       res.clearCookie(opts.cookieName, { path: "/" });
       res.json({ destroyed: existed, replica: replicaId });
     })

@@ -6,7 +6,7 @@ import type { Counter } from "../counter.ts";
 import { parseName, parseNoBody } from "../bodies.ts";
 import { HttpError, methodNotAllowed } from "../errors.ts";
 import { loginFingerprint, parseLoginKey, type SessionRotator } from "../login.ts";
-import { destroySession, sessionLabel } from "../session.ts";
+import { sessionLabel } from "../session.ts";
 
 export { parseName };
 
@@ -40,8 +40,7 @@ export function authRoutes(opts: {
     .post(async (req, res) => {
       parseNoBody(req);
       const existed = req.session.createdAt !== undefined;
-      await rotator.logOutReplaced(req);
-      await destroySession(req);
+      await rotator.destroy(req);
       res.clearCookie(cookieName, { path: "/", httpOnly: true, sameSite: "lax", secure: req.secure });
       res.json({ loggedOut: existed, replica: replicaId });
     })

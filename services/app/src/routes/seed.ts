@@ -6,10 +6,10 @@
 import { Router } from "express";
 import type { Counter } from "../counter.ts";
 import { methodNotAllowed } from "../errors.ts";
-import { destroySession } from "../session.ts";
+import type { SessionRotator } from "../login.ts";
 import { COUNTER_TEXT_PATHS, sendCountText } from "./answers.ts";
 
-export function seedRoutes(counter: Counter): Router {
+export function seedRoutes(counter: Counter, rotator: Pick<SessionRotator, "destroy">): Router {
   const r = Router({ strict: true, caseSensitive: true });
   for (const path of COUNTER_TEXT_PATHS) {
     r.route(path)
@@ -21,7 +21,7 @@ export function seedRoutes(counter: Counter): Router {
   }
   r.route("/session-destroy")
     .get(async (req, res) => {
-      await destroySession(req);
+      await rotator.destroy(req);
       res.clearCookie(req.app.get("session cookie name") as string, { path: "/" });
       res.type("text/plain").send("session destroyed");
     })
