@@ -67,13 +67,14 @@ if KEYS[3] then
   if not old then return {0, redis.call('GET', KEYS[6]), redis.call('EXISTS', KEYS[5])} end
   local _
   _, count = split(old)
+  -- A write that may use memory first: Redis checks maxmemory only until a script has written.
+  redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[3])
   ${foldLegacyLua([7, 8], 4, 9).trim().replace(/\n/g, "\n  ")}
   if redis.call('EXISTS', KEYS[4]) == 1 then
     redis.call('RENAME', KEYS[4], KEYS[2])
     redis.call('EXPIRE', KEYS[2], ARGV[2])
   end
   redis.call('DEL', KEYS[3])
-  redis.call('SET', KEYS[5], ARGV[4], 'EX', ARGV[3])
   if ARGV[5] ~= '' then
     redis.call('SET', KEYS[6], ARGV[5] .. ' ' .. string.format('%d', count), 'EX', ARGV[3])
   end

@@ -1,5 +1,6 @@
 // Redis refusals that ran nothing answer 503 store_unavailable ("nothing was changed"), against a
-// real redis-server put into each state; and an error answer writes nothing to the session after it.
+// real redis-server put into each state (a login on a full Redis among them); and an error answer
+// writes nothing to the session after it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type TestApp } from "../../../test/app-fixture.ts";
 import { StoreUnavailableError } from "./errors.ts";
@@ -77,6 +78,22 @@ describe("the app", () => {
     }
     // Nothing was applied: the retry of the same key counts once.
     expect((await v.increment("busy-2")).json).toMatchObject({ count: 2 });
+  });
+
+  it("refuses a login on a full Redis (maxmemory, noeviction) with a 503, the session kept as it was", async () => {
+    const v = app.visitor();
+    expect((await v.increment()).json?.count).toBe(1);
+    const before = v.cookie;
+    await admin().config("SET", "maxmemory", "1");
+    try {
+      const login = await v.post("/api/login", { body: JSON.stringify({ name: "ada" }) });
+      expect(login.status).toBe(503);
+      expect(login.json).toMatchObject({ error: "store_unavailable" });
+    } finally {
+      await admin().config("SET", "maxmemory", "0");
+    }
+    expect(v.cookie).toBe(before);
+    expect((await v.get("/api/session")).json).toMatchObject({ count: 1 });
   });
 
   it("writes nothing to the session after answering with an error: no save, no touch", async () => {
