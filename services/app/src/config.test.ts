@@ -113,6 +113,9 @@ describe("loadConfig", () => {
     expect(problemsOf({ NODE_ENV: "production" })).toEqual(["SESSION_SECRET: required when NODE_ENV=production"]);
     expect(problemsOf({ NODE_ENV: "production", SESSION_SECRET: "short" })[0]).toMatch(/at least 32/);
     expect(problemsOf({ NODE_ENV: "production", SESSION_SECRET: "x".repeat(32) })).toEqual([]);
+    expect(
+      problemsOf({ NODE_ENV: "production", SESSION_SECRETS: `${"n".repeat(32)},${loadConfig({}).session.secrets[0]}` }),
+    ).toEqual(["SESSION_SECRET: the development secret, which is public, cannot sign cookies in production"]);
   });
 
   it("reads rotated secrets, newest first, and *_FILE variants", () => {

@@ -335,6 +335,9 @@ export function loadConfig(rawEnv: Env = process.env): Config {
   }
   if (nodeEnv === "production") {
     if (secretsRaw === undefined) problems.push("SESSION_SECRET: required when NODE_ENV=production");
+    // It is public (in this repository): anyone could sign a cookie with it.
+    if (secrets.includes(DEV_SECRET))
+      problems.push("SESSION_SECRET: the development secret, which is public, cannot sign cookies in production");
     for (const [i, s] of secrets.entries()) {
       if (Buffer.byteLength(s) < 32)
         problems.push(
