@@ -73,9 +73,11 @@ describe("hostile requests through nginx (local processes, 2 replicas)", () => {
       [{ "if-unmodified-since": "Mon, 01 Jan 1990 00:00:00 GMT" }, 412, "precondition_failed"],
     ] as const) {
       const r = await v.get("/assets/favicon.svg", { headers });
-      expect({ status: r.status, type: r.headers.get("content-type"), error: r.json?.error }).toEqual({
+      const cache = r.headers.get("cache-control");
+      expect({ status: r.status, type: r.headers.get("content-type"), cache, error: r.json?.error }).toEqual({
         status,
         type: "application/json; charset=utf-8",
+        cache: "no-store",
         error,
       });
     }

@@ -52,6 +52,8 @@ describe("4xx answers", () => {
     ["GET", "/api/login", "POST"],
     ["GET", "/api/logout", "POST"],
     ["POST", "/api/me", "GET, HEAD"],
+    ["POST", "/assets/app.js", "GET, HEAD"],
+    ["DELETE", "/assets/nope.js", "GET, HEAD"],
   ])("answers 405 method_not_allowed to %s %s, with Allow: %s", async (method, path, allow) => {
     const r = await app.visitor().request(path, { method });
     expectError(r, 405, "method_not_allowed");

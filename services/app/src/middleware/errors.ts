@@ -59,8 +59,10 @@ export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
     return;
   }
   for (const [k, v] of Object.entries(known?.headers ?? {})) res.setHeader(k, v);
-  // A handler may have typed the response before failing (express.static does): the body is JSON.
+  // A handler may have typed the response, or made it cacheable, before failing (express.static
+  // does): the body is JSON, and an error is never cached.
   res.removeHeader("Content-Type");
+  res.setHeader("Cache-Control", "no-store");
   res.status(status).json({
     error: known?.code ?? "internal",
     message: known?.message ?? "Something went wrong on this replica; it has been logged.",

@@ -57,7 +57,11 @@ export function pageRoutes(dir = PUBLIC_DIR): Router {
       // set yet: lift the app-wide no-store (middleware/no-store.ts); a 404 keeps it.
       setHeaders: (res) => res.removeHeader("Cache-Control"),
     }),
-    (_req, _res, next) => next(notFound("No such asset.")),
+    // Only GET and HEAD serve files (static passes every other method on).
+    (req, _res, next) =>
+      next(
+        req.method === "GET" || req.method === "HEAD" ? notFound("No such asset.") : methodNotAllowed(["GET", "HEAD"]),
+      ),
   );
   return r;
 }
