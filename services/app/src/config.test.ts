@@ -185,8 +185,9 @@ describe("loadConfig", () => {
         expect.stringMatching(/^REDIS_WAIT_TIMEOUT_MS: must be below REDIS_COMMAND_TIMEOUT_MS/),
       ]),
     );
-    expect(problemsOf({ REDIS_SENTINEL_NAME: "sessions" })).toEqual([
-      expect.stringMatching(/^REDIS_SENTINEL_NAME: set only with REDIS_SENTINELS/),
+    expect(problemsOf({ REDIS_SENTINEL_NAME: "sessions", REDIS_SENTINEL_PASSWORD: "pw" })).toEqual([
+      "REDIS_SENTINEL_NAME: set only with REDIS_SENTINELS (host:port,...)",
+      "REDIS_SENTINEL_PASSWORD: set only with REDIS_SENTINELS (host:port,...)",
     ]);
   });
 

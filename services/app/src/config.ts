@@ -132,10 +132,9 @@ const schema = z
       const message = "required with REDIS_SENTINELS: the master name the Sentinels monitor";
       ctx.addIssue({ code: "custom", path: ["REDIS_SENTINEL_NAME"], message });
     }
-    if (c.REDIS_SENTINEL_NAME !== undefined && c.REDIS_SENTINELS === undefined) {
-      const message = "set only with REDIS_SENTINELS (host:port,...)";
-      ctx.addIssue({ code: "custom", path: ["REDIS_SENTINEL_NAME"], message });
-    }
+    for (const key of ["REDIS_SENTINEL_NAME", "REDIS_SENTINEL_PASSWORD"] as const)
+      if (c[key] !== undefined && c.REDIS_SENTINELS === undefined)
+        ctx.addIssue({ code: "custom", path: [key], message: "set only with REDIS_SENTINELS (host:port,...)" });
     // WAIT runs inside the command's deadline: a longer WAIT would always end as a command timeout.
     if (c.REDIS_WAIT_REPLICAS > 0 && c.REDIS_WAIT_TIMEOUT_MS >= c.REDIS_COMMAND_TIMEOUT_MS) {
       const message =
