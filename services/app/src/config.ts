@@ -132,7 +132,7 @@ const schema = z
       const message = "required with REDIS_SENTINELS: the master name the Sentinels monitor";
       ctx.addIssue({ code: "custom", path: ["REDIS_SENTINEL_NAME"], message });
     }
-    for (const key of ["REDIS_SENTINEL_NAME", "REDIS_SENTINEL_PASSWORD"] as const)
+    for (const key of ["REDIS_SENTINEL_NAME", "REDIS_SENTINEL_USERNAME", "REDIS_SENTINEL_PASSWORD"] as const)
       if (c[key] !== undefined && c.REDIS_SENTINELS === undefined)
         ctx.addIssue({ code: "custom", path: [key], message: "set only with REDIS_SENTINELS (host:port,...)" });
     // WAIT runs inside the command's deadline: a longer WAIT would always end as a command timeout.
