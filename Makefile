@@ -57,7 +57,7 @@ images: deps system-deps docker-deps ## pull the official base images (or build 
 	@$(CLI) images
 
 up: deps system-deps docker-deps ## start Redis (REDIS=single|sentinel|cluster), REPLICAS app replicas and nginx
-	@$(CLI) up --replicas $(REPLICAS) --port $(PORT) --redis "$(REDIS)"
+	@$(CLI) up --replicas="$(REPLICAS)" --port="$(PORT)" --redis="$(REDIS)"
 
 down: deps ## stop the cluster and remove its data
 	@$(CLI) down
@@ -69,22 +69,22 @@ logs: deps ## recent log lines of every component
 	@$(CLI) logs
 
 kill: deps ## stop replica REPLICA with SIGNAL=TERM (graceful) or KILL
-	@$(CLI) kill --replica $(REPLICA) --signal $(SIGNAL)
+	@$(CLI) kill --replica="$(REPLICA)" --signal="$(SIGNAL)"
 
 start: deps ## start replica REPLICA again
-	@$(CLI) start --replica $(REPLICA)
+	@$(CLI) start --replica="$(REPLICA)"
 
 scale: deps ## change the number of replicas to REPLICAS, given explicitly (N= is deprecated); nginx follows
-	@$(CLI) scale --replicas "$(if $(filter file,$(origin REPLICAS)),,$(REPLICAS))" $(if $(N),--deprecated-n "$(N)")
+	@$(CLI) scale --replicas="$(if $(filter file,$(origin REPLICAS)),,$(REPLICAS))" $(if $(N),--deprecated-n="$(N)")
 
 restart-redis: deps ## restart Redis (SIGNAL=TERM or KILL); the data survives through AOF
-	@$(CLI) restart-redis --signal $(SIGNAL)
+	@$(CLI) restart-redis --signal="$(SIGNAL)"
 
 failover-redis: deps ## stop the Redis primary (SIGNAL=KILL or TERM) and wait for another to serve writes
-	@$(CLI) failover-redis --signal $(SIGNAL)
+	@$(CLI) failover-redis --signal="$(SIGNAL)"
 
 start-redis-node: deps ## start a stopped Redis node NODE (a name from make ps) again; it rejoins as a replica
-	@$(CLI) start-redis-node --name "$(NODE)"
+	@$(CLI) start-redis-node --name="$(NODE)"
 
 config: deps ## check the app's configuration from the environment (as a replica would)
 	@node services/app/src/check-config.ts
