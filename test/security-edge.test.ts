@@ -61,6 +61,8 @@ describe("the request edge, through nginx (local processes, 2 replicas)", () => 
       for (const r of await cluster.replicas()) {
         expect((await fetch(`${r.opsUrl}/healthz`)).status).toBe(200);
         expect((await fetch(`${r.opsUrl}/metrics`)).status).toBe(200);
+        const post = await fetch(`${r.opsUrl}/healthz`, { method: "POST" });
+        expect([post.status, post.headers.get("allow")]).toEqual([405, "GET, HEAD"]);
         expect((await fetch(`${r.url}/metrics/`)).status).toBe(404);
       }
       await cluster.stopRedis("SIGTERM");

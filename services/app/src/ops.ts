@@ -6,6 +6,7 @@ import type { RedisClient } from "./redis.ts";
 import type { Logger } from "pino";
 import type { Lifecycle } from "./lifecycle.ts";
 import type { Metrics } from "./metrics.ts";
+import { methodNotAllowed } from "./errors.ts";
 import { errorHandler, unknownRoute } from "./middleware/errors.ts";
 import { noStore } from "./middleware/no-store.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -35,6 +36,8 @@ export function createOpsApp({ replicaId, logger, redis, lifecycle, metrics }: O
   });
   app.use(healthRoutes({ replicaId, lifecycle, redis, logger }));
   app.get("/metrics", metrics.handler);
+  // A path it serves, with another method than GET (or HEAD): 405.
+  app.all([...OPS_PATHS], (_req, _res, next) => next(methodNotAllowed(["GET", "HEAD"])));
   app.use(unknownRoute);
   app.use(errorHandler);
   return app;
