@@ -101,7 +101,10 @@ async function fromProcess(password: string): Promise<Base> {
     if (!c || c.exitCode !== null || c.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => c.once("exit", () => resolve()));
     c.kill("SIGTERM");
+    // Redis defers SIGTERM while a script runs (a test that failed mid-script): never leave it behind.
+    const force = setTimeout(() => c.kill("SIGKILL"), 5000);
     await exited;
+    clearTimeout(force);
   };
   await up();
   return { kind: "process", host: "127.0.0.1", port, password, up, down, stop: down };

@@ -258,4 +258,13 @@ describe("a login, seen from another tab that still holds the old cookie", () =>
     expect((await app.visitor(newCookie).get("/api/me")).status).toBe(401);
     expect(await app.redis!.admin.exists(keys.session(sessionIdOf(newCookie)))).toBe(0);
   });
+
+  it("ends only the session that login made, not one a later login made from it", async () => {
+    const v = await visitorWithCount(5);
+    const oldCookie = v.cookie!;
+    expect((await login(v, "ada")).status).toBe(200);
+    expect((await login(v, "grace")).status).toBe(200);
+    expect((await app.visitor(oldCookie).request("/api/session", { method: "DELETE" })).status).toBe(200);
+    expect((await v.get("/api/me")).json).toMatchObject({ user: { name: "grace" }, count: 5 });
+  });
 });

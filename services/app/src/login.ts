@@ -11,6 +11,7 @@ import { badRequest, conflict, unprocessable } from "./errors.ts";
 import { sigkillAfterIncrement, type AfterApplied } from "./fault.ts";
 import type { NewSessionGate } from "./new-sessions.ts";
 import {
+  afterWrites,
   execAndWait,
   replicaWait,
   toStoreError,
@@ -30,6 +31,7 @@ import {
   SESSION_COUNT_LUA,
   sessionSerializer,
   signedSessionId,
+  SessionStore,
 } from "./session.ts";
 
 /**
@@ -231,24 +233,29 @@ export class SessionRotator {
    * for the marker's 60 s, and never obtain it.
    */
   async destroy(req: Request): Promise<void> {
-    await this.#destroyReplaced(req);
-    await destroySession(req);
+    const deleted = await this.#destroyReplaced(req);
+    try {
+      await destroySession(req);
+    } catch (err) {
+      throw deleted ? afterWrites(err) : err;
+    }
   }
 
   /**
    * For the cookie from before a login: deletes that login's record, so no retry still queued in the
    * client hands the session back, then destroys through the store, which follows the replaced marker
-   * to the session the login made, so a late answer's cookie names nothing either.
+   * one step, to the session that login made (not to one a later login made from it), so a late
+   * answer's cookie names nothing either. Whether it sent anything to Redis.
    */
-  async #destroyReplaced(req: Request): Promise<void> {
-    const redis = this.#redis;
-    if (!redis || req.session.createdAt !== undefined) return;
+  async #destroyReplaced(req: Request): Promise<boolean> {
+    const store = req.sessionStore;
+    if (!this.#redis || !(store instanceof SessionStore) || req.session.createdAt !== undefined) return false;
     const sid = signedSessionId(req, this.#cookieName, this.#secrets);
-    if (sid === undefined || sid === req.sessionID) return;
-    // The store's destroy empties this id's login record first, then follows the replaced marker.
+    if (sid === undefined || sid === req.sessionID) return false;
     await new Promise<void>((resolve, reject) =>
-      req.sessionStore.destroy(sid, (err) => (err ? reject(toStoreError(err)) : resolve())),
+      store.destroy(sid, (err) => (err ? reject(toStoreError(err)) : resolve()), 2),
     );
+    return true;
   }
 
   /** The replay of the login whose record the request's (signed) cookie addresses, if the key matches. */

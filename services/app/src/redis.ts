@@ -230,6 +230,17 @@ function followFailovers(client: Redis, config: Config, log: Logger): void {
   });
 }
 
+/**
+ * A failure of an operation some earlier write of which may have applied (a later step, another
+ * command of the same pipeline): a refusal can no longer say "nothing was changed".
+ */
+export function afterWrites(err: unknown): unknown {
+  const mapped = toStoreError(err);
+  return mapped instanceof StoreUnavailableError && mapped.applied === "no"
+    ? new StoreUnavailableError(mapped.cause, "unknown")
+    : mapped;
+}
+
 /** Maps an ioredis failure to a 503; other errors pass through untouched. */
 export function toStoreError(err: unknown): unknown {
   if (err instanceof StoreUnavailableError || !(err instanceof Error)) return err;
@@ -307,10 +318,11 @@ export async function execAndWait(
   if (wait.replicas > 0) p.wait(wait.replicas, wait.timeoutMs);
   const res = await p.exec();
   if (res === null) throw new Error("Connection is closed.");
-  const results = res.slice(0, n).map(([err, value]) => {
-    if (err) throw err;
-    return value;
-  });
+  const queued = res.slice(0, n);
+  const failed = queued.find(([err]) => err)?.[0];
+  // Commands of a pipeline run one by one: with one refused, the others may have applied.
+  if (failed) throw queued.some(([err]) => !err) ? afterWrites(failed) : failed;
+  const results = queued.map(([, value]) => value);
   const replicated = () => {
     if (wait.replicas === 0) return;
     const [waitErr, acked] = res[n] as [Error | null, unknown];

@@ -8,7 +8,7 @@ import { RedisStore } from "connect-redis";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
 import { readCookie, unsignSessionId } from "./middleware/session-guard.ts";
-import { execAndWait, replicaWait, toStoreError, type RedisClient, type ReplicaWait } from "./redis.ts";
+import { afterWrites, execAndWait, replicaWait, toStoreError, type RedisClient, type ReplicaWait } from "./redis.ts";
 import { newSessionId, sessionIdInSlotOf } from "./session-id.ts";
 
 declare module "express-session" {
@@ -256,11 +256,14 @@ export class CounterTiedRedisStore extends RedisStore {
     }
     cb();
   }
+  // A pipeline, not MULTI: the EXPIREs need no atomicity, and a full Redis refuses every command
+  // queued in a MULTI while it still runs a plain EXPIRE (sessions being read would expire).
   override async touch(sid: string, _sess: session.SessionData, cb: Cb = () => {}) {
     try {
-      const m = this.#redis.multi();
-      for (const k of this.#tied(sid)) m.expire(k, this.#ttlSeconds);
-      await m.exec();
+      const p = this.#redis.pipeline();
+      for (const k of this.#tied(sid)) p.expire(k, this.#ttlSeconds);
+      const failed = (await p.exec())?.find(([err]) => err)?.[0];
+      if (failed) throw failed;
     } catch (err) {
       return cb(err);
     }
@@ -285,7 +288,8 @@ export class CounterTiedRedisStore extends RedisStore {
     });
     return { next: results.at(-1) as string | null, replicated };
   }
-  override async destroy(sid: string, cb: Cb = () => {}) {
+  /** `steps`: how many sessions along the replaced markers it may delete, this one included. */
+  override async destroy(sid: string, cb: Cb = () => {}, steps = 3) {
     try {
       // A login that replaced this session while the destroying request ran (a logout racing
       // it) left the new id in the replaced marker: destroy that one too, as if the logout came
@@ -293,14 +297,19 @@ export class CounterTiedRedisStore extends RedisStore {
       // from before it held an id holds "1", which names no session.
       // Every step is taken before a short WAIT is reported: the retry a 503 asks for no longer finds
       // this session, so it could not follow the marker again.
-      const steps: (() => void)[] = [];
+      const taken: (() => void)[] = [];
       let id: string | null = sid;
-      for (let hops = 0; id !== null && hops < 3; hops++) {
-        const { next, replicated } = await this.#deleteTied(id, hops === 0);
-        steps.push(replicated);
-        id = next === "1" ? null : next;
+      for (let hops = 0; id !== null && hops < steps; hops++) {
+        try {
+          const { next, replicated } = await this.#deleteTied(id, hops === 0);
+          taken.push(replicated);
+          id = next === "1" ? null : next;
+        } catch (err) {
+          // A refusal after a step that deleted: not "nothing was changed".
+          throw hops > 0 ? afterWrites(err) : err;
+        }
       }
-      for (const replicated of steps) replicated();
+      for (const replicated of taken) replicated();
     } catch (err) {
       return cb(err);
     }
@@ -383,13 +392,26 @@ export class SessionStore extends Store {
     this.#run("set", (done) => this.#inner.set(sid, sess, done), cb);
   }
 
+  /**
+   * A failed touch is logged and counted, never reported: express-session touches once the answer is
+   * decided and passes an error to a `next` past the app's error handler (Express's default handler,
+   * stderr and a dropped connection). Only the TTLs went unrefreshed; the next request refreshes them.
+   */
   override touch(sid: string, sess: session.SessionData, cb: Cb = () => {}): void {
     if (this.#touched.has(sess)) return cb();
-    this.#run("touch", (done) => (this.#inner.touch ? this.#inner.touch(sid, sess, done) : done()), cb);
+    this.#run(
+      "touch",
+      (done) => (this.#inner.touch ? this.#inner.touch(sid, sess, done) : done()),
+      (err) => {
+        if (err) this.#log?.warn({ event: "session_touch_failed", err }, "could not refresh the session's TTLs");
+        cb();
+      },
+    );
   }
 
-  override destroy(sid: string, cb: Cb = () => {}): void {
-    this.#run("destroy", (done) => this.#inner.destroy(sid, done), cb);
+  /** `steps` as CounterTiedRedisStore.destroy takes it (other stores delete the one session). */
+  override destroy(sid: string, cb: Cb = () => {}, steps?: number): void {
+    this.#run("destroy", (done) => (this.#inner as CounterTiedRedisStore).destroy(sid, done, steps), cb);
   }
 }
 

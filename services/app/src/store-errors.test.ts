@@ -3,8 +3,9 @@
 // writes nothing to the session after it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type TestApp } from "../../../test/app-fixture.ts";
+import { waitFor } from "../../../infra/cluster/wait.ts";
 import { StoreUnavailableError } from "./errors.ts";
-import { toStoreError } from "./redis.ts";
+import { execAndWait, toStoreError } from "./redis.ts";
 
 let app: TestApp;
 beforeAll(async () => {
@@ -54,6 +55,29 @@ describe("toStoreError", () => {
   });
 });
 
+describe("execAndWait", () => {
+  it("reports a refusal inside a pipeline whose other commands ran as 'may have applied', not 'nothing'", async () => {
+    await admin().set("pipe:gone", "x");
+    await admin().config("SET", "maxmemory", "1");
+    let err: unknown;
+    try {
+      // A full Redis refuses the SET and runs the DEL.
+      err = await execAndWait(admin(), { replicas: 0, timeoutMs: 0 }, (p) => {
+        p.set("pipe:new", "1");
+        p.del("pipe:gone");
+      }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    } finally {
+      await admin().config("SET", "maxmemory", "0");
+    }
+    expect(err).toBeInstanceOf(StoreUnavailableError);
+    expect((err as StoreUnavailableError).applied).toBe("unknown");
+    expect(await admin().exists("pipe:gone")).toBe(0);
+  });
+});
+
 describe("the app", () => {
   it("answers 503 store_unavailable, nothing applied, while a script keeps Redis busy", async () => {
     const v = app.visitor();
@@ -63,15 +87,25 @@ describe("the app", () => {
     const looper = admin().duplicate();
     const killer = admin().duplicate();
     await Promise.all([looper.ping(), killer.ping()]);
+    const running = looper.eval("while true do end", 0).catch(() => "killed");
     try {
-      const running = looper.eval("while true do end", 0).catch(() => "killed");
-      await new Promise((r) => setTimeout(r, 200));
+      // Busy once Redis answers others with BUSY.
+      await waitFor(
+        "Redis busy",
+        () =>
+          killer.ping().then(
+            () => false,
+            (e: Error) => e.message.startsWith("BUSY"),
+          ),
+        5000,
+      );
       const refused = await v.increment("busy-2");
       expect(refused.status).toBe(503);
       expect(refused.json?.error).toBe("store_unavailable");
-      await killer.script("KILL");
-      await running;
     } finally {
+      // Whatever failed above: an endless script would leave this Redis spinning past the test.
+      await killer.script("KILL").catch(() => undefined);
+      await running;
       looper.disconnect();
       killer.disconnect();
       await admin().config("SET", "busy-reply-threshold", "5000");
@@ -94,6 +128,23 @@ describe("the app", () => {
     }
     expect(v.cookie).toBe(before);
     expect((await v.get("/api/session")).json).toMatchObject({ count: 1 });
+  });
+
+  it("keeps refreshing the TTLs of sessions read on a full Redis, and a 4xx answer refreshes them too", async () => {
+    const v = app.visitor();
+    expect((await v.increment()).json?.count).toBe(1);
+    const sid = /^sid=s%3A([^.]+)\./.exec(v.cookie!)![1]!;
+    await admin().expire(`sess:${sid}`, 100);
+    await admin().config("SET", "maxmemory", "1");
+    try {
+      expect((await v.get("/api/session")).status).toBe(200);
+    } finally {
+      await admin().config("SET", "maxmemory", "0");
+    }
+    expect(await admin().ttl(`sess:${sid}`)).toBeGreaterThan(100);
+    await admin().expire(`sess:${sid}`, 100);
+    expect((await v.get("/api/me")).status).toBe(401);
+    expect(await admin().ttl(`sess:${sid}`)).toBeGreaterThan(100);
   });
 
   it("writes nothing to the session after answering with an error: no save, no touch", async () => {

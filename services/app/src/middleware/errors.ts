@@ -40,21 +40,23 @@ function classify(err: unknown): HttpError | undefined {
 
 export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
   const known = classify(err);
-  if (known instanceof StoreUnavailableError)
-    req.log?.warn({ err: (known.cause as Error)?.message, applied: known.applied }, "store unavailable");
-  else if (!known) req.log?.error({ err }, "unhandled error");
-  // An error answer writes nothing to the session after it: a change the failed handler left in
-  // req.session is not stored, and no touch follows. On a stalled Redis either would hold a 503 for
-  // another command timeout; and a failure of theirs would reach Express's default handler, which
-  // writes to stderr, since this handler has already run.
+  if (known instanceof StoreUnavailableError) {
+    // The message, and for a discarded MULTI the refusals behind it (READONLY, OOM): no stack per 503.
+    const cause = known.cause as (Error & { previousErrors?: Error[] }) | undefined;
+    const previous = cause?.previousErrors?.map((e) => e.message);
+    req.log?.warn({ err: cause?.message, previous, applied: known.applied }, "store unavailable");
+  } else if (!known) req.log?.error({ err }, "unhandled error");
+  const status = known?.status ?? 500;
+  // An error answer stores no change the failed handler left in req.session. After a 5xx no touch
+  // follows either: on a stalled Redis it would hold the 503 for another command timeout. A 4xx
+  // still refreshes the session's TTLs, as any answer does.
   if (req.session) {
     markSaved(req);
-    markTouched(req);
+    if (status >= 500) markTouched(req);
   }
-  const status = known?.status ?? 500;
   if (res.headersSent) {
-    // Mid-answer, the client must not take a cut body for a whole one; a store error that express-session
-    // reports after a finished answer (its touch) leaves the connection alone.
+    // Mid-answer, the client must not take a cut body for a whole one; an error express-session
+    // reports after a finished answer (a failed save) leaves the connection alone.
     if (!res.writableEnded) res.destroy();
     return;
   }
