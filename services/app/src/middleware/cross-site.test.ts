@@ -58,6 +58,18 @@ describe("refuseCrossSite, with no PUBLIC_ORIGINS", () => {
     ).toBe(403);
   });
 
+  it("quotes at most the first 40 characters of a refused Sec-Fetch-Site, and 200 of an Origin", async () => {
+    const refused = async (headers: Record<string, string>) => {
+      const r = await fetch(`${s.url}/api/counter`, { method: "POST", headers });
+      expect(r.status).toBe(403);
+      return ((await r.json()) as { message: string }).message;
+    };
+    const site = await refused({ "Sec-Fetch-Site": `x${"s".repeat(6000)}` });
+    expect(site).toContain(`"x${"s".repeat(39)}"`);
+    expect(site.length).toBeLessThan(300);
+    expect((await refused({ Origin: `https://${"o".repeat(6000)}` })).length).toBeLessThan(400);
+  });
+
   it("leaves reads alone, whatever site they come from", async () => {
     for (const path of ["/", "/api/session"])
       expect(
