@@ -301,7 +301,8 @@ export type Pipeline = ReturnType<RedisClient["pipeline"]>;
  * (none when it is 0): one round trip, and the same connection, which WAIT needs (it waits for
  * this client's own last write; a WAIT sent apart could go out on a new connection after a
  * reconnect and wait for nothing). Resolves to the commands' results (the first error a command
- * got is thrown) and `replicated()`, which throws a 503 store_timeout when fewer replicas
+ * got is thrown; a refusal while another write of the pipeline ran, as "may have applied": the last
+ * `reads` commands only read) and `replicated()`, which throws a 503 store_timeout when fewer replicas
  * acknowledged in time: the writes are on the primary and may or may not survive a failover, so
  * the client retries. The caller calls it when what it is about to acknowledge was written.
  */
@@ -311,6 +312,7 @@ export async function execAndWait(
   redis: RedisClient,
   wait: ReplicaWait,
   queue: (p: Pipeline) => void,
+  reads = 0,
 ): Promise<{ results: unknown[]; replicated: () => void }> {
   const p = redis.pipeline();
   queue(p);
@@ -320,8 +322,8 @@ export async function execAndWait(
   if (res === null) throw new Error("Connection is closed.");
   const queued = res.slice(0, n);
   const failed = queued.find(([err]) => err)?.[0];
-  // Commands of a pipeline run one by one: with one refused, the others may have applied.
-  if (failed) throw queued.some(([err]) => !err) ? afterWrites(failed) : failed;
+  // Commands of a pipeline run one by one: with one refused, the other writes may have applied.
+  if (failed) throw queued.slice(0, n - reads).some(([err]) => !err) ? afterWrites(failed) : failed;
   const results = queued.map(([, value]) => value);
   const replicated = () => {
     if (wait.replicas === 0) return;

@@ -7,6 +7,7 @@ import session, { MemoryStore, Store } from "express-session";
 import { RedisStore } from "connect-redis";
 import type { Logger } from "pino";
 import type { Config } from "./config.ts";
+import { StoreUnavailableError } from "./errors.ts";
 import { readCookie, unsignSessionId } from "./middleware/session-guard.ts";
 import { afterWrites, execAndWait, replicaWait, toStoreError, type RedisClient, type ReplicaWait } from "./redis.ts";
 import { newSessionId, sessionIdInSlotOf } from "./session-id.ts";
@@ -276,16 +277,21 @@ export class CounterTiedRedisStore extends RedisStore {
    */
   async #deleteTied(id: string, first: boolean): Promise<{ next: string | null; replicated: () => void }> {
     const tied = this.#tied(id);
-    const { results, replicated } = await execAndWait(this.#redis, this.#wait, (p) => {
-      // The first step always writes: the login record of a login from this id (a retry of it must
-      // not hand back the session being logged out) becomes a 1 s empty one. So WAIT, which on Redis
-      // 7.2+ waits for this connection's last write, covers deletions another connection made for
-      // a first try answered 503, even when this retry finds nothing left to delete.
-      if (first && this.#wait.replicas > 0) p.set(keys.login(id), "", "EX", 1);
-      else if (first) p.del(keys.login(id));
-      p.del(...tied);
-      p.get(keys.replaced(id));
-    });
+    const { results, replicated } = await execAndWait(
+      this.#redis,
+      this.#wait,
+      (p) => {
+        // The first step always writes: the login record of a login from this id (a retry of it must
+        // not hand back the session being logged out) becomes a 1 s empty one. So WAIT, which on Redis
+        // 7.2+ waits for this connection's last write, covers deletions another connection made for
+        // a first try answered 503, even when this retry finds nothing left to delete.
+        if (first && this.#wait.replicas > 0) p.set(keys.login(id), "", "EX", 1);
+        else if (first) p.del(keys.login(id));
+        p.del(...tied);
+        p.get(keys.replaced(id));
+      },
+      1,
+    );
     return { next: results.at(-1) as string | null, replicated };
   }
   /** `steps`: how many sessions along the replaced markers it may delete, this one included. */
@@ -394,8 +400,9 @@ export class SessionStore extends Store {
 
   /**
    * A failed touch is logged and counted, never reported: express-session touches once the answer is
-   * decided and passes an error to a `next` past the app's error handler (Express's default handler,
-   * stderr and a dropped connection). Only the TTLs went unrefreshed; the next request refreshes them.
+   * decided, and after an error answer it would pass the error to a `next` past the app's error
+   * handler (Express's default one: stderr and a dropped connection). Only the TTLs went unrefreshed;
+   * the next request refreshes them.
    */
   override touch(sid: string, sess: session.SessionData, cb: Cb = () => {}): void {
     if (this.#touched.has(sess)) return cb();
@@ -403,7 +410,13 @@ export class SessionStore extends Store {
       "touch",
       (done) => (this.#inner.touch ? this.#inner.touch(sid, sess, done) : done()),
       (err) => {
-        if (err) this.#log?.warn({ event: "session_touch_failed", err }, "could not refresh the session's TTLs");
+        if (err) {
+          const cause = (err instanceof StoreUnavailableError ? err.cause : err) as Error | undefined;
+          this.#log?.warn(
+            { event: "session_touch_failed", session: sessionLabel(sid), err: cause?.message },
+            "could not refresh the session's TTLs",
+          );
+        }
         cb();
       },
     );

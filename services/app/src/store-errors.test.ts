@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startApp, type TestApp } from "../../../test/app-fixture.ts";
 import { waitFor } from "../../../infra/cluster/wait.ts";
+import type { Reply } from "../../../loadtest/client/visitor.ts";
 import { StoreUnavailableError } from "./errors.ts";
 import { execAndWait, toStoreError } from "./redis.ts";
 
@@ -145,6 +146,22 @@ describe("the app", () => {
     await admin().expire(`sess:${sid}`, 100);
     expect((await v.get("/api/me")).status).toBe(401);
     expect(await admin().ttl(`sess:${sid}`)).toBeGreaterThan(100);
+  });
+
+  it("answers a logout on a read-only Redis (a demoted primary) 503 store_unavailable, the session kept", async () => {
+    const v = app.visitor();
+    expect((await v.increment()).json?.count).toBe(1);
+    await admin().replicaof("127.0.0.1", 1);
+    try {
+      const out = await v.post("/api/logout");
+      expect([out.status, out.json?.error]).toEqual([503, "store_unavailable"]);
+    } finally {
+      await admin().replicaof("NO", "ONE");
+    }
+    // A READONLY makes the app's client reconnect (to find the new primary): answers 503 until it has.
+    let after: Reply | undefined;
+    await waitFor("the app back on its Redis", async () => (after = await v.get("/api/session")).status === 200, 5000);
+    expect(after!.json).toMatchObject({ count: 1 });
   });
 
   it("writes nothing to the session after answering with an error: no save, no touch", async () => {

@@ -40,12 +40,9 @@ function classify(err: unknown): HttpError | undefined {
 
 export const errorHandler: ErrorRequestHandler = (err, req, res, _next) => {
   const known = classify(err);
-  if (known instanceof StoreUnavailableError) {
-    // The message, and for a discarded MULTI the refusals behind it (READONLY, OOM): no stack per 503.
-    const cause = known.cause as (Error & { previousErrors?: Error[] }) | undefined;
-    const previous = cause?.previousErrors?.map((e) => e.message);
-    req.log?.warn({ err: cause?.message, previous, applied: known.applied }, "store unavailable");
-  } else if (!known) req.log?.error({ err }, "unhandled error");
+  if (known instanceof StoreUnavailableError)
+    req.log?.warn({ err: (known.cause as Error)?.message, applied: known.applied }, "store unavailable");
+  else if (!known) req.log?.error({ err }, "unhandled error");
   const status = known?.status ?? 500;
   // An error answer stores no change the failed handler left in req.session. After a 5xx no touch
   // follows either: on a stalled Redis it would hold the 503 for another command timeout. A 4xx
