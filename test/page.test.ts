@@ -175,6 +175,28 @@ describe("the page at /", () => {
 // A login whose answer is lost (Redis applied it after the app answered 503) is replayed only to the
 // old cookie with the same Idempotency-Key (docs/security.md, "A login whose answer was lost").
 // CLIENT PAUSE WRITE holds writes as a failover does; reads pass, so each attempt's rotation waits.
+describe("the page's increment across a Redis write pause", () => {
+  afterEach(async () => {
+    await cluster.redisCommand("CLIENT", "UNPAUSE");
+  });
+
+  it("sends an increment whose answer never came again with its key on the next click: counted once", async () => {
+    await openPage();
+    for (let n = 1; n <= 3; n++) await increment(n);
+    // Longer than the page retries an increment (about 4 s with the command timeouts): it gives up;
+    // then Redis, unpaused, applies it.
+    await cluster.redisCommand("CLIENT", "PAUSE", "8000", "WRITE");
+    await page.getByRole("button", { name: "Increment" }).click();
+    await page.waitForFunction(() => (document.getElementById("error")?.textContent ?? "") !== "", undefined, {
+      timeout: 15_000,
+    });
+    expect(await page.locator("#error").textContent()).toContain("with the same key");
+    await cluster.redisCommand("CLIENT", "UNPAUSE");
+    await increment(4);
+    expect(await page.locator("#status").textContent()).toContain("counted once");
+  });
+});
+
 describe("the page's login across a Redis write pause", () => {
   afterEach(async () => {
     await cluster.redisCommand("CLIENT", "UNPAUSE");

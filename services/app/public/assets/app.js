@@ -238,8 +238,16 @@ function enqueue(action) {
   return queue;
 }
 
+// An increment whose outcome stayed unknown through its retries (Redis may apply it later) keeps its
+// key: the next click sends that key again, so it is counted once whatever happened.
+let pendingIncrementKey = null;
+
 async function increment() {
-  const { res, data } = await call("POST", "/api/counter", { key: newKey(), retry: true });
+  pendingIncrementKey ??= newKey();
+  const { res, data } = await call("POST", "/api/counter", { key: pendingIncrementKey, retry: true });
+  if (indeterminate(res.status))
+    return fail(`${problem(res, data)} Increment sends it again with the same key: it counts once.`);
+  pendingIncrementKey = null;
   if (!res.ok) return fail(problem(res, data));
   show(data, res);
   // The count itself is announced (aria-live); say only what it does not show.
