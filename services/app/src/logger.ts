@@ -7,25 +7,20 @@ import { pino, type Logger } from "pino";
 
 const ERROR = 50;
 
-type ErrorLike = Error & { code?: unknown; previousErrors?: unknown[] };
-
 /**
- * An error as logged: its type, message, code and stack, and the messages of the errors a Redis
- * transaction was aborted for. Never its other fields: ioredis puts the command and its arguments
- * (session ids, a session's contents, Idempotency-Keys) on every reply error. A string stays as is.
+ * An error as logged: its type, message, code and stack. Never its other fields: ioredis puts the
+ * command and its arguments (session ids, a session's contents, Idempotency-Keys) on every reply
+ * error. A string stays as is.
  */
 export function errorFields(err: unknown): unknown {
   if (typeof err === "string") return err;
   if (!(err instanceof Error)) return { type: typeof err, message: String(err) };
-  const { code, previousErrors } = err as ErrorLike;
+  const { code } = err as Error & { code?: unknown };
   return {
     type: err.constructor.name,
     message: err.message,
     ...(typeof code === "string" || typeof code === "number" ? { code } : {}),
     stack: err.stack,
-    ...(Array.isArray(previousErrors)
-      ? { previous: previousErrors.map((e) => (e instanceof Error ? e.message : String(e))) }
-      : {}),
   };
 }
 // Past this, a stdout that does not drain (a stuck log collector) costs dropped lines, not
